@@ -1,0 +1,174 @@
+"""Indexing an image folder: DomainBed layout ROOT/<domain>/<class>/<image> or a flat
+ImageFolder ROOT/<class>/<image> (one domain).
+
+Everything that would otherwise fail half-way through a run is checked here, before
+training starts: missing or empty folders, a domain lacking some class, empty class
+folders, class names that collide after ``_`` -> space normalisation, names that are not
+valid UTF-8. Each problem is one ``DataError`` line naming the folder and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..errors import DataError
+from .images import is_image_file
+
+
+@dataclass
+class ImageIndex:
+    """All images of a dataset with integer labels and domains (classes sorted by folder)."""
+
+    root: Path
+    domains: list[str]
+    class_folders: list[str]
+    class_names: list[str]
+    paths: list[str] = field(repr=False)
+    labels: list[int] = field(repr=False)
+    domain_ids: list[int] = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_folders)
+
+    def domain_index(self, name: str) -> int:
+        if name not in self.domains:
+            raise DataError(f"--holdout-domain: '{name}' is not a domain of {self.root}; "
+                            f"domains: {', '.join(self.domains)}")
+        return self.domains.index(name)
+
+
+def readable_name(folder: str) -> str:
+    """Class name for prompts: folder name with '_' as space (DomainBed / CoOp style)."""
+    return " ".join(folder.replace("_", " ").split())
+
+
+def _check_utf8(path: Path) -> None:
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{os.fsencode(path)!r}: file name is not valid UTF-8; rename it "
+                        f"(e.g. with 'convmv -f latin1 -t utf8')") from None
+
+
+def _subdirs(path: Path) -> list[Path]:
+    out = []
+    for p in sorted(path.iterdir(), key=lambda p: os.fsencode(p.name)):
+        if p.name.startswith("."):
+            continue
+        _check_utf8(p)
+        if p.is_dir():
+            out.append(p)
+    return out
+
+
+def _images(folder: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in sorted(filenames):
+            p = Path(dirpath) / f
+            if f.startswith(".") or not is_image_file(p):
+                continue
+            _check_utf8(p)
+            out.append(p)
+    return out
+
+
+def detect_layout(root: Path) -> str:
+    """'domains' when every sub-folder of root holds only folders, else 'imagefolder'."""
+    subs = _subdirs(root)
+    if not subs:
+        raise DataError(f"--root: {root} has no sub-folders; expected ROOT/<domain>/<class>/<image> "
+                        f"or ROOT/<class>/<image>")
+    for sub in subs:
+        if any(is_image_file(p) for p in sub.iterdir() if p.is_file()):
+            return "imagefolder"
+    return "domains"
+
+
+def read_class_names(path: Path, folders: list[str]) -> list[str]:
+    """Override file: 'folder<TAB>name' lines, or one name per line in folder order."""
+    try:
+        lines = [ln.rstrip("\n") for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except UnicodeDecodeError:
+        raise DataError(f"--class-names: {path} is not UTF-8 text") from None
+    if all("\t" in ln for ln in lines):
+        mapping = dict(ln.split("\t", 1) for ln in lines)
+        missing = [f for f in folders if f not in mapping]
+        if missing:
+            raise DataError(f"--class-names: {path} has no entry for class folder(s) "
+                            f"{', '.join(missing[:5])}; add 'folder<TAB>name' lines")
+        return [mapping[f].strip() for f in folders]
+    if len(lines) != len(folders):
+        raise DataError(f"--class-names: {path} has {len(lines)} names but the dataset has "
+                        f"{len(folders)} classes; give one per class in sorted folder order, or "
+                        f"'folder<TAB>name' lines")
+    return [ln.strip() for ln in lines]
+
+
+def scan(root: str | Path, layout: str = "auto", class_names_file: Optional[str | Path] = None) -> ImageIndex:
+    """Index ``root``; validates consistency across domains before any work starts."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"--root: folder not found: {root}")
+    if layout == "auto":
+        layout = detect_layout(root)
+    domain_dirs = _subdirs(root) if layout == "domains" else [root]
+    if not domain_dirs:
+        raise DataError(f"--root: {root} has no domain folders")
+
+    per_domain: dict[str, dict[str, list[Path]]] = {}
+    for ddir in domain_dirs:
+        name = ddir.name if layout == "domains" else "all"
+        class_dirs = _subdirs(ddir)
+        if not class_dirs:
+            raise DataError(f"{ddir}: no class folders; expected {ddir}/<class>/<image>")
+        classes = {}
+        for cdir in class_dirs:
+            imgs = _images(cdir)
+            if not imgs:
+                raise DataError(f"{cdir}: class folder holds no images "
+                                f"(extensions: .jpg .jpeg .png .bmp .gif .webp .tif .tiff .ppm); "
+                                f"add images or remove the folder")
+            classes[cdir.name] = imgs
+        per_domain[name] = classes
+
+    folders = sorted({c for classes in per_domain.values() for c in classes})
+    for dname, classes in per_domain.items():
+        missing = [c for c in folders if c not in classes]
+        if missing:
+            others = [d for d in per_domain if missing[0] in per_domain[d]]
+            raise DataError(f"{root / dname}: domain '{dname}' has no folder for class(es) "
+                            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} (present in "
+                            f"{others[0]}); every domain needs the same class folders")
+
+    names = (read_class_names(Path(class_names_file), folders) if class_names_file
+             else [readable_name(f) for f in folders])
+    seen: dict[str, str] = {}
+    for f, n in zip(folders, names):
+        key = n.lower()
+        if not n:
+            raise DataError(f"class folder '{f}' gives an empty class name; rename it or use --class-names")
+        if key in seen:
+            raise DataError(f"class folders '{seen[key]}' and '{f}' both give the class name '{n}'; "
+                            f"merge or rename them, or use --class-names")
+        seen[key] = f
+
+    label_of = {f: i for i, f in enumerate(folders)}
+    paths, labels, dom = [], [], []
+    domains = list(per_domain)
+    for di, dname in enumerate(domains):
+        for f in folders:
+            for p in per_domain[dname][f]:
+                paths.append(str(p))
+                labels.append(label_of[f])
+                dom.append(di)
+    return ImageIndex(root=root, domains=domains, class_folders=folders, class_names=names,
+                      paths=paths, labels=labels, domain_ids=dom)

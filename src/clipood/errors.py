@@ -1,0 +1,22 @@
+"""User-facing errors.
+
+Every problem a user can fix (bad path, bad option, broken image) is raised as a
+``ClipoodError`` whose message is one line naming the thing and what to do. The
+CLI prints it without a traceback; anything else is a bug and keeps its traceback.
+"""
+
+
+class ClipoodError(Exception):
+    """A problem with the user's input, reported as one clear line."""
+
+
+class ConfigError(ClipoodError):
+    """An option value is invalid (names the option, the value and what is allowed)."""
+
+
+class DataError(ClipoodError):
+    """The dataset on disk is missing, empty, inconsistent or unreadable."""
+
+
+class ModelError(ClipoodError):
+    """The backbone cannot be created or its weights cannot be loaded."""

@@ -1,0 +1,100 @@
+"""Accuracy per evaluation split: encode each image once, score every class with one matmul.
+
+Class scores are ``features @ W.T + b`` with W the class-text embeddings (cosine
+scoring) or a linear head's weights. With base-to-new classes, 'base' accuracy is over
+base-class images scored among base classes only, 'new' likewise, H their harmonic mean
+(CoOp), and 'accuracy' is over all images among all classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .data.datasets import ImageDataset, collate
+from .data.folder import ImageIndex
+from .data.splits import EvalSet
+
+
+@dataclass
+class ClassWeights:
+    """W (C, D) and optional bias (C) over all classes of the dataset."""
+
+    weight: torch.Tensor
+    bias: Optional[torch.Tensor] = None
+
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
+        s = features @ self.weight.T
+        return s if self.bias is None else s + self.bias
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
+@torch.no_grad()
+def encode_images(visual: torch.nn.Module, index: ImageIndex, indices: Sequence[int], transform: Callable, *,
+                  batch_size: int, device: torch.device, workers: int = 0, autocast_dtype=None,
+                  on_bad: Callable[[list], None] = lambda bad: None, desc: str = "encode",
+                  progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised image features (N', D) and their image indices (N'), unreadable images left out."""
+    was_training = visual.training
+    visual.eval()
+    loader = torch.utils.data.DataLoader(
+        ImageDataset(index, transform, indices), batch_size=batch_size, shuffle=False, num_workers=workers,
+        collate_fn=collate, pin_memory=device.type == "cuda")
+    feats, idxs = [], []
+    bar = tqdm(total=len(indices), desc=desc, unit="img", disable=not progress, leave=False, dynamic_ncols=True)
+    for images, idx, bad in loader:
+        on_bad(bad)
+        if images is not None:
+            images = images.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                f = visual(images)
+            feats.append(torch.nn.functional.normalize(f.float(), dim=-1).cpu())
+            idxs.append(idx)
+        bar.update(len(idx) + len(bad))
+    bar.close()
+    visual.train(was_training)
+    if not feats:
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
+    return torch.cat(feats), torch.cat(idxs)
+
+
+def _accuracy(scores: torch.Tensor, labels: torch.Tensor, classes: Optional[Sequence[int]]) -> tuple[float, int]:
+    """Top-1 accuracy of images whose label is in ``classes``, scored among ``classes`` only."""
+    if classes is None:
+        n = len(labels)
+        return (float((scores.argmax(1) == labels).float().mean()) if n else float("nan")), n
+    cls = torch.as_tensor(list(classes), dtype=torch.long)
+    keep = torch.isin(labels, cls)
+    n = int(keep.sum())
+    if n == 0:
+        return float("nan"), 0
+    pred = cls[scores[keep][:, cls].argmax(1)]
+    return float((pred == labels[keep]).float().mean()), n
+
+
+def evaluate(features: torch.Tensor, image_ids: torch.Tensor, index: ImageIndex, evals: Sequence[EvalSet],
+             weights: ClassWeights, base: Optional[Sequence[int]] = None,
+             new: Optional[Sequence[int]] = None) -> dict[str, dict]:
+    """Per eval set: role, n, accuracy (and base, new, H with a class split)."""
+    labels_all = torch.as_tensor(index.labels, dtype=torch.long)
+    row_of = {int(i): r for r, i in enumerate(image_ids.tolist())}
+    out = {}
+    for es in evals:
+        rows = torch.as_tensor([row_of[i] for i in es.indices if i in row_of], dtype=torch.long)
+        f = features[rows] if len(rows) else features[:0]
+        scores = weights.scores(f.to(weights.weight.dtype)) if len(rows) else torch.empty(0, weights.weight.shape[0])
+        labels = labels_all[image_ids[rows]] if len(rows) else torch.empty(0, dtype=torch.long)
+        acc, n = _accuracy(scores, labels, None)
+        entry = {"domain": es.domain, "split": es.split, "role": es.role, "n": n, "accuracy": acc}
+        if base is not None and new is not None:
+            b, nb = _accuracy(scores, labels, base)
+            w, nn_ = _accuracy(scores, labels, new)
+            entry.update(base=b, new=w, H=harmonic_mean(b, w), n_base=nb, n_new=nn_)
+        out[es.name] = entry
+    return out

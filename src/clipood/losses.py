@@ -1,0 +1,75 @@
+"""Training objectives on cosine similarities between image and class-text embeddings.
+
+All losses take ``cos`` = S(I_x, T_c), the (B, C) cosine similarities of the batch's
+normalised image embeddings with the C normalised class-text embeddings, so that the
+image embedding is computed once and the class texts never per step.
+
+* metric softmax (Eq. 2): cross-entropy over S / tau.
+* Margin Metric Softmax (Eq. 3-4): every other class c gets the adaptive margin
+  lambda * D(T_y, T_c), D = 1 - S(T_y, T_c), added inside the softmax.
+* fixed margin (Fig. 5 ablation): the same with a constant margin lambda for c != y.
+* linear (Eq. 1, the ERM baseline) is a cross-entropy on a linear head's logits; it has
+  no text geometry and lives in ``model.heads``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def class_distances(text_features: torch.Tensor) -> torch.Tensor:
+    """D(T_i, T_j) = 1 - S(T_i, T_j) for normalised class texts (C, D) -> (C, C); D_ii = 0."""
+    t = F.normalize(text_features.float(), dim=-1)
+    d = 1.0 - t @ t.T
+    d.fill_diagonal_(0.0)
+    return d
+
+
+class MetricSoftmaxLoss(nn.Module):
+    """Cross-entropy of (S(I, T_c) + margin[y, c]) / tau; ``margins`` None gives Eq. 2.
+
+    The (C, C) margin matrix is computed once per class set and stored as a buffer, so a
+    step costs one row gather and one add over the plain metric softmax.
+    """
+
+    def __init__(self, temperature: float, margins: torch.Tensor | None = None):
+        super().__init__()
+        self.temperature = float(temperature)
+        self.register_buffer("margins", margins, persistent=False)
+
+    def forward(self, cos: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = cos.float()
+        if self.margins is not None:
+            logits = logits + self.margins[labels]
+        return F.cross_entropy(logits / self.temperature, labels)
+
+
+def margin_metric_softmax(text_features: torch.Tensor, margin_lambda: float, temperature: float) -> MetricSoftmaxLoss:
+    """MMS (Eq. 3-4): margin lambda * (1 - S(T_y, T_c)); lambda = 0 is exactly Eq. 2."""
+    margins = None if margin_lambda == 0 else margin_lambda * class_distances(text_features)
+    return MetricSoftmaxLoss(temperature, margins)
+
+
+def fixed_margin_softmax(num_classes: int, margin_lambda: float, temperature: float) -> MetricSoftmaxLoss:
+    """Fig. 5 ablation: the same margin lambda for every class other than the label."""
+    margins = torch.full((num_classes, num_classes), float(margin_lambda))
+    margins.fill_diagonal_(0.0)
+    return MetricSoftmaxLoss(temperature, margins)
+
+
+LOSSES = ("mms", "metric_softmax", "fixed_margin", "linear")
+
+
+def build_loss(name: str, text_features: torch.Tensor, margin_lambda: float, temperature: float) -> nn.Module:
+    """The loss registry. 'linear' scores with a head's logits, so it has no temperature."""
+    if name == "mms":
+        return margin_metric_softmax(text_features, margin_lambda, temperature)
+    if name == "metric_softmax":
+        return MetricSoftmaxLoss(temperature)
+    if name == "fixed_margin":
+        return fixed_margin_softmax(text_features.shape[0], margin_lambda, temperature)
+    if name == "linear":
+        return MetricSoftmaxLoss(1.0)
+    raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")

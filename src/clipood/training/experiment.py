@@ -1,0 +1,124 @@
+"""Everything a run builds from its config before step 1.
+
+Data index and splits, the backbone, the class-text embeddings (encoded once, under
+no_grad), the classifier over the training classes, the loss, the optimiser, schedule
+and averager. Kept apart from the loop so that the loop reads like Algorithm 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from ..averaging import WeightAverage, averaged_tensors, build_averager
+from ..config import Config
+from ..data.folder import ImageIndex, scan
+from ..data.splits import Splits, make_splits
+from ..data.transforms import train_transform
+from ..errors import ConfigError
+from ..evaluation import ClassWeights
+from ..losses import build_loss
+from ..model import Backbone, ImageClassifier, LinearHead, TextHead, encode_class_texts, load_backbone, set_trainable
+from .optim import build_optimizer, build_scheduler
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device: {name!r} asked for but CUDA is not available here; use --device cpu or auto")
+    return dev
+
+
+def resolve_precision(name: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype (None: fp32). Master weights and the average are always fp32."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if name == "fp32":
+        return None
+    if name == "fp16" and device.type != "cuda":
+        raise ConfigError("--precision: fp16 needs CUDA; use bf16 or fp32 on CPU")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def prepare_data(cfg: Config) -> tuple[ImageIndex, Splits]:
+    d = cfg.data
+    index = scan(d.root, d.layout, d.class_names)
+    splits = make_splits(index, holdout_domains=d.holdout_domains, val_fraction=d.val_fraction,
+                         split_seed=d.split_seed, base_to_new=d.base_to_new, shots=d.shots,
+                         shot_seed=cfg.train.seed)
+    return index, splits
+
+
+@dataclass
+class Experiment:
+    cfg: Config
+    device: torch.device
+    autocast_dtype: Optional[torch.dtype]
+    index: ImageIndex
+    splits: Splits
+    backbone: Backbone
+    text_features: torch.Tensor  # (C_all, D), all classes, computed once
+    classifier: ImageClassifier  # image tower + head over the training classes
+    loss_fn: torch.nn.Module
+    label_map: torch.Tensor  # global label -> position among the training classes
+    trained: list  # the tensors the averager tracks
+    averager: WeightAverage
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: Optional[torch.amp.GradScaler]
+    train_transform: Callable
+
+    def class_weights(self) -> ClassWeights:
+        """Scores over all classes with the current weights (for evaluation)."""
+        head = self.classifier.head
+        if isinstance(head, LinearHead):
+            tau = self.cfg.loss.temperature
+            w = self.text_features.clone() / tau
+            b = torch.zeros(w.shape[0], device=w.device)
+            rows = torch.as_tensor(self.splits.train_classes, device=w.device)
+            w[rows] = head.linear.weight.detach().float()
+            b[rows] = head.linear.bias.detach().float()
+            return ClassWeights(w.cpu(), b.cpu())
+        return ClassWeights(self.text_features.cpu())
+
+
+def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None) -> Experiment:
+    device = resolve_device(cfg.train.device)
+    amp = resolve_precision(cfg.train.precision, device)
+    index, splits = data or prepare_data(cfg)
+    torch.manual_seed(cfg.train.seed)  # only a random head init draws from it
+
+    backbone = load_backbone(cfg.model.arch, cfg.model.pretrained, device=device, cache_dir=cfg.model.cache_dir)
+    model = backbone.model
+    text_features = encode_class_texts(model, backbone.tokenizer, index.class_names, cfg.model.templates)
+    params = set_trainable(model, cfg.model.trainable)
+
+    train_text = text_features[splits.train_classes]
+    if cfg.loss.name == "linear":
+        head = LinearHead(train_text, cfg.loss.temperature, cfg.loss.head_init).to(device)
+        params = params + list(head.parameters())
+    else:
+        head = TextHead(train_text)
+    classifier = ImageClassifier(model.visual, head).to(device)
+    loss_fn = build_loss(cfg.loss.name, train_text, cfg.loss.margin_lambda, cfg.loss.temperature).to(device)
+
+    label_map = torch.full((index.num_classes,), -1, dtype=torch.long)
+    label_map[torch.as_tensor(splits.train_classes)] = torch.arange(len(splits.train_classes))
+
+    trained = averaged_tensors(model.visual) + [p for p in head.parameters() if p.requires_grad]
+    averager = build_averager(cfg.averaging.name, trained, cfg.train.steps, beta=cfg.averaging.beta,
+                              ema_decay=cfg.averaging.ema_decay, every=cfg.averaging.every)
+    o = cfg.optim
+    optimizer = build_optimizer(params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas, eps=o.eps,
+                                device=device)
+    scheduler = build_scheduler(optimizer, total_steps=cfg.train.steps, warmup_steps=o.warmup_steps,
+                                min_lr_ratio=o.min_lr_ratio)
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    return Experiment(cfg=cfg, device=device, autocast_dtype=amp, index=index, splits=splits, backbone=backbone,
+                      text_features=text_features, classifier=classifier, loss_fn=loss_fn, label_map=label_map,
+                      trained=trained, averager=averager, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                      train_transform=train_transform(backbone.preprocess_cfg))

@@ -1,0 +1,201 @@
+"""The training loop: Algorithm 1 of the paper.
+
+    initialise the average with theta_0 (done by the averager at construction)
+    for t = 1..T:
+        sample a batch from every training domain
+        compute the loss (MMS, Eq. 3-4) on the image tower's features
+        take an optimiser step
+        alpha_t (Eq. 6) and fold theta_t into the average (Eq. 7)
+    output the averaged model
+
+Around it: checkpoints (every N steps and on SIGTERM/SIGINT), a stop on a non-finite
+loss before it reaches the average, metrics, and the bad-image policy.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from contextlib import contextmanager
+from typing import Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.datasets import ImageDataset, collate
+from ..data.sampling import DomainBalancedBatches
+from ..errors import ClipoodError, DataError
+from ..runs import RunDir
+from . import checkpoint as ckpt
+from .experiment import Experiment
+
+
+class Interrupted(ClipoodError):
+    """SIGTERM/SIGINT: the state was checkpointed; the run can be resumed."""
+
+
+class NonFiniteLoss(ClipoodError):
+    """The loss became NaN/inf; the average never saw that step."""
+
+
+class BadImages:
+    """Applies --bad-images: 'fail' raises naming the file, 'skip' collects them."""
+
+    def __init__(self, policy: str, paths: list[str]):
+        self.policy, self.paths, self.seen = policy, paths, {}
+
+    def __call__(self, bad: list) -> None:
+        for i, reason in bad:
+            path = self.paths[i]
+            if self.policy == "fail":
+                raise DataError(f"{path}: unreadable image ({reason}); fix or remove it, or pass --bad-images skip")
+            self.seen[path] = reason
+
+    def items(self) -> list[tuple[str, str]]:
+        return sorted(self.seen.items())
+
+
+@contextmanager
+def stop_signals():
+    """Turn SIGTERM/SIGINT into a flag the loop checks after each step."""
+    flag = {"signal": None}
+    previous = {}
+
+    def handler(signum, frame):
+        flag["signal"] = signum
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield flag
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+def training_state(exp: Experiment, bad: BadImages) -> dict:
+    return {
+        "trained": [t.detach().cpu().clone() for t in exp.trained],
+        "optimizer": exp.optimizer.state_dict(),
+        "scheduler": exp.scheduler.state_dict(),
+        "averager": exp.averager.state_dict(),
+        "scaler": exp.scaler.state_dict() if exp.scaler is not None else {},
+        "rng": ckpt.rng_state(),
+        "bad_images": [[p, r] for p, r in bad.items()],
+    }
+
+
+def restore_state(exp: Experiment, state: dict, bad: BadImages) -> int:
+    with torch.no_grad():
+        if len(state["trained"]) != len(exp.trained):
+            raise ClipoodError("--resume: the checkpoint does not match this model (different trained tensors)")
+        for dst, src in zip(exp.trained, state["trained"]):
+            dst.copy_(src)
+    exp.optimizer.load_state_dict(state["optimizer"])
+    exp.scheduler.load_state_dict(state["scheduler"])
+    exp.averager.load_state_dict(state["averager"])
+    if exp.scaler is not None and state.get("scaler"):
+        exp.scaler.load_state_dict(state["scaler"])
+    ckpt.set_rng_state(state["rng"])
+    bad.seen.update({p: r for p, r in state.get("bad_images", [])})
+    return int(state["step"])
+
+
+def train_loader(exp: Experiment, start: int) -> torch.utils.data.DataLoader:
+    cfg = exp.cfg
+    by_domain = {d: [] for d in exp.splits.train_domains}
+    for i in exp.splits.train:
+        by_domain[exp.index.domains[exp.index.domain_ids[i]]].append(i)
+    empty = [d for d, idx in by_domain.items() if not idx]
+    if empty:
+        raise DataError(f"training domain '{empty[0]}' has no training images after the split; "
+                        f"lower --val-fraction or add images")
+    sampler = DomainBalancedBatches(list(by_domain.values()), cfg.train.batch_size, cfg.train.steps,
+                                    cfg.train.seed, start=start)
+    return torch.utils.data.DataLoader(
+        ImageDataset(exp.index, exp.train_transform), batch_sampler=sampler, collate_fn=collate,
+        num_workers=cfg.data.workers, pin_memory=exp.device.type == "cuda",
+        persistent_workers=False, prefetch_factor=4 if cfg.data.workers > 0 else None)
+
+
+def train_step(exp: Experiment, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """One optimiser step on the trained tensors; returns the (detached) loss."""
+    o = exp.cfg.optim
+    with torch.autocast(exp.device.type, dtype=exp.autocast_dtype, enabled=exp.autocast_dtype is not None):
+        scores = exp.classifier(images)
+    loss = exp.loss_fn(scores.float(), labels)
+    if not torch.isfinite(loss):
+        return loss.detach()
+    exp.optimizer.zero_grad(set_to_none=True)
+    if exp.scaler is not None:
+        exp.scaler.scale(loss).backward()
+        exp.scaler.unscale_(exp.optimizer)
+    else:
+        loss.backward()
+    if o.grad_clip is not None:
+        params = [p for g in exp.optimizer.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
+    if exp.scaler is not None:
+        exp.scaler.step(exp.optimizer)
+        exp.scaler.update()
+    else:
+        exp.optimizer.step()
+    exp.scheduler.step()
+    return loss.detach()
+
+
+def fit(exp: Experiment, run: RunDir, *, resume_state: Optional[dict] = None, progress: bool = True,
+        evaluate_fn=None) -> BadImages:
+    """Algorithm 1 from step start+1 to T; leaves the averaged weights in the model."""
+    cfg, t_cfg = exp.cfg, exp.cfg.train
+    bad = BadImages(cfg.data.bad_images, exp.index.paths)
+    start = 0
+    if resume_state is not None:
+        start = restore_state(exp, resume_state, bad)
+        run.truncate_metrics(start)
+    T = t_cfg.steps
+    labels_all = torch.as_tensor(exp.index.labels, dtype=torch.long)
+    exp.classifier.train()
+    bar = tqdm(total=T, initial=start, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+    t0 = time.time()
+    with stop_signals() as stop:
+        step = start
+        for step, (images, idx, bad_batch) in enumerate(train_loader(exp, start), start=start + 1):
+            bad(bad_batch)
+            if images is None:
+                raise DataError("a whole training batch was unreadable; check the images listed in bad_images.txt")
+            images = images.to(exp.device, non_blocking=True)
+            labels = exp.label_map[labels_all[idx]].to(exp.device, non_blocking=True)
+            loss = train_step(exp, images, labels)                     # sample, loss, step
+            if not math.isfinite(loss_value := float(loss)):
+                run.log({"step": step, "event": "non-finite loss", "loss": loss_value})
+                raise NonFiniteLoss(
+                    f"loss became {loss_value} at step {step}; the average and the last checkpoint are untouched. "
+                    f"Lower --lr, enable --grad-clip, or check the data")
+            exp.averager.update(step)                                  # alpha_t, average (Eq. 6-7)
+
+            bar.update(1)
+            if step % t_cfg.log_every == 0 or step == T:
+                lr = exp.scheduler.get_last_lr()[0]
+                run.log({"step": step, "loss": loss_value, "lr": lr, "elapsed_s": round(time.time() - t0, 3)})
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+            if evaluate_fn is not None and t_cfg.eval_every and step % t_cfg.eval_every == 0 and step < T:
+                with exp.averager.swapped():
+                    run.log({"step": step, "eval": evaluate_fn(progress=False)})
+                exp.classifier.train()
+            stopping = stop["signal"] is not None
+            if (t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0 and step < T) or (stopping and step < T):
+                ckpt.save_checkpoint(run.path, step, training_state(exp, bad), t_cfg.keep_checkpoints)
+            if stopping and step < T:
+                bar.close()
+                raise Interrupted(f"stopped by signal {stop['signal']} at step {step}/{T}; checkpoint saved. "
+                                  f"Continue with: clipood train --resume {run.path}")
+    bar.close()
+    if step < T:
+        raise ClipoodError(f"training stopped early at step {step} of {T}")
+    exp.averager.copy_to()  # output the averaged model
+    return bad

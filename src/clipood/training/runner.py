@@ -1,0 +1,178 @@
+"""Whole runs: zero-shot evaluation, training (with resume), evaluation of an exported model.
+
+Each function takes a validated Config, writes into its run directory, and returns the
+results dict that ``results.json`` holds.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .. import __version__
+from ..config import Config
+from ..errors import ClipoodError, ModelError
+from ..evaluation import ClassWeights, encode_images, evaluate
+from ..io import atomic_path, write_json
+from ..model import LinearHead, export_config
+from ..runs import RunDir
+from . import checkpoint as ckpt
+from .experiment import Experiment, build_experiment
+from .loop import BadImages, fit
+
+HEAD_FILE = "clipood_head.safetensors"
+META_FILE = "clipood.json"
+
+
+def evaluate_experiment(exp: Experiment, bad: BadImages, *, progress: bool = True, desc: str = "eval") -> dict:
+    """Accuracy on every evaluation split with the model's current weights."""
+    indices = sorted({i for es in exp.splits.evals for i in es.indices})
+    feats, ids = encode_images(
+        exp.classifier.visual, exp.index, indices, exp.backbone.preprocess_val, batch_size=exp.cfg.eval.batch_size,
+        device=exp.device, workers=exp.cfg.data.workers, autocast_dtype=exp.autocast_dtype, on_bad=bad,
+        desc=desc, progress=progress)
+    return evaluate(feats, ids, exp.index, exp.splits.evals, exp.class_weights(),
+                    exp.splits.base_classes, exp.splits.new_classes)
+
+
+def export_model(exp: Experiment, out_dir: Path) -> None:
+    """The trained (averaged) model as an open_clip local-dir folder, plus clipood's head and class list."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().float().contiguous().cpu() for k, v in exp.backbone.model.state_dict().items()}
+    with atomic_path(out_dir / "open_clip_model.safetensors") as tmp:
+        save_file(state, str(tmp))
+    write_json(out_dir / "open_clip_config.json", export_config(exp.backbone))
+    head = exp.classifier.head
+    if isinstance(head, LinearHead):
+        with atomic_path(out_dir / HEAD_FILE) as tmp:
+            save_file({"weight": head.linear.weight.detach().float().cpu().contiguous(),
+                       "bias": head.linear.bias.detach().float().cpu().contiguous()}, str(tmp))
+    write_json(out_dir / META_FILE, {
+        "clipood_version": __version__,
+        "class_names": exp.index.class_names,
+        "train_classes": exp.splits.train_classes,
+        "templates": exp.cfg.model.templates,
+        "temperature": exp.cfg.loss.temperature,
+        "head": "linear" if isinstance(head, LinearHead) else "text",
+        "source_arch": exp.backbone.arch,
+        "source_pretrained": exp.backbone.pretrained,
+    })
+
+
+def load_exported_head(exp: Experiment, model_dir: Path) -> None:
+    """Put a saved linear head back (for `clipood eval` of an ERM run)."""
+    meta_path = model_dir / META_FILE
+    if not meta_path.is_file():
+        return
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("head") != "linear":
+        return
+    if meta["class_names"] != exp.index.class_names:
+        raise ModelError(f"{model_dir}: its linear head was trained on other classes than --root has; "
+                         f"evaluate it on the same class set")
+    sd = load_file(str(model_dir / HEAD_FILE))
+    head = LinearHead(exp.text_features[meta["train_classes"]], exp.cfg.loss.temperature, "random")
+    head.linear.load_state_dict(sd)
+    exp.classifier.head = head.to(exp.device)
+    exp.splits.train_classes = list(meta["train_classes"])
+
+
+def _summary(exp: Experiment) -> dict:
+    s = exp.splits
+    return {
+        "dataset": str(exp.index.root), "domains": exp.index.domains, "num_classes": exp.index.num_classes,
+        "train_domains": s.train_domains, "holdout_domains": exp.cfg.data.holdout_domains,
+        "base_to_new": exp.cfg.data.base_to_new, "train_images": len(s.train),
+        "eval_sets": {es.name: {"role": es.role, "n": len(es.indices)} for es in s.evals},
+        "test_split_note": "held-out domains are reported on their 'in' split (DomainBed); 'out' is the oracle "
+                           "selection split; training domains' 'out' split is validation",
+    }
+
+
+def _environment(exp: Experiment) -> dict:
+    dev = exp.device
+    return {"torch": torch.__version__, "python": platform.python_version(), "device": str(dev),
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+            "autocast": str(exp.autocast_dtype).replace("torch.", "") if exp.autocast_dtype else "fp32"}
+
+
+def run_zeroshot(cfg: Config, *, progress: bool = True) -> tuple[RunDir, dict]:
+    cfg.averaging.name = "none"  # nothing trains
+    run = RunDir.create(cfg)
+    exp = build_experiment(cfg)
+    bad = BadImages(cfg.data.bad_images, exp.index.paths)
+    results = {"kind": "zeroshot", **_summary(exp), "zeroshot": evaluate_experiment(exp, bad, progress=progress),
+               "environment": _environment(exp), "bad_images": len(bad.items())}
+    if bad.items():
+        run.write_bad_images(bad.items())
+    run.write_results(results)
+    return run, results
+
+
+def run_train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True) -> tuple[RunDir, dict]:
+    """Zero-shot eval (optional), Algorithm 1, final eval of the averaged model, export."""
+    run = resume or RunDir.create(cfg)
+    exp = build_experiment(cfg)
+    state = ckpt.load_latest(run.path) if resume is not None else None
+    bad = BadImages(cfg.data.bad_images, exp.index.paths)
+    zs_path = run.path / "zeroshot.json"
+    if cfg.eval.zeroshot and not zs_path.exists():
+        write_json(zs_path, evaluate_experiment(exp, bad, progress=progress, desc="zero-shot eval"))
+    zeroshot = json.loads(zs_path.read_text(encoding="utf-8")) if zs_path.exists() else None
+
+    t0 = time.time()
+    bad = fit(exp, run, resume_state=state, progress=progress,
+              evaluate_fn=lambda progress: evaluate_experiment(exp, BadImages("skip", exp.index.paths),
+                                                               progress=progress))
+    train_time = time.time() - t0
+    final = evaluate_experiment(exp, bad, progress=progress, desc="final eval")
+    run.log({"step": cfg.train.steps, "eval": final, "final": True})
+    export_model(exp, run.model_dir)
+    if bad.items():
+        run.write_bad_images(bad.items())
+    results = {
+        "kind": "train", "method": {"loss": cfg.loss.name, "averaging": cfg.averaging.name,
+                                    "lambda": cfg.loss.margin_lambda, "beta": cfg.averaging.beta},
+        **_summary(exp), "steps": cfg.train.steps, "seed": cfg.train.seed,
+        "zeroshot": zeroshot, "final": final, "train_time_s": round(train_time, 2),
+        "average_extra_bytes": exp.averager.nbytes(), "environment": _environment(exp),
+        "bad_images": len(bad.items()),
+    }
+    run.write_results(results)
+    return run, results
+
+
+def run_eval(cfg: Config, model_dir: Path, out: Optional[Path] = None, *, progress: bool = True) -> dict:
+    """Evaluate an exported model folder on cfg's dataset and protocol."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "open_clip_config.json").is_file():
+        raise ClipoodError(f"--model: {model_dir} is not an exported model folder (no open_clip_config.json); "
+                           f"pass RUN_DIR/model")
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{model_dir}", None
+    cfg.averaging.name = "none"
+    meta = model_dir / META_FILE
+    if meta.is_file():
+        m = json.loads(meta.read_text(encoding="utf-8"))
+        cfg.model.templates = m.get("templates", cfg.model.templates)
+        cfg.loss.temperature = m.get("temperature", cfg.loss.temperature)
+    exp = build_experiment(cfg)
+    load_exported_head(exp, model_dir)
+    bad = BadImages(cfg.data.bad_images, exp.index.paths)
+    results = {"kind": "eval", "model": str(model_dir), **_summary(exp),
+               "final": evaluate_experiment(exp, bad, progress=progress), "environment": _environment(exp)}
+    if out is not None:
+        write_json(out, results)
+    return results
+
+
+def resume_config(run: RunDir) -> Config:
+    _, cfg = RunDir.open(run.path)
+    if (run.path / "results.json").exists():
+        raise ClipoodError(f"--resume: {run.path} is already finished (results.json exists)")
+    return cfg
