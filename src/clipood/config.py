@@ -404,3 +404,24 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
     if d.class_names is not None and not Path(d.class_names).is_file():
         raise ConfigError(f"--class-names: file not found: {d.class_names}")
     return cfg
+
+
+def options_markdown() -> str:
+    """docs/configuration.md: every option, its flag, default and help (regenerate, never edit)."""
+    lines = ["# Configuration reference", "",
+             "Generated from `src/clipood/config.py` by `python -m clipood.config > docs/configuration.md`; "
+             "a test keeps it in sync. YAML files use the section and key names; the CLI uses the flags. "
+             "Defaults marked 'Paper:' come from the official CLIPood implementation.", ""]
+    current = None
+    for sec, sec_cls, f in iter_fields():
+        if sec != current:
+            lines += ["", f"## `{sec}`", "", "| YAML key | flag | default | meaning |", "|---|---|---|---|"]
+            current = sec
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        text = f.metadata["help"].replace("|", "\\|")
+        lines.append(f"| `{sec}.{f.name}` | `--{flag_name(f)}` | `{default!r}` | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(options_markdown(), end="")

@@ -62,7 +62,10 @@ def _model_cfg(arch: str) -> Optional[dict]:
     return open_clip.get_model_config(arch.replace("/", "-"))
 
 
-def _check_arch(arch: str, pretrained: Optional[str]) -> None:
+def check_arch(arch: str, pretrained: Optional[str]) -> None:
+    """Fail fast, with the known names, on an unknown architecture or pretrained tag."""
+    if pretrained is not None and pretrained.lower() in ("", "none"):
+        pretrained = None
     if arch.startswith(("local-dir:", "hf-hub:")):
         return
     name = arch.replace("/", "-")
@@ -95,7 +98,7 @@ def load_backbone(arch: str, pretrained: Optional[str] = None, *, device: str | 
     """Create an open_clip model (fp32 master weights) with its eval transform and tokenizer."""
     if pretrained is not None and pretrained.lower() in ("", "none"):
         pretrained = None
-    _check_arch(arch, pretrained)
+    check_arch(arch, pretrained)
     try:
         with _quiet_root_logger():  # open_clip warns (root logger) on random-init tiny models
             model, _, preprocess_val = open_clip.create_model_and_transforms(

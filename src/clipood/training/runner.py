@@ -23,7 +23,8 @@ from ..io import atomic_path, write_json
 from ..model import LinearHead, export_config
 from ..runs import RunDir
 from . import checkpoint as ckpt
-from .experiment import Experiment, build_experiment
+from ..model.backbones import check_arch
+from .experiment import Experiment, build_experiment, prepare_data
 from .loop import BadImages, fit
 
 HEAD_FILE = "clipood_head.safetensors"
@@ -102,10 +103,17 @@ def _environment(exp: Experiment) -> dict:
             "autocast": str(exp.autocast_dtype).replace("torch.", "") if exp.autocast_dtype else "fp32"}
 
 
+def preflight(cfg: Config):
+    """Check the data and the architecture before a run directory is made or anything loads."""
+    check_arch(cfg.model.arch, cfg.model.pretrained)
+    return prepare_data(cfg)
+
+
 def run_zeroshot(cfg: Config, *, progress: bool = True) -> tuple[RunDir, dict]:
     cfg.averaging.name = "none"  # nothing trains
+    data = preflight(cfg)
     run = RunDir.create(cfg)
-    exp = build_experiment(cfg)
+    exp = build_experiment(cfg, data=data)
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     results = {"kind": "zeroshot", **_summary(exp), "zeroshot": evaluate_experiment(exp, bad, progress=progress),
                "environment": _environment(exp), "bad_images": len(bad.items())}
@@ -117,8 +125,9 @@ def run_zeroshot(cfg: Config, *, progress: bool = True) -> tuple[RunDir, dict]:
 
 def run_train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True) -> tuple[RunDir, dict]:
     """Zero-shot eval (optional), Algorithm 1, final eval of the averaged model, export."""
+    data = preflight(cfg)
     run = resume or RunDir.create(cfg)
-    exp = build_experiment(cfg)
+    exp = build_experiment(cfg, data=data)
     state = ckpt.load_latest(run.path) if resume is not None else None
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     zs_path = run.path / "zeroshot.json"

@@ -1,0 +1,102 @@
+"""End to end: train the tiny open_clip model on generated multi-domain images, reload, re-evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from clipood.cli import main
+from clipood.training.runner import run_train
+
+
+def _train(cfg, tiny_pretrained, **changes):
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", None
+    for key, value in changes.items():
+        section, name = key.split("__")
+        setattr(getattr(cfg, section), name, value)
+    return run_train(cfg, progress=False)
+
+
+def test_train_clipood_changes_image_tower_only_and_reloads(tiny_config, tiny_pretrained, capsys):
+    cfg = tiny_config
+    cfg.data.holdout_domains = ["sketch"]
+    run, results = _train(cfg, tiny_pretrained)
+
+    for name in ("config.yaml", "metrics.jsonl", "results.json", "model/open_clip_model.safetensors",
+                 "model/open_clip_config.json", "model/clipood.json"):
+        assert (run.path / name).is_file(), name
+    lines = [json.loads(ln) for ln in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in ln for ln in lines) and any(ln.get("final") for ln in lines)
+    assert results["train_domains"] == ["cartoon", "painting", "photo"]
+    assert {e["role"] for e in results["final"].values()} == {"test", "oracle", "val"}
+
+    before = load_file(str(tiny_pretrained / "open_clip_model.safetensors"))
+    after = load_file(str(run.path / "model/open_clip_model.safetensors"))
+    assert before.keys() == after.keys()
+    text_keys = [k for k in before if not k.startswith("visual.")]
+    visual_keys = [k for k in before if k.startswith("visual.")]
+    assert text_keys and all(torch.equal(before[k], after[k]) for k in text_keys)
+    changed = [k for k in visual_keys if not torch.equal(before[k], after[k])]
+    assert len(changed) == len([k for k in visual_keys]), "every image-tower tensor trains by default"
+
+    # The saved averaged model reloads (as an open_clip local-dir) and gives the same accuracy.
+    out = run.path / "reeval.json"
+    code = main(["eval", "--model", str(run.path / "model"), "--root", cfg.data.root, "--holdout-domain", "sketch",
+                 "--workers", "0", "--no-progress", "--out", str(out)])
+    assert code == 0
+    reeval = json.loads(out.read_text())["final"]
+    for name, entry in results["final"].items():
+        assert reeval[name]["accuracy"] == pytest.approx(entry["accuracy"], abs=1e-9), name
+        assert reeval[name]["n"] == entry["n"]
+    assert "| sketch/in" in capsys.readouterr().out
+
+
+def test_exported_model_is_the_bma_average(tiny_config, tiny_pretrained):
+    """With lr 0 nothing moves, so BMA of identical weights must equal them exactly (sanity of export)."""
+    cfg = tiny_config
+    cfg.optim.lr = 1e-12
+    run, _ = _train(cfg, tiny_pretrained, train__steps=3)
+    before = load_file(str(tiny_pretrained / "open_clip_model.safetensors"))
+    after = load_file(str(run.path / "model/open_clip_model.safetensors"))
+    for k in before:
+        torch.testing.assert_close(after[k], before[k], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss,averaging", [("linear", "none"), ("metric_softmax", "ema"), ("fixed_margin", "uniform")])
+def test_baselines_train_and_reload(tiny_config, tiny_pretrained, loss, averaging):
+    cfg = tiny_config
+    cfg.loss.name, cfg.averaging.name = loss, averaging
+    run, results = _train(cfg, tiny_pretrained, train__steps=4)
+    assert results["method"] == {"loss": loss, "averaging": averaging, "lambda": 0.3, "beta": 0.5}
+    assert (run.path / "model/clipood_head.safetensors").is_file() == (loss == "linear")
+    out = run.path / "reeval.json"
+    assert main(["eval", "--model", str(run.path / "model"), "--root", cfg.data.root, "--workers", "0",
+                 "--no-progress", "--out", str(out)]) == 0
+    reeval = json.loads(out.read_text())["final"]
+    for name, entry in results["final"].items():
+        assert reeval[name]["accuracy"] == pytest.approx(entry["accuracy"], abs=1e-9)
+
+
+def test_base_to_new_reports_base_new_h(tiny_config, tiny_pretrained):
+    cfg = tiny_config
+    cfg.data.base_to_new = True
+    cfg.data.holdout_domains = ["photo"]
+    run, results = _train(cfg, tiny_pretrained, train__steps=3)
+    for entry in list(results["final"].values()) + list(results["zeroshot"].values()):
+        assert {"base", "new", "H", "accuracy"} <= entry.keys()
+        b, n = entry["base"], entry["new"]
+        assert entry["H"] == pytest.approx(0 if b + n == 0 else 2 * b * n / (b + n))
+    assert results["num_classes"] == 8
+
+
+def test_trainable_last_groups_freezes_the_rest(tiny_config, tiny_pretrained):
+    cfg = tiny_config
+    cfg.model.trainable = "last:1"  # ViT: the projection only
+    run, _ = _train(cfg, tiny_pretrained, train__steps=3)
+    before = load_file(str(tiny_pretrained / "open_clip_model.safetensors"))
+    after = load_file(str(run.path / "model/open_clip_model.safetensors"))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"visual.proj"}
