@@ -55,6 +55,14 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, keep: int) -> Path:
     return path
 
 
+def remove_checkpoints(run_dir: Path) -> None:
+    for _, path in list_checkpoints(run_dir):
+        path.unlink(missing_ok=True)
+    d = checkpoint_dir(run_dir)
+    if d.is_dir() and not any(d.iterdir()):
+        d.rmdir()
+
+
 def load_latest(run_dir: Path, map_location="cpu") -> Optional[dict]:
     """The newest readable checkpoint (a torn newer file would be skipped), or None."""
     for step, path in reversed(list_checkpoints(run_dir)):

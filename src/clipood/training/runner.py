@@ -154,6 +154,7 @@ def run_train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = 
         "bad_images": len(bad.items()),
     }
     run.write_results(results)
+    ckpt.remove_checkpoints(run.path)  # the finished run's model/ supersedes them
     return run, results
 
 
