@@ -306,17 +306,17 @@ def from_dict(data: dict, base: Optional[Config] = None, source: str = "config")
         raise ConfigError(f"{source}: expected a mapping of sections {SECTIONS}, got {type(data).__name__}")
     for sec_name, values in data.items():
         if sec_name not in SECTIONS:
-            raise ConfigError(f"{source}: unknown section '{sec_name}' (known: {', '.join(SECTIONS)})")
+            raise ConfigError(f"{source}: unknown section {sec_name!r} (known: {', '.join(SECTIONS)})")
         section = getattr(cfg, sec_name)
         if values is None:
             continue
         if not isinstance(values, dict):
-            raise ConfigError(f"{source}: section '{sec_name}' must be a mapping, got {values!r}")
+            raise ConfigError(f"{source}: section {sec_name!r} must be a mapping, got {values!r}")
         fields = {f.name: f for f in dataclasses.fields(section)}
         for key, value in values.items():
             if key not in fields:
                 raise ConfigError(
-                    f"{source}: unknown option '{sec_name}.{key}' (known: {', '.join(fields)})"
+                    f"{source}: unknown option {sec_name}.{key!r} (known: {', '.join(fields)})"
                 )
             setattr(section, key, coerce(value, sec_name, type(section), fields[key]))
     return cfg

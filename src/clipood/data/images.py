@@ -58,5 +58,7 @@ def load_rgb(path: str | Path) -> Image.Image:
                 return to_rgb(img)
     except FileNotFoundError:
         raise UnreadableImage(str(path), "file not found") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # PIL raises many types on corrupt data (OSError, ValueError, struct.error, ...)
         raise UnreadableImage(str(path), f"cannot decode ({type(e).__name__}: {e})") from None
