@@ -17,6 +17,8 @@ from typing import Optional, Sequence
 from . import __version__
 from .config import Config, field_type, flag_name, from_dict, iter_fields, load_yaml, validate
 from .errors import ClipoodError
+from .pretraining.config import SECTIONS as PRETRAIN_SECTIONS
+from .pretraining.config import PretrainConfig
 
 TRAIN_SECTIONS = ("model", "data", "loss", "averaging", "optim", "train", "eval", "run")
 ZEROSHOT_SECTIONS = ("model", "data", "eval", "run", "train")
@@ -34,9 +36,9 @@ def _fmt_default(v) -> str:
 
 
 def add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str],
-                     train_fields: Optional[Sequence[str]] = None) -> None:
+                     train_fields: Optional[Sequence[str]] = None, root=Config) -> None:
     groups = {}
-    for sec, sec_cls, f in iter_fields():
+    for sec, sec_cls, f in iter_fields(root):
         if sec not in sections:
             continue
         if sec == "train" and train_fields is not None and f.name not in train_fields:
@@ -112,16 +114,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="JSON", help="also write the results to this file.")
     add_config_flags(p, EVAL_SECTIONS, EVAL_TRAIN_FIELDS)
 
+    p = sub.add_parser("pretrain", help="contrastive image-text pretraining (CLIP's loss) of a small backbone, offline.",
+                       description="Pretrain an open_clip model with CLIP's contrastive loss on an image-caption "
+                                   "table (open_clip's CSV convention), leaving out --exclude-domain rows; write an "
+                                   "open_clip folder that --arch local-dir:RUN/model loads, or install it as a "
+                                   "pretrained tag with --install-as. See docs/pretrained.md.")
+    p.add_argument("--config", metavar="YAML", help="YAML file with any of the options below, by section "
+                   "(model, data, optim, train, run); flags override it.")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars.")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted pretraining run from its last "
+                   "checkpoint (its saved config is used; other options are ignored).")
+    add_config_flags(p, PRETRAIN_SECTIONS, root=PretrainConfig)
+
     p = sub.add_parser("models", help="list the open_clip architectures and their pretrained tags.")
     p.add_argument("--tags", action="store_true", help="also list each architecture's pretrained tags.")
+
+    p = sub.add_parser("datasets", help="list the benchmark datasets (--dataset NAME) and whether they are found.",
+                       description="List the registered benchmark datasets, their domains and classes, and where "
+                                   "each is found (or expected) under --root. Layouts: docs/datasets.md.")
+    p.add_argument("--root", metavar="DIR", help="the folder holding the datasets (as passed with --dataset).")
 
     p = sub.add_parser("data", help="build a bundled dataset.", description="Build a bundled dataset.")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
     dsub.required = True
     b = dsub.add_parser("build", help="build a bundled dataset into a folder (DomainBed layout).")
-    b.add_argument("name", choices=("shapes",), help="shapes: 8 shapes x 4 drawing styles, drawn locally.")
+    b.add_argument("name", choices=("shapes", "emoji"),
+                   help="shapes: 8 shapes x 4 drawing styles, drawn locally. emoji: the same things drawn by 6 "
+                        "emoji designers (domains), rendered from pinned npm packages (docs/benchmark.md).")
     b.add_argument("--out", metavar="DIR", help=f"output folder (default: {DEFAULT_CACHE}/datasets/NAME).")
-    b.add_argument("--per-class", type=int, default=12, help="images per class and domain (shapes).")
+    b.add_argument("--per-class", type=int, default=None,
+                   help="images per class and domain (default: 12 for shapes; 5 for emoji, the first ones plain "
+                        "renderings of the class's emoji, the rest re-rendered poses).")
+    e = b.add_argument_group("emoji options")
+    e.add_argument("--sources", metavar="DIR", help="folder with the npm packages (data-sources or its node_modules; "
+                   "default: $CLIPOOD_EMOJI_SOURCES, else ./data-sources, else the clipood checkout's data-sources).")
+    e.add_argument("--size", type=int, default=128, help="image side in pixels (default: 128).")
+    e.add_argument("--max-classes", type=int, metavar="N", help="a slice: N classes spread over the sorted class list.")
+    e.add_argument("--classes", metavar="NAMES", help="a slice: comma-separated class names (e.g. dog,bicycle).")
+    e.add_argument("--pretrain-set", action="store_true", help="also render every emoji of every domain with a "
+                   "caption into OUT-pretrain/ (captions.csv) for contrastive pretraining (slower).")
+    e.add_argument("--force", action="store_true", help="rebuild even when OUT already holds this build.")
+    e.add_argument("--no-progress", action="store_true", help="hide progress bars.")
 
     p = sub.add_parser("demo", help="the first-run job: zero-shot vs fine-tuning vs CLIPood on the bundled default.",
                        description="Build the bundled dataset, then compare zero-shot, plain fine-tuning and "
@@ -130,12 +163,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=60, help="training steps per method.")
     p.add_argument("--seeds", type=int, default=1, help="seeds per method (mean ± std when > 1).")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars.")
+
+    p = sub.add_parser("sweep", help="run methods x datasets x held-out domains x seeds; finished runs are skipped.",
+                       description="Run a sweep (a YAML spec and/or flags; docs/experiments.md): every method on "
+                                   "every dataset, held-out domain, variant and seed. Finished runs are skipped and "
+                                   "interrupted ones resume, so rerunning continues a stopped sweep. Ends with the "
+                                   "report (model selection stated).")
+    from .sweep import add_arguments as add_sweep_arguments
+    add_sweep_arguments(p)
+
+    p = sub.add_parser("report", help="tables (paper layouts, published numbers beside), plots and an HTML page.",
+                       description="Aggregate every finished run under RUNS_DIR (mean ± std over seeds) into the "
+                                   "paper's table layouts with its published numbers beside, as markdown and CSV, "
+                                   "plus plots and one HTML page (OUT/index.html).")
+    p.add_argument("runs_dir", metavar="RUNS_DIR", help="folder holding run directories (any depth).")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: RUNS_DIR/report).")
+    p.add_argument("--no-plots", action="store_true", help="tables only.")
     return parser
+
+
+def _is_main_process() -> bool:
+    """Rank 0 under torchrun (the others stay quiet), or a plain single process."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def print_results(results: dict) -> None:
     from .report import results_table
-    print(results_table(results))
+    if _is_main_process():
+        print(results_table(results))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -157,19 +212,44 @@ def dispatch(args: argparse.Namespace) -> int:
         import open_clip
 
         from .model import list_architectures
+        from .model.backbones import clipood_tags
         for name in list_architectures():
-            tags = open_clip.list_pretrained_tags_by_model(name) if args.tags else []
+            tags = open_clip.list_pretrained_tags_by_model(name) + clipood_tags(name) if args.tags else []
             print(name + (f"  [{', '.join(tags)}]" if tags else ""))
         return 0
+    if args.command == "datasets":
+        from .data.registry import status_rows
+        from .tables import markdown_table
+        where = "folder under ROOT" if args.root is None else f"status under {args.root}"
+        print(markdown_table(["dataset", "family", "domains", "classes", where], status_rows(args.root)))
+        return 0
     if args.command == "data":
-        from .data.synthetic import make_shapes_dataset
         out = Path(args.out) if args.out else DEFAULT_CACHE / "datasets" / args.name
-        make_shapes_dataset(out, per_class=args.per_class)
+        if args.name == "emoji":
+            from .data.emoji import build_emoji
+            classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+            report = build_emoji(out, sources=args.sources, size=args.size,
+                                 images_per_class=args.per_class or 5, max_classes=args.max_classes,
+                                 classes=classes, pretrain=args.pretrain_set, force=args.force, progress=progress)
+            print(report.summary())
+            return 0
+        from .data.synthetic import make_shapes_dataset
+        make_shapes_dataset(out, per_class=args.per_class or 12)
         print(out)
         return 0
     if args.command == "demo":
         from .demo import run_demo
         run_demo(Path(args.out), steps=args.steps, seeds=args.seeds, progress=progress)
+        return 0
+    if args.command == "sweep":
+        from .sweep import main as sweep_main
+        return sweep_main(args)
+    if args.command == "report":
+        from .reporting import build_report
+        report = build_report(Path(args.runs_dir), Path(args.out) if args.out else None,
+                              make_plots=not args.no_plots, progress=progress)
+        print(report.markdown.split("## Figures")[0].split("## Published reference")[0].rstrip())
+        print(f"\nreport: {report.html_path} (markdown, CSV tables and plots in {report.out_dir})")
         return 0
 
     from .training import runner
@@ -184,13 +264,27 @@ def dispatch(args: argparse.Namespace) -> int:
             cfg = validate(config_from_args(args))
             run, results = runner.run_train(cfg, progress=progress)
         print_results(results)
-        print(f"run directory: {run.path}")
+        if _is_main_process():
+            print(f"run directory: {run.path}")
+        return 0
+    if args.command == "pretrain":
+        from .pretraining.config import validate as validate_pretrain
+        from .pretraining.report import summary
+        from .pretraining.trainer import open_run, run_pretrain
+        if args.resume:
+            run, cfg = open_run(args.resume)
+            run, results = run_pretrain(validate_pretrain(cfg), resume=run, progress=progress)
+        else:
+            cfg = validate_pretrain(config_from_args(args, PretrainConfig()))
+            run, results = run_pretrain(cfg, progress=progress)
+        print(summary(results, run.path))
         return 0
     if args.command == "zeroshot":
         cfg = validate(config_from_args(args), training=False)
         run, results = runner.run_zeroshot(cfg, progress=progress)
         print_results(results)
-        print(f"run directory: {run.path}")
+        if _is_main_process():
+            print(f"run directory: {run.path}")
         return 0
     if args.command == "eval":
         cfg = validate(config_from_args(args), training=False)

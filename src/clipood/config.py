@@ -65,7 +65,16 @@ class DataConfig:
     root: Optional[str] = opt(
         None,
         "dataset root: ROOT/<domain>/<class>/<image> (DomainBed layout) or "
-        "ROOT/<class>/<image> (flat ImageFolder layout, one domain).",
+        "ROOT/<class>/<image> (flat ImageFolder layout, one domain). With --dataset: the "
+        "folder holding the benchmark datasets (DomainBed's data_dir, CoOp's $DATA).",
+    )
+    dataset: Optional[str] = opt(
+        None,
+        "a named benchmark under --root, read with its own layout, class names and splits: "
+        "pacs, vlcs, officehome, terraincognita, domainnet, imagenet (with its shift sets), "
+        "imagenet-v2, imagenet-sketch, imagenet-a, imagenet-r, caltech101, oxfordpets, "
+        "stanfordcars, flowers102, food101, fgvcaircraft, sun397, dtd, eurosat, ucf101 "
+        "(docs/datasets.md; 'clipood datasets' lists them). None: scan --root as a folder.",
     )
     layout: str = opt(
         "auto",
@@ -188,6 +197,28 @@ class TrainConfig:
         500, "write a resumable checkpoint every N steps (and on SIGTERM/SIGINT); 0 disables."
     )
     keep_checkpoints: int = opt(2, "keep the last K checkpoints.")
+    accum_steps: int = opt(
+        1,
+        "gradient accumulation: split each step's batch into N micro-batches (forward/backward "
+        "one at a time, one optimiser step); the update equals the full-batch one, memory is that "
+        "of one micro-batch. Steps, schedule and averaging count optimiser steps.",
+    )
+    grad_checkpointing: bool = opt(
+        False,
+        "activation checkpointing in the image tower: recompute block activations in the backward "
+        "pass (less memory, about 30% more compute; same maths).",
+    )
+    channels_last: str = opt(
+        "auto",
+        "channels_last memory format for the image tower and images: 'auto' (on for convolutional "
+        "towers on CUDA, e.g. RN50/ConvNeXt; off for ViTs, where it does not help), 'on' or 'off'.",
+        choices=("auto", "on", "off"),
+    )
+    compile: bool = opt(
+        False,
+        "torch.compile the image tower (first steps are slow while it compiles; helps on GPUs, "
+        "not on CPUs).",
+    )
 
 
 @dataclass
@@ -202,7 +233,7 @@ class EvalConfig:
 class RunConfig:
     output_dir: str = opt("runs", "parent folder of run directories.")
     name: Optional[str] = opt(
-        None, "run directory name (default: <method>-<holdout>-seed<seed>-<timestamp>)."
+        None, "run directory name (default: [<dataset>-]<method>-<holdout>-seed<seed>-<timestamp>)."
     )
 
 
@@ -283,7 +314,9 @@ def coerce(value: Any, sec_name: str, sec_cls, f: dataclasses.Field) -> Any:
         if tp is int:
             if isinstance(value, bool):
                 raise ValueError
-            if isinstance(value, float) and value.is_integer():
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError  # YAML 'steps: 2.5' must not silently become 2
                 return int(value)
             return int(value)
         if tp is float:
@@ -302,11 +335,12 @@ def coerce(value: Any, sec_name: str, sec_cls, f: dataclasses.Field) -> Any:
 def from_dict(data: dict, base: Optional[Config] = None, source: str = "config") -> Config:
     """Merge a nested dict (as in a YAML file) over ``base``; unknown keys are errors."""
     cfg = base if base is not None else Config()
+    sections = [f.name for f in dataclasses.fields(cfg)]  # any config tree (Config, PretrainConfig)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of sections {SECTIONS}, got {type(data).__name__}")
+        raise ConfigError(f"{source}: expected a mapping of sections {sections}, got {type(data).__name__}")
     for sec_name, values in data.items():
-        if sec_name not in SECTIONS:
-            raise ConfigError(f"{source}: unknown section {sec_name!r} (known: {', '.join(SECTIONS)})")
+        if sec_name not in sections:
+            raise ConfigError(f"{source}: unknown section {sec_name!r} (known: {', '.join(sections)})")
         section = getattr(cfg, sec_name)
         if values is None:
             continue
@@ -396,24 +430,32 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
     _check(t.eval_every >= 0, "eval-every", t.eval_every, "an integer >= 0")
     _check(t.checkpoint_every >= 0, "checkpoint-every", t.checkpoint_every, "an integer >= 0")
     _check(t.keep_checkpoints >= 1, "keep-checkpoints", t.keep_checkpoints, "an integer >= 1")
+    _check(1 <= t.accum_steps <= 4096, "accum-steps", t.accum_steps, "an integer from 1 to 4096")
+    _check(t.channels_last in ("auto", "on", "off"), "channels-last", t.channels_last, "auto, on, off")
     _check(e.batch_size >= 1, "eval-batch-size", e.batch_size, "an integer >= 1")
     if d.root is None:
         raise ConfigError("--root: no dataset given; pass --root PATH (see 'clipood data --help' for a bundled one)")
     if not Path(d.root).is_dir():
         raise ConfigError(f"--root: folder not found: {d.root}")
+    if d.dataset is not None:
+        from .data import registry
+        bench = registry.get(d.dataset)  # unknown names list the known ones
+        if training and bench.test_only:
+            raise ConfigError(f"--dataset: {bench.name} is a test set only (use it with 'clipood zeroshot' or "
+                              f"'clipood eval'); train on 'imagenet', which evaluates its shift sets too")
     if d.class_names is not None and not Path(d.class_names).is_file():
         raise ConfigError(f"--class-names: file not found: {d.class_names}")
     return cfg
 
 
-def options_markdown() -> str:
+def options_markdown(cls=Config, header: Optional[list[str]] = None) -> str:
     """docs/configuration.md: every option, its flag, default and help (regenerate, never edit)."""
-    lines = ["# Configuration reference", "",
-             "Generated from `src/clipood/config.py` by `python -m clipood.config > docs/configuration.md`; "
-             "a test keeps it in sync. YAML files use the section and key names; the CLI uses the flags. "
-             "Defaults marked 'Paper:' come from the official CLIPood implementation.", ""]
+    lines = header or ["# Configuration reference", "",
+                       "Generated from `src/clipood/config.py` by `python -m clipood.config > docs/configuration.md`; "
+                       "a test keeps it in sync. YAML files use the section and key names; the CLI uses the flags. "
+                       "Defaults marked 'Paper:' come from the official CLIPood implementation.", ""]
     current = None
-    for sec, sec_cls, f in iter_fields():
+    for sec, sec_cls, f in iter_fields(cls):
         if sec != current:
             lines += ["", f"## `{sec}`", "", "| YAML key | flag | default | meaning |", "|---|---|---|---|"]
             current = sec

@@ -3,7 +3,8 @@
 Class scores are ``features @ W.T + b`` with W the class-text embeddings (cosine
 scoring) or a linear head's weights. With base-to-new classes, 'base' accuracy is over
 base-class images scored among base classes only, 'new' likewise, H their harmonic mean
-(CoOp), and 'accuracy' is over all images among all classes.
+(CoOp), and 'accuracy' is over all images among all classes. An evaluation set with a
+class subset (ImageNet-A/-R: 200 of the 1000 classes) is scored among its subset only.
 """
 
 from __future__ import annotations
@@ -68,14 +69,14 @@ def _accuracy(scores: torch.Tensor, labels: torch.Tensor, classes: Optional[Sequ
     """Top-1 accuracy of images whose label is in ``classes``, scored among ``classes`` only."""
     if classes is None:
         n = len(labels)
-        return (float((scores.argmax(1) == labels).float().mean()) if n else float("nan")), n
+        return (int((scores.argmax(1) == labels).sum()) / n if n else float("nan")), n
     cls = torch.as_tensor(list(classes), dtype=torch.long)
     keep = torch.isin(labels, cls)
     n = int(keep.sum())
     if n == 0:
         return float("nan"), 0
     pred = cls[scores[keep][:, cls].argmax(1)]
-    return float((pred == labels[keep]).float().mean()), n
+    return int((pred == labels[keep]).sum()) / n, n  # exact count ratio, not a float32 mean
 
 
 def evaluate(features: torch.Tensor, image_ids: torch.Tensor, index: ImageIndex, evals: Sequence[EvalSet],
@@ -90,11 +91,12 @@ def evaluate(features: torch.Tensor, image_ids: torch.Tensor, index: ImageIndex,
         f = features[rows] if len(rows) else features[:0]
         scores = weights.scores(f.to(weights.weight.dtype)) if len(rows) else torch.empty(0, weights.weight.shape[0])
         labels = labels_all[image_ids[rows]] if len(rows) else torch.empty(0, dtype=torch.long)
-        acc, n = _accuracy(scores, labels, None)
+        acc, n = _accuracy(scores, labels, es.classes)
         entry = {"domain": es.domain, "split": es.split, "role": es.role, "n": n, "accuracy": acc}
         if base is not None and new is not None:
-            b, nb = _accuracy(scores, labels, base)
-            w, nn_ = _accuracy(scores, labels, new)
+            subset = None if es.classes is None else set(es.classes)
+            b, nb = _accuracy(scores, labels, base if subset is None else [c for c in base if c in subset])
+            w, nn_ = _accuracy(scores, labels, new if subset is None else [c for c in new if c in subset])
             entry.update(base=b, new=w, H=harmonic_mean(b, w), n_base=nb, n_new=nn_)
         out[es.name] = entry
     return out

@@ -21,7 +21,7 @@ from torch import nn
 
 def class_distances(text_features: torch.Tensor) -> torch.Tensor:
     """D(T_i, T_j) = 1 - S(T_i, T_j) for normalised class texts (C, D) -> (C, C); D_ii = 0."""
-    t = F.normalize(text_features.float(), dim=-1)
+    t = F.normalize(text_features.to(torch.promote_types(text_features.dtype, torch.float32)), dim=-1)
     d = 1.0 - t @ t.T
     d.fill_diagonal_(0.0)
     return d
@@ -39,11 +39,12 @@ class MetricSoftmaxLoss(nn.Module):
         self.temperature = float(temperature)
         self.register_buffer("margins", margins, persistent=False)
 
-    def forward(self, cos: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logits = cos.float()
+    def forward(self, cos: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """``reduction='sum'`` lets gradient accumulation and DDP normalise by the global batch."""
+        logits = cos.to(torch.promote_types(cos.dtype, torch.float32))  # fp16/bf16 -> fp32; fp64 stays
         if self.margins is not None:
             logits = logits + self.margins[labels]
-        return F.cross_entropy(logits / self.temperature, labels)
+        return F.cross_entropy(logits / self.temperature, labels, reduction=reduction)
 
 
 def margin_metric_softmax(text_features: torch.Tensor, margin_lambda: float, temperature: float) -> MetricSoftmaxLoss:

@@ -24,7 +24,8 @@ def default_name(cfg: Config) -> str:
     held = "+".join(cfg.data.holdout_domains) or "all"
     b2n = "-b2n" if cfg.data.base_to_new else ""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"{cfg.loss.name}-{cfg.averaging.name}-{held}{b2n}-seed{cfg.train.seed}-{stamp}"
+    dataset = f"{cfg.data.dataset.lower()}-" if cfg.data.dataset else ""
+    return f"{dataset}{cfg.loss.name}-{cfg.averaging.name}-{held}{b2n}-seed{cfg.train.seed}-{stamp}"
 
 
 class RunDir:

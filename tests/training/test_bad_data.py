@@ -47,9 +47,9 @@ def test_non_finite_loss_stops_before_the_average_and_keeps_last_checkpoint(tiny
     calls = {"n": 0}
     original = losses.MetricSoftmaxLoss.forward
 
-    def flaky(self, cos, labels):
+    def flaky(self, cos, labels, **kwargs):
         calls["n"] += 1
-        out = original(self, cos, labels)
+        out = original(self, cos, labels, **kwargs)
         return out * float("nan") if calls["n"] == 5 else out
 
     monkeypatch.setattr(losses.MetricSoftmaxLoss, "forward", flaky)

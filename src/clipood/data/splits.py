@@ -27,9 +27,12 @@ class EvalSet:
     """One evaluation split: images of one domain and split; ``role`` says what it is for."""
 
     domain: str
-    split: str  # "in" or "out"
+    split: str  # "in" or "out" (DomainBed protocol); "val" or "test" (a dataset's own splits)
     role: str  # "test" (held-out domain), "oracle" (held-out 'out'), "val" (training domain 'out')
     indices: list[int]
+    # Labels the images are scored among (None: all classes). ImageNet-A/-R cover 200 of
+    # ImageNet's 1000 classes and are evaluated on that subset only.
+    classes: Optional[list[int]] = None
 
     @property
     def name(self) -> str:

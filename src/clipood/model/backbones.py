@@ -5,6 +5,12 @@
 ``clipood/model/configs`` (tiny models for tests, built from a config, random weights).
 A run's exported model is an open_clip ``local-dir:`` folder, so it loads through the
 same call, in clipood or in plain open_clip.
+
+clipood's own pretrained tags (``--arch clipood-emoji-s --pretrained emoji``) go through
+that call too: ``resolve_pretrained`` turns the tag into the weights file, shipped inside
+the package (``model/pretrained/<arch>/<tag>.safetensors``) or made by ``clipood pretrain
+--install-as TAG`` into ``$CLIPOOD_CACHE/pretrained/<arch>/<tag>/``, and open_clip loads
+that file as it loads any checkpoint path.
 """
 
 from __future__ import annotations
@@ -20,13 +26,75 @@ from typing import Any, Callable, Optional
 import open_clip
 import torch
 
+from safetensors.torch import save_file
+
+from ..cache import cache_root
 from ..errors import ModelError
+from ..io import atomic_path, write_json
 
 BUNDLED_CONFIGS = Path(__file__).parent / "configs"
 open_clip.add_model_config(BUNDLED_CONFIGS)
+PACKAGED_WEIGHTS = Path(__file__).parent / "pretrained"
 
 EXPORT_CONFIG = "open_clip_config.json"
 EXPORT_WEIGHTS = "open_clip_model.safetensors"
+
+
+@dataclass(frozen=True)
+class ClipoodTag:
+    """A pretrained tag that clipood knows how to make (docs/pretrained.md)."""
+
+    about: str            # what the weights are trained on
+    recipe_template: str  # the commands that make them; {emoji_holdout} is the emoji benchmark's held-out domain
+
+    @property
+    def recipe(self) -> str:
+        from ..data.emoji import DEFAULT_HOLDOUT  # one source for the held-out domain the weights must not see
+        return self.recipe_template.format(emoji_holdout=DEFAULT_HOLDOUT)
+
+
+CLIPOOD_TAGS: dict[tuple[str, str], ClipoodTag] = {
+    ("clipood-emoji-s", "emoji"): ClipoodTag(
+        about="CLIP's contrastive loss on the emoji pretraining set (one plain image per emoji and designer, "
+              "captioned with its name and CLDR keywords), the benchmark's held-out designer excluded",
+        recipe_template="clipood data build emoji --pretrain-set && clipood pretrain --csv "
+                        "~/.cache/clipood/datasets/emoji-pretrain/captions.csv --exclude-domain {emoji_holdout} "
+                        "--install-as emoji",
+    ),
+}
+
+
+def installed_weights(arch: str, tag: str) -> Path:
+    """Where ``clipood pretrain --install-as TAG`` puts the weights of ARCH."""
+    return cache_root() / "pretrained" / arch / tag / EXPORT_WEIGHTS
+
+
+def clipood_tags(arch: str) -> list[str]:
+    """clipood's tags for ARCH: the known recipes, the shipped files and the installed ones."""
+    tags = {t for a, t in CLIPOOD_TAGS if a == arch}
+    tags |= {p.stem for p in (PACKAGED_WEIGHTS / arch).glob("*.safetensors")}
+    tags |= {p.parent.name for p in (cache_root() / "pretrained" / arch).glob(f"*/{EXPORT_WEIGHTS}")}
+    return sorted(tags)
+
+
+def resolve_pretrained(arch: str, pretrained: Optional[str]) -> Optional[str]:
+    """What open_clip gets as ``pretrained``: clipood tags become their weights file, the rest passes."""
+    if pretrained is None or pretrained.lower() in ("", "none"):
+        return None
+    if arch.startswith(("local-dir:", "hf-hub:")) or os.path.isfile(pretrained):
+        return pretrained
+    name = arch.replace("/", "-")
+    if pretrained in open_clip.list_pretrained_tags_by_model(name):
+        return pretrained
+    for path in (PACKAGED_WEIGHTS / name / f"{pretrained}.safetensors", installed_weights(name, pretrained)):
+        if path.is_file():
+            return str(path)
+    known = CLIPOOD_TAGS.get((name, pretrained))
+    if known is not None:
+        raise ModelError(f"--pretrained {pretrained}: the '{pretrained}' weights of {name} are not built here "
+                         f"(no {installed_weights(name, pretrained)}); make them once with: {known.recipe} "
+                         f"(see docs/pretrained.md)")
+    return pretrained
 
 
 @dataclass
@@ -74,8 +142,9 @@ def check_arch(arch: str, pretrained: Optional[str]) -> None:
         hint = f" (similar: {', '.join(close)})" if close else ""
         raise ModelError(f"--arch: unknown architecture '{arch}'{hint}; run 'clipood models' to list them, "
                          f"or pass local-dir:PATH")
+    pretrained = resolve_pretrained(arch, pretrained)
     if pretrained and not os.path.isfile(pretrained):
-        tags = open_clip.list_pretrained_tags_by_model(name)
+        tags = open_clip.list_pretrained_tags_by_model(name) + clipood_tags(name)
         if pretrained not in tags:
             known = ", ".join(tags) if tags else "none (use a local checkpoint file or 'none')"
             raise ModelError(f"--pretrained: '{pretrained}' is neither a file nor a known tag for {arch}; "
@@ -102,7 +171,7 @@ def load_backbone(arch: str, pretrained: Optional[str] = None, *, device: str | 
     try:
         with _quiet_root_logger():  # open_clip warns (root logger) on random-init tiny models
             model, _, preprocess_val = open_clip.create_model_and_transforms(
-                arch, pretrained=pretrained, device=device, cache_dir=cache_dir, precision="fp32",
+                arch, pretrained=resolve_pretrained(arch, pretrained), device=device, cache_dir=cache_dir, precision="fp32",
             )
         tokenizer = open_clip.get_tokenizer(arch)
     except ModelError:
@@ -142,3 +211,13 @@ def export_config(backbone: Backbone) -> dict[str, Any]:
     """The open_clip_config.json of an exported model (model and preprocessing)."""
     pre = {k: list(v) if isinstance(v, tuple) else v for k, v in backbone.preprocess_cfg.items()}
     return {"model_cfg": backbone.model_cfg, "preprocess_cfg": pre}
+
+
+def save_open_clip_folder(backbone: Backbone, out_dir: Path) -> None:
+    """Write the backbone as an open_clip ``local-dir:`` folder: fp32 safetensors + open_clip_config.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().float().contiguous().cpu() for k, v in backbone.model.state_dict().items()}
+    with atomic_path(out_dir / EXPORT_WEIGHTS) as tmp:
+        save_file(state, str(tmp))
+    write_json(out_dir / EXPORT_CONFIG, export_config(backbone))

@@ -15,16 +15,21 @@ import torch
 from ..averaging import WeightAverage, averaged_tensors, build_averager
 from ..config import Config
 from ..data.folder import ImageIndex, scan
+from ..data.registry import prepare_benchmark
 from ..data.splits import Splits, make_splits
 from ..data.transforms import train_transform
 from ..errors import ConfigError
 from ..evaluation import ClassWeights
 from ..losses import build_loss
 from ..model import Backbone, ImageClassifier, LinearHead, TextHead, encode_class_texts, load_backbone, set_trainable
+from .distributed import SINGLE, DistContext, wrap
+from .execution import apply_execution_options
 from .optim import build_optimizer, build_scheduler
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, dist: DistContext = SINGLE) -> torch.device:
+    if dist.enabled:  # one process per device: torchrun's LOCAL_RANK picks the GPU
+        return dist.device
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
@@ -46,6 +51,10 @@ def resolve_precision(name: str, device: torch.device) -> Optional[torch.dtype]:
 
 def prepare_data(cfg: Config) -> tuple[ImageIndex, Splits]:
     d = cfg.data
+    if d.dataset is not None:  # a named benchmark: its own layout, class names and splits
+        return prepare_benchmark(d.dataset, d.root, holdout_domains=d.holdout_domains, val_fraction=d.val_fraction,
+                                 split_seed=d.split_seed, base_to_new=d.base_to_new, shots=d.shots,
+                                 shot_seed=cfg.train.seed, class_names_file=d.class_names)
     index = scan(d.root, d.layout, d.class_names)
     splits = make_splits(index, holdout_domains=d.holdout_domains, val_fraction=d.val_fraction,
                          split_seed=d.split_seed, base_to_new=d.base_to_new, shots=d.shots,
@@ -71,6 +80,13 @@ class Experiment:
     scheduler: object
     scaler: Optional[torch.amp.GradScaler]
     train_transform: Callable
+    dist: DistContext = SINGLE
+    train_model: Optional[torch.nn.Module] = None  # what a step runs: the classifier, DDP-wrapped with N processes
+    channels_last: bool = False  # images go to the device in channels_last format
+
+    def __post_init__(self):
+        if self.train_model is None:
+            self.train_model = self.classifier
 
     def class_weights(self) -> ClassWeights:
         """Scores over all classes with the current weights (for evaluation)."""
@@ -86,8 +102,9 @@ class Experiment:
         return ClassWeights(self.text_features.cpu())
 
 
-def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None) -> Experiment:
-    device = resolve_device(cfg.train.device)
+def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None,
+                     dist: DistContext = SINGLE) -> Experiment:
+    device = resolve_device(cfg.train.device, dist)
     amp = resolve_precision(cfg.train.precision, device)
     index, splits = data or prepare_data(cfg)
     torch.manual_seed(cfg.train.seed)  # only a random head init draws from it
@@ -104,6 +121,7 @@ def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] =
     else:
         head = TextHead(train_text)
     classifier = ImageClassifier(model.visual, head).to(device)
+    done = apply_execution_options(model.visual, cfg.train, device)  # before theta_0 is copied
     loss_fn = build_loss(cfg.loss.name, train_text, cfg.loss.margin_lambda, cfg.loss.temperature).to(device)
 
     label_map = torch.full((index.num_classes,), -1, dtype=torch.long)
@@ -121,4 +139,5 @@ def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] =
     return Experiment(cfg=cfg, device=device, autocast_dtype=amp, index=index, splits=splits, backbone=backbone,
                       text_features=text_features, classifier=classifier, loss_fn=loss_fn, label_map=label_map,
                       trained=trained, averager=averager, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                      train_transform=train_transform(backbone.preprocess_cfg))
+                      train_transform=train_transform(backbone.preprocess_cfg), dist=dist,
+                      train_model=wrap(classifier, dist, device), channels_last=done["channels_last"])

@@ -25,9 +25,11 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import ImageDataset, collate
 from ..data.sampling import DomainBalancedBatches
-from ..errors import ClipoodError, DataError
+from ..errors import ClipoodError, ConfigError, DataError
 from ..runs import RunDir
 from . import checkpoint as ckpt
+from .distributed import no_sync
+from .execution import micro_batches, to_device
 from .experiment import Experiment
 
 
@@ -114,8 +116,14 @@ def train_loader(exp: Experiment, start: int) -> torch.utils.data.DataLoader:
     if empty:
         raise DataError(f"training domain '{empty[0]}' has no training images after the split; "
                         f"lower --val-fraction or add images")
+    dist, accum = exp.dist, cfg.train.accum_steps
+    global_batch = cfg.train.batch_size * len(by_domain)
+    if global_batch < dist.world_size * accum:
+        raise ConfigError(f"--accum-steps: the global batch of {global_batch} images ({cfg.train.batch_size} per "
+                          f"domain x {len(by_domain)} domains) cannot be split into {accum} micro-batches on each of "
+                          f"{dist.world_size} processes; raise --batch-size or lower --accum-steps")
     sampler = DomainBalancedBatches(list(by_domain.values()), cfg.train.batch_size, cfg.train.steps,
-                                    cfg.train.seed, start=start)
+                                    cfg.train.seed, start=start, rank=dist.rank, world_size=dist.world_size)
     return torch.utils.data.DataLoader(
         ImageDataset(exp.index, exp.train_transform), batch_sampler=sampler, collate_fn=collate,
         num_workers=cfg.data.workers, pin_memory=exp.device.type == "cuda",
@@ -123,19 +131,32 @@ def train_loader(exp: Experiment, start: int) -> torch.utils.data.DataLoader:
 
 
 def train_step(exp: Experiment, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """One optimiser step on the trained tensors; returns the (detached) loss."""
-    o = exp.cfg.optim
-    with torch.autocast(exp.device.type, dtype=exp.autocast_dtype, enabled=exp.autocast_dtype is not None):
-        scores = exp.classifier(images)
-    loss = exp.loss_fn(scores.float(), labels)
-    if not torch.isfinite(loss):
-        return loss.detach()
+    """One optimiser step on the global batch; returns its mean loss (detached, equal on every rank).
+
+    The batch (this rank's share) runs as --accum-steps micro-batches. Each backpropagates
+    its summed loss times world_size / (images in the global batch), so the accumulated,
+    DDP-averaged gradient is exactly that of the global-batch mean loss, whatever the split.
+    """
+    o, dist, model = exp.cfg.optim, exp.dist, exp.train_model
+    n = float(len(labels))  # images this rank holds; summed over ranks below (a host float with one process)
+    count = dist.all_reduce_sum(torch.tensor(n, device=exp.device)) if dist.enabled else n
+    scale = dist.world_size / count
+    total = torch.zeros((), device=exp.device)
     exp.optimizer.zero_grad(set_to_none=True)
+    parts = micro_batches(len(labels), exp.cfg.train.accum_steps)
+    for i, part in enumerate(parts):
+        with no_sync(model, skip=i < len(parts) - 1):  # DDP all-reduces once, after the last micro-batch
+            with torch.autocast(exp.device.type, dtype=exp.autocast_dtype, enabled=exp.autocast_dtype is not None):
+                scores = model(images[part])
+            loss_sum = exp.loss_fn(scores.float(), labels[part], reduction="sum")
+            loss = loss_sum * scale
+            (exp.scaler.scale(loss) if exp.scaler is not None else loss).backward()
+        total += loss_sum.detach()
+    loss = dist.all_reduce_sum(total) / count
+    if not torch.isfinite(loss):  # same value on every rank: all stop together, nothing stepped
+        return loss
     if exp.scaler is not None:
-        exp.scaler.scale(loss).backward()
         exp.scaler.unscale_(exp.optimizer)
-    else:
-        loss.backward()
     if o.grad_clip is not None:
         params = [p for g in exp.optimizer.param_groups for p in g["params"]]
         torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
@@ -145,7 +166,7 @@ def train_step(exp: Experiment, images: torch.Tensor, labels: torch.Tensor) -> t
     else:
         exp.optimizer.step()
     exp.scheduler.step()
-    return loss.detach()
+    return loss
 
 
 def fit(exp: Experiment, run: RunDir, *, resume_state: Optional[dict] = None, progress: bool = True,
@@ -168,7 +189,7 @@ def fit(exp: Experiment, run: RunDir, *, resume_state: Optional[dict] = None, pr
             bad(bad_batch)
             if images is None:
                 raise DataError("a whole training batch was unreadable; check the images listed in bad_images.txt")
-            images = images.to(exp.device, non_blocking=True)
+            images = to_device(images, exp.device, exp.channels_last)
             labels = exp.label_map[labels_all[idx]].to(exp.device, non_blocking=True)
             loss = train_step(exp, images, labels)                     # sample, loss, step
             if not math.isfinite(loss_value := float(loss)):
@@ -187,12 +208,15 @@ def fit(exp: Experiment, run: RunDir, *, resume_state: Optional[dict] = None, pr
                 with exp.averager.swapped():
                     run.log({"step": step, "eval": evaluate_fn(progress=False)})
                 exp.classifier.train()
-            stopping = stop["signal"] is not None
-            if (t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0 and step < T) or (stopping and step < T):
+            stopping = exp.dist.any(stop["signal"] is not None)  # a signal to any rank stops all
+            due = (t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0) or stopping
+            if due and step < T and exp.dist.is_main:  # rank 0 writes; the state is the same on every rank
                 ckpt.save_checkpoint(run.path, step, training_state(exp, bad), t_cfg.keep_checkpoints)
             if stopping and step < T:
                 bar.close()
-                raise Interrupted(f"stopped by signal {stop['signal']} at step {step}/{T}; checkpoint saved. "
+                exp.dist.barrier()  # the checkpoint is on disk before any rank exits
+                raise Interrupted(f"stopped by signal {stop['signal'] or 'on another rank'} at step {step}/{T}; "
+                                  f"checkpoint saved. "
                                   f"Continue with: clipood train --resume {run.path}")
     bar.close()
     if step < T:

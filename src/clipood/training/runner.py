@@ -20,10 +20,11 @@ from ..config import Config
 from ..errors import ClipoodError, ModelError
 from ..evaluation import ClassWeights, encode_images, evaluate
 from ..io import atomic_path, write_json
-from ..model import LinearHead, export_config
+from ..model import LinearHead
 from ..runs import RunDir
 from . import checkpoint as ckpt
-from ..model.backbones import check_arch
+from . import distributed
+from ..model.backbones import check_arch, save_open_clip_folder
 from .experiment import Experiment, build_experiment, prepare_data
 from .loop import BadImages, fit
 
@@ -32,23 +33,25 @@ META_FILE = "clipood.json"
 
 
 def evaluate_experiment(exp: Experiment, bad: BadImages, *, progress: bool = True, desc: str = "eval") -> dict:
-    """Accuracy on every evaluation split with the model's current weights."""
+    """Accuracy on every evaluation split with the model's current weights.
+
+    With N processes, each encodes every N-th image once and the features are all-gathered:
+    every rank scores the same features and returns the same accuracies.
+    """
+    dist = exp.dist
     indices = sorted({i for es in exp.splits.evals for i in es.indices})
     feats, ids = encode_images(
-        exp.classifier.visual, exp.index, indices, exp.backbone.preprocess_val, batch_size=exp.cfg.eval.batch_size,
-        device=exp.device, workers=exp.cfg.data.workers, autocast_dtype=exp.autocast_dtype, on_bad=bad,
-        desc=desc, progress=progress)
+        exp.classifier.visual, exp.index, indices[dist.rank::dist.world_size], exp.backbone.preprocess_val,
+        batch_size=exp.cfg.eval.batch_size, device=exp.device, workers=exp.cfg.data.workers,
+        autocast_dtype=exp.autocast_dtype, on_bad=bad, desc=desc, progress=progress and dist.is_main)
+    feats, ids = dist.all_gather_rows(feats), dist.all_gather_rows(ids)
     return evaluate(feats, ids, exp.index, exp.splits.evals, exp.class_weights(),
                     exp.splits.base_classes, exp.splits.new_classes)
 
 
 def export_model(exp: Experiment, out_dir: Path) -> None:
     """The trained (averaged) model as an open_clip local-dir folder, plus clipood's head and class list."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().float().contiguous().cpu() for k, v in exp.backbone.model.state_dict().items()}
-    with atomic_path(out_dir / "open_clip_model.safetensors") as tmp:
-        save_file(state, str(tmp))
-    write_json(out_dir / "open_clip_config.json", export_config(exp.backbone))
+    save_open_clip_folder(exp.backbone, out_dir)
     head = exp.classifier.head
     if isinstance(head, LinearHead):
         with atomic_path(out_dir / HEAD_FILE) as tmp:
@@ -90,9 +93,15 @@ def _summary(exp: Experiment) -> dict:
         "dataset": str(exp.index.root), "domains": exp.index.domains, "num_classes": exp.index.num_classes,
         "train_domains": s.train_domains, "holdout_domains": exp.cfg.data.holdout_domains,
         "base_to_new": exp.cfg.data.base_to_new, "train_images": len(s.train),
-        "eval_sets": {es.name: {"role": es.role, "n": len(es.indices)} for es in s.evals},
+        "eval_sets": {es.name: {"role": es.role, "n": len(es.indices),
+                                **({"classes": len(es.classes)} if es.classes is not None else {})}
+                      for es in s.evals},
+        "benchmark": exp.cfg.data.dataset,
         "test_split_note": "held-out domains are reported on their 'in' split (DomainBed); 'out' is the oracle "
-                           "selection split; training domains' 'out' split is validation",
+                           "selection split; training domains' 'out' split is validation"
+                           if all(es.split in ("in", "out") for es in s.evals) else
+                           "the dataset's own splits: 'val' is validation, 'test' the test sets; sets with "
+                           "'classes' are scored among that many classes only (ImageNet-A/-R)",
     }
 
 
@@ -100,7 +109,8 @@ def _environment(exp: Experiment) -> dict:
     dev = exp.device
     return {"torch": torch.__version__, "python": platform.python_version(), "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-            "autocast": str(exp.autocast_dtype).replace("torch.", "") if exp.autocast_dtype else "fp32"}
+            "autocast": str(exp.autocast_dtype).replace("torch.", "") if exp.autocast_dtype else "fp32",
+            "world_size": exp.dist.world_size}
 
 
 def preflight(cfg: Config):
@@ -109,13 +119,26 @@ def preflight(cfg: Config):
     return prepare_data(cfg)
 
 
+def _gather_bad_images(dist: distributed.DistContext, bad: BadImages) -> None:
+    """Each rank saw its own share of the images; rank 0 lists the skipped ones of all."""
+    for items in dist.all_gather_objects(bad.items()) if dist.enabled else []:
+        bad.seen.update(dict(items))
+
+
 def run_zeroshot(cfg: Config, *, progress: bool = True) -> tuple[RunDir, dict]:
+    with distributed.session(cfg.train.device) as dist:
+        return _run_zeroshot(cfg, progress and dist.is_main, dist)
+
+
+def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext) -> tuple[RunDir, dict]:
     cfg.averaging.name = "none"  # nothing trains
     data = preflight(cfg)
-    run = RunDir.create(cfg)
-    exp = build_experiment(cfg, data=data)
+    run = distributed.create_run(dist, lambda: RunDir.create(cfg))
+    exp = build_experiment(cfg, data=data, dist=dist)
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
-    results = {"kind": "zeroshot", **_summary(exp), "zeroshot": evaluate_experiment(exp, bad, progress=progress),
+    zeroshot = evaluate_experiment(exp, bad, progress=progress)
+    _gather_bad_images(dist, bad)
+    results = {"kind": "zeroshot", **_summary(exp), "zeroshot": zeroshot,
                "environment": _environment(exp), "bad_images": len(bad.items())}
     if bad.items():
         run.write_bad_images(bad.items())
@@ -124,16 +147,32 @@ def run_zeroshot(cfg: Config, *, progress: bool = True) -> tuple[RunDir, dict]:
 
 
 def run_train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True) -> tuple[RunDir, dict]:
-    """Zero-shot eval (optional), Algorithm 1, final eval of the averaged model, export."""
+    """Zero-shot eval (optional), Algorithm 1, final eval of the averaged model, export.
+
+    Under torchrun every process runs this; see ``distributed`` for how the work is split.
+    """
+    with distributed.session(cfg.train.device) as dist:
+        return _run_train(cfg, resume, progress and dist.is_main, dist)
+
+
+def _run_train(cfg: Config, resume: Optional[RunDir], progress: bool,
+               dist: distributed.DistContext) -> tuple[RunDir, dict]:
     data = preflight(cfg)
-    run = resume or RunDir.create(cfg)
-    exp = build_experiment(cfg, data=data)
+    if resume is not None:
+        run = distributed.follower_view(dist, resume)
+    else:
+        run = distributed.create_run(dist, lambda: RunDir.create(cfg))
+    exp = build_experiment(cfg, data=data, dist=dist)
     state = ckpt.load_latest(run.path) if resume is not None else None
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     zs_path = run.path / "zeroshot.json"
-    if cfg.eval.zeroshot and not zs_path.exists():
-        write_json(zs_path, evaluate_experiment(exp, bad, progress=progress, desc="zero-shot eval"))
-    zeroshot = json.loads(zs_path.read_text(encoding="utf-8")) if zs_path.exists() else None
+    zeroshot = None
+    if dist.broadcast_object(cfg.eval.zeroshot and not zs_path.exists()):  # rank 0 decides: eval is collective
+        zeroshot = evaluate_experiment(exp, bad, progress=progress, desc="zero-shot eval")
+        if dist.is_main:
+            write_json(zs_path, zeroshot)
+    elif zs_path.exists():
+        zeroshot = json.loads(zs_path.read_text(encoding="utf-8"))
 
     t0 = time.time()
     bad = fit(exp, run, resume_state=state, progress=progress,
@@ -142,7 +181,9 @@ def run_train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = 
     train_time = time.time() - t0
     final = evaluate_experiment(exp, bad, progress=progress, desc="final eval")
     run.log({"step": cfg.train.steps, "eval": final, "final": True})
-    export_model(exp, run.model_dir)
+    if dist.is_main:
+        export_model(exp, run.model_dir)
+    _gather_bad_images(dist, bad)
     if bad.items():
         run.write_bad_images(bad.items())
     results = {
@@ -154,12 +195,20 @@ def run_train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = 
         "bad_images": len(bad.items()),
     }
     run.write_results(results)
-    ckpt.remove_checkpoints(run.path)  # the finished run's model/ supersedes them
+    if dist.is_main:
+        ckpt.remove_checkpoints(run.path)  # the finished run's model/ supersedes them
+    dist.barrier()  # every rank returns once rank 0's files are written
     return run, results
 
 
 def run_eval(cfg: Config, model_dir: Path, out: Optional[Path] = None, *, progress: bool = True) -> dict:
     """Evaluate an exported model folder on cfg's dataset and protocol."""
+    with distributed.session(cfg.train.device) as dist:
+        return _run_eval(cfg, model_dir, out, progress and dist.is_main, dist)
+
+
+def _run_eval(cfg: Config, model_dir: Path, out: Optional[Path], progress: bool,
+              dist: distributed.DistContext) -> dict:
     model_dir = Path(model_dir)
     if not (model_dir / "open_clip_config.json").is_file():
         raise ClipoodError(f"--model: {model_dir} is not an exported model folder (no open_clip_config.json); "
@@ -171,12 +220,12 @@ def run_eval(cfg: Config, model_dir: Path, out: Optional[Path] = None, *, progre
         m = json.loads(meta.read_text(encoding="utf-8"))
         cfg.model.templates = m.get("templates", cfg.model.templates)
         cfg.loss.temperature = m.get("temperature", cfg.loss.temperature)
-    exp = build_experiment(cfg)
+    exp = build_experiment(cfg, dist=dist)
     load_exported_head(exp, model_dir)
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     results = {"kind": "eval", "model": str(model_dir), **_summary(exp),
                "final": evaluate_experiment(exp, bad, progress=progress), "environment": _environment(exp)}
-    if out is not None:
+    if out is not None and dist.is_main:
         write_json(out, results)
     return results
 

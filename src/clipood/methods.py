@@ -1,0 +1,114 @@
+"""Methods by name: each is a set of config overrides that the same runner executes.
+
+A method is what the paper compares (Tables 1-4, Fig. 5): the zero-shot model, the
+linear-head ERM baseline (Eq. 1), vision-language fine-tuning with the plain metric
+softmax (Eq. 2), CLIPood (MMS, Eq. 3-4, with BMA, Eq. 5-7) and its ablations, plus
+WiSE-FT (Wortsman et al., CVPR 2022): the weights interpolated between the zero-shot
+model and the fine-tuned one, a stronger baseline than the paper's.
+
+``Method.configure(cfg)`` returns a copy of ``cfg`` with the method's options set; the
+options the user chose for everything else (data, schedule, lambda, beta) stay.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from .config import Config, from_dict
+from .errors import ConfigError
+
+TRAIN, ZEROSHOT, WISE_FT = "train", "zeroshot", "wise-ft"
+
+# WiSE-FT's mixing coefficients: theta = (1 - alpha) theta_zeroshot + alpha theta_finetuned.
+DEFAULT_WISE_ALPHAS = tuple(round(0.1 * k, 1) for k in range(11))
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str  # the row name in tables
+    kind: str  # train | zeroshot | wise-ft
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    help: str = ""
+    base: Optional[str] = None  # wise-ft: the method whose exported weights are interpolated
+
+    def configure(self, cfg: Config) -> Config:
+        """A copy of ``cfg`` with this method's options set (the input is not changed)."""
+        return from_dict(copy.deepcopy(dict(self.overrides)), copy.deepcopy(cfg), source=f"method {self.name}")
+
+    @property
+    def loss_averaging(self) -> tuple[Optional[str], Optional[str]]:
+        return self.overrides.get("loss", {}).get("name"), self.overrides.get("averaging", {}).get("name")
+
+
+def _train(name: str, label: str, loss: str, averaging: str, help: str) -> Method:
+    return Method(name, label, TRAIN, {"loss": {"name": loss}, "averaging": {"name": averaging}}, help)
+
+
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("zeroshot", "zero-shot", ZEROSHOT, {"averaging": {"name": "none"}},
+           "the pre-trained model, no training (class-text prompts as the classifier)"),
+    _train("erm-linear", "ERM (linear head)", "linear", "none",
+           "a linear head on the image features, cross-entropy (Eq. 1); the final weights"),
+    _train("finetune", "fine-tune (softmax)", "metric_softmax", "none",
+           "vision-language fine-tuning: cosine logits to frozen class texts, plain softmax (Eq. 2)"),
+    _train("clipood", "CLIPood (MMS + BMA)", "mms", "bma",
+           "Margin Metric Softmax (Eq. 3-4) and Beta Moving Average (Eq. 5-7)"),
+    _train("clipood-no-margin", "CLIPood w/o margin", "metric_softmax", "bma",
+           "Fig. 5 ablation: BMA with the plain metric softmax (lambda = 0)"),
+    _train("clipood-fixed-margin", "CLIPood fixed margin", "fixed_margin", "bma",
+           "Fig. 5 ablation: the same margin lambda for every other class instead of the adaptive one"),
+    _train("clipood-ema", "CLIPood with EMA", "mms", "ema",
+           "Fig. 5 ablation: MMS with an exponential moving average instead of BMA"),
+    _train("clipood-uniform", "CLIPood with uniform avg", "mms", "uniform",
+           "Fig. 5 ablation: MMS with the uniform average of theta_1..theta_T"),
+    _train("clipood-no-avg", "CLIPood w/o averaging", "mms", "none",
+           "Fig. 5 ablation: MMS, the final weights without averaging"),
+    Method("wise-ft", "WiSE-FT (fine-tune)", WISE_FT, {"loss": {"name": "metric_softmax"},
+                                                      "averaging": {"name": "none"}},
+           "weights interpolated between zero-shot and the 'finetune' run's final weights, "
+           "one evaluation per alpha (Wortsman et al. 2022; not in the CLIPood paper)", base="finetune"),
+]}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ConfigError(f"method {name!r} is unknown; known methods: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def infer_method(results: dict) -> str:
+    """The method name of a finished run from its results.json (for runs made without a sweep)."""
+    kind = results.get("kind")
+    if kind == ZEROSHOT:
+        return "zeroshot"
+    if kind == WISE_FT:
+        return "wise-ft"
+    m = results.get("method") or {}
+    key = (m.get("loss"), m.get("averaging"))
+    for method in METHODS.values():
+        if method.kind == TRAIN and method.loss_averaging == key:
+            return method.name
+    return f"{key[0]}+{key[1]}"  # a combination no named method uses: still reported, by its parts
+
+
+def irrelevant_keys(cfg: Config) -> set[str]:
+    """Options ("section.field") that do not change what this configuration computes.
+
+    A sweep's grid over, e.g., lambda needs only one run of a method that has no margin;
+    variants that differ only in these keys are the same run.
+    """
+    keys = set()
+    if cfg.loss.name not in ("mms", "fixed_margin"):
+        keys.add("loss.margin_lambda")
+    if cfg.loss.name != "linear":
+        keys.add("loss.head_init")
+    if cfg.averaging.name != "bma":
+        keys.add("averaging.beta")
+    if cfg.averaging.name != "ema":
+        keys.add("averaging.ema_decay")
+    if cfg.averaging.name == "none":
+        keys.add("averaging.every")
+    return keys

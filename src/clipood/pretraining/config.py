@@ -1,0 +1,227 @@
+"""Options of ``clipood pretrain``: their own typed tree, defaults from open_clip's training.
+
+A separate tree from ``clipood.config.Config`` because almost every default differs
+(contrastive pretraining from scratch, not CLIPood fine-tuning: lr 5e-4 not 5e-6, weight
+decay 0.2 on matrices only, Adam beta2 0.98), yet built with the same ``opt`` fields, so
+flags, ``--help``, YAML files, the saved ``config.yaml`` and the docs table
+(``python -m clipood.pretraining.config > docs/pretrain-configuration.md``) all come from
+here. Defaults marked "open_clip:" are those of open_clip's ``training/params.py`` for ViTs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..config import _check, _finite, opt, options_markdown
+from ..errors import ConfigError
+
+
+@dataclass
+class PretrainModelConfig:
+    arch: str = opt(
+        "clipood-emoji-s",
+        "open_clip architecture to pretrain: a bundled config (clipood-emoji-s: a small ViT on 64 px "
+        "images and a small text transformer; clipood-tiny), any open_clip name, or local-dir:PATH to "
+        "continue from an exported folder.",
+    )
+    pretrained: Optional[str] = opt(
+        None,
+        "initial weights: 'none' (random initialisation, as CLIP), a checkpoint file, or a pretrained "
+        "tag of --arch.",
+    )
+    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights (for a tag).")
+
+
+@dataclass
+class PretrainDataConfig:
+    csv: Optional[str] = opt(
+        None,
+        "image-caption table: one row per pair; image paths relative to the table's folder "
+        "(or absolute). 'clipood data build emoji' writes one (captions.csv).",
+    )
+    csv_img_key: str = opt("filepath", "column of image paths. open_clip: filepath.")
+    csv_caption_key: str = opt("title", "column of captions. open_clip: title.")
+    csv_domain_key: str = opt(
+        "domain", "column naming each row's domain (optional; needed for --exclude-domain)."
+    )
+    csv_separator: str = opt(
+        "auto",
+        "column separator: 'auto' (tab for .tsv files, comma otherwise), or the character itself "
+        "(open_clip's default is a tab).",
+    )
+    exclude_domains: list = opt(
+        [],
+        "leave out every row of this domain (repeat for several): the benchmark's held-out domain "
+        "must never be seen in pretraining, or its zero-shot and OOD numbers are not honest.",
+        flag="exclude-domain",
+    )
+    val_size: int = opt(
+        256,
+        "pairs held out of training (chosen by a hash of the image path) to report the contrastive "
+        "loss and image-to-text / text-to-image top-1 retrieval accuracy; 0 disables.",
+    )
+    crop_min_scale: float = opt(
+        0.6, "training augmentation: RandomResizedCrop's smallest area fraction (1 disables cropping)."
+    )
+    rotation: float = opt(
+        10.0, "training augmentation: largest random rotation in degrees (icons stay upright enough)."
+    )
+    color_jitter: float = opt(
+        0.2,
+        "training augmentation: brightness/contrast/saturation jitter strength. No hue jitter and no "
+        "flips: captions name colours and directions ('red heart', 'left arrow').",
+    )
+    caption_tag_dropout: float = opt(
+        0.0,
+        "for captions written as 'name, tag, tag, ...' (the emoji set's): drop each comma-separated "
+        "part after the first with this probability, drawn anew every step, so the text tower also "
+        "learns the bare names that zero-shot prompts use. 0 keeps captions as written (open_clip).",
+    )
+    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).")
+    bad_images: str = opt(
+        "fail",
+        "unreadable image policy: 'fail' names the file and stops; 'skip' leaves it out and lists it "
+        "in the run directory (bad_images.txt).",
+        choices=("fail", "skip"),
+    )
+
+
+@dataclass
+class PretrainOptimConfig:
+    lr: float = opt(5e-4, "AdamW peak learning rate. open_clip: 5e-4.")
+    weight_decay: float = opt(
+        0.2,
+        "AdamW weight decay on weight matrices; gains, biases, embeddings' 1-D parameters and the "
+        "logit scale get none (open_clip's exclusion). open_clip: 0.2.",
+    )
+    betas: list = opt([0.9, 0.98], "AdamW betas. open_clip (ViT): 0.9 0.98.", flag="adam-betas")
+    eps: float = opt(1e-6, "AdamW epsilon. open_clip (ViT): 1e-6.", flag="adam-eps")
+    warmup_steps: int = opt(
+        100, "linear warm-up steps before the cosine decay (open_clip: 10000, for far longer runs)."
+    )
+    min_lr_ratio: float = opt(0.0, "final learning rate of the cosine decay, as a fraction of --lr.")
+    grad_clip: Optional[float] = opt(
+        None, "clip the gradient norm to this value ('none': no clipping, as open_clip's default)."
+    )
+
+
+@dataclass
+class PretrainTrainConfig:
+    steps: int = opt(2000, "optimisation steps.")
+    batch_size: int = opt(
+        128, "image-caption pairs per step; every other pair of the batch is a negative in CLIP's loss."
+    )
+    seed: int = opt(0, "seed of the initialisation, the data order and the augmentation.")
+    device: str = opt("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'.")
+    precision: str = opt(
+        "auto",
+        "'auto' (bf16 autocast on CUDA, fp32 on CPU), 'fp32', 'bf16' or 'fp16' (with a grad scaler). "
+        "Master weights stay fp32.",
+        choices=("auto", "fp32", "bf16", "fp16"),
+    )
+    log_every: int = opt(10, "write train loss, logit scale and learning rate to metrics.jsonl every N steps.")
+    eval_every: int = opt(
+        250, "report the held-out pairs' loss and retrieval accuracy every N steps (0: only at the end)."
+    )
+    checkpoint_every: int = opt(
+        100, "write a resumable checkpoint every N steps (and on SIGTERM/SIGINT); 0 disables."
+    )
+    keep_checkpoints: int = opt(2, "keep the last K checkpoints.")
+
+
+@dataclass
+class PretrainRunConfig:
+    output_dir: str = opt("runs", "parent folder of run directories.")
+    name: Optional[str] = opt(None, "run directory name (default: pretrain-<arch>-seed<seed>-<timestamp>).")
+    install_as: Optional[str] = opt(
+        None,
+        "when done, also install the weights as clipood pretrained tag TAG of --arch in "
+        "$CLIPOOD_CACHE/pretrained/<arch>/TAG/, so '--arch ARCH --pretrained TAG' loads them "
+        "(e.g. 'emoji' for clipood-emoji-s).",
+    )
+
+
+@dataclass
+class PretrainConfig:
+    model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    optim: PretrainOptimConfig = field(default_factory=PretrainOptimConfig)
+    train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
+    run: PretrainRunConfig = field(default_factory=PretrainRunConfig)
+
+
+SECTIONS = ("model", "data", "optim", "train", "run")
+
+
+def validate(cfg: PretrainConfig) -> PretrainConfig:
+    """Check every value before any work starts; raise ConfigError naming the option."""
+    m, d, o, t, r = cfg.model, cfg.data, cfg.optim, cfg.train, cfg.run
+    _check(bool(m.arch), "arch", m.arch, "an open_clip architecture name or local-dir:PATH")
+    for key in ("csv_img_key", "csv_caption_key", "csv_domain_key"):
+        _check(bool(getattr(d, key)), key.replace("_", "-"), getattr(d, key), "a column name")
+    _check(d.csv_separator == "auto" or len(d.csv_separator.replace("\\t", "\t")) == 1, "csv-separator",
+           d.csv_separator, "'auto' or one character (\\t for tab)")
+    _check(d.val_size >= 0, "val-size", d.val_size, "an integer >= 0")
+    _check(_finite(d.crop_min_scale) and 0.05 <= d.crop_min_scale <= 1.0, "crop-min-scale", d.crop_min_scale,
+           "0.05 <= x <= 1")
+    _check(_finite(d.rotation) and 0.0 <= d.rotation <= 180.0, "rotation", d.rotation, "0 <= degrees <= 180")
+    _check(_finite(d.color_jitter) and 0.0 <= d.color_jitter <= 1.0, "color-jitter", d.color_jitter, "0 <= x <= 1")
+    _check(_finite(d.caption_tag_dropout) and 0.0 <= d.caption_tag_dropout <= 1.0, "caption-tag-dropout",
+           d.caption_tag_dropout, "0 <= p <= 1")
+    _check(d.workers >= 0, "workers", d.workers, "an integer >= 0")
+    _check(d.bad_images in ("fail", "skip"), "bad-images", d.bad_images, "fail, skip")
+    _check(_finite(o.lr) and 0.0 < o.lr <= 1.0, "lr", o.lr, "0 < lr <= 1")
+    _check(_finite(o.weight_decay) and 0.0 <= o.weight_decay <= 10.0, "weight-decay", o.weight_decay,
+           "0 <= wd <= 10")
+    _check(len(o.betas) == 2 and all(_finite(b) and 0.0 <= b < 1.0 for b in o.betas), "adam-betas", o.betas,
+           "two numbers in [0, 1)")
+    _check(_finite(o.eps) and o.eps > 0, "adam-eps", o.eps, "eps > 0")
+    _check(_finite(o.min_lr_ratio) and 0.0 <= o.min_lr_ratio <= 1.0, "min-lr-ratio", o.min_lr_ratio, "0 <= x <= 1")
+    _check(o.grad_clip is None or (_finite(o.grad_clip) and o.grad_clip > 0), "grad-clip", o.grad_clip,
+           "a positive number or none")
+    _check(1 <= t.steps <= 10_000_000, "steps", t.steps, "1 <= steps <= 10,000,000")
+    _check(0 <= o.warmup_steps < t.steps, "warmup-steps", o.warmup_steps, f"0 <= warm-up < --steps ({t.steps})")
+    _check(2 <= t.batch_size <= 65536, "batch-size", t.batch_size,
+           "2 <= batch size <= 65536 (the contrastive loss needs negatives)")
+    _check(t.precision in ("auto", "fp32", "bf16", "fp16"), "precision", t.precision, "auto, fp32, bf16, fp16")
+    dev = t.device
+    _check(dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()), "device", dev,
+           "auto, cpu, cuda, cuda:N")
+    _check(t.log_every >= 1, "log-every", t.log_every, "an integer >= 1")
+    _check(t.eval_every >= 0, "eval-every", t.eval_every, "an integer >= 0")
+    _check(t.checkpoint_every >= 0, "checkpoint-every", t.checkpoint_every, "an integer >= 0")
+    _check(t.keep_checkpoints >= 1, "keep-checkpoints", t.keep_checkpoints, "an integer >= 1")
+    if r.install_as is not None:
+        ok = bool(r.install_as) and r.install_as.replace("-", "").replace("_", "").replace(".", "").isalnum()
+        _check(ok, "install-as", r.install_as, "a tag made of letters, digits, '-', '_' or '.'")
+        if m.arch.startswith(("local-dir:", "hf-hub:")):
+            raise ConfigError(f"--install-as: tags belong to an architecture name, not to {m.arch}; "
+                              f"pass --arch NAME (e.g. clipood-emoji-s)")
+    if d.csv is None:
+        raise ConfigError("--csv: no image-caption table given; pass --csv PATH "
+                          "(e.g. the captions.csv that 'clipood data build emoji' writes)")
+    if not Path(d.csv).is_file():
+        raise ConfigError(f"--csv: file not found: {d.csv}")
+    return cfg
+
+
+def separator(cfg: PretrainDataConfig) -> str:
+    if cfg.csv_separator == "auto":
+        return "\t" if str(cfg.csv).lower().endswith(".tsv") else ","
+    return cfg.csv_separator.replace("\\t", "\t")
+
+
+def options_doc() -> str:
+    header = ["# `clipood pretrain` options", "",
+              "Generated from `src/clipood/pretraining/config.py` by "
+              "`python -m clipood.pretraining.config > docs/pretrain-configuration.md`; a test keeps it in "
+              "sync. YAML files (`--config`) use the section and key names; the CLI uses the flags. Defaults "
+              "marked 'open_clip:' are those of open_clip's training script for ViTs. See "
+              "[pretrained.md](pretrained.md) for what to pretrain on.", ""]
+    return options_markdown(PretrainConfig, header)
+
+
+if __name__ == "__main__":
+    print(options_doc(), end="")

@@ -1,0 +1,395 @@
+"""``clipood pretrain``: CLIP's contrastive objective on an image-caption table, the way open_clip trains.
+
+    for t = 1..T:
+        draw B pairs (a seeded permutation stream: the batch is a function of t, so resume is exact)
+        I, X = L2-normalised image and text embeddings; s = exp(logit_scale), learnable
+        loss = (CE(s I X^T, diagonal) + CE(s X I^T, diagonal)) / 2      (open_clip.loss.ClipLoss)
+        AdamW step (linear warm-up, cosine decay), then clamp log s to [0, ln 100] (CLIP)
+    export an open_clip local-dir folder with a record of exactly what it was trained on
+
+The exported folder loads with ``--arch local-dir:RUN/model`` (or, installed with
+``--install-as TAG``, with ``--arch ARCH --pretrained TAG``): the same backbone path as
+any open_clip model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import platform
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from open_clip.loss import ClipLoss
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..config import load_yaml, save_yaml
+from ..data.datasets import ImageDataset, collate
+from ..data.sampling import DomainBalancedBatches, mix
+from ..errors import ClipoodError, DataError
+from ..evaluation import encode_images
+from ..io import atomic_path, write_json
+from ..model.backbones import EXPORT_WEIGHTS, Backbone, installed_weights, load_backbone, save_open_clip_folder
+from ..runs import RunDir
+from ..training import checkpoint as ckpt
+from ..training.experiment import resolve_device, resolve_precision
+from ..training.loop import BadImages, Interrupted, NonFiniteLoss, stop_signals
+from ..training.optim import build_optimizer, build_scheduler
+from .captions import CaptionTable, drop_tags, read_caption_table, split_validation
+from .config import PretrainConfig, separator
+from .transforms import icon_train_transform
+
+PROVENANCE = "clipood_pretrain.json"
+MAX_LOG_SCALE = math.log(100)  # CLIP clamps the logit scale at 100
+
+
+@dataclass
+class Pretraining:
+    """Everything one pretraining run works with."""
+
+    cfg: PretrainConfig
+    device: torch.device
+    autocast_dtype: Optional[torch.dtype]
+    backbone: Backbone
+    table: CaptionTable
+    train_rows: list[int]
+    val_rows: list[int]
+    tokens: torch.Tensor          # (N, context) token ids of every caption, computed once
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: Optional[torch.amp.GradScaler]
+    loss_fn: ClipLoss
+    train_transform: object
+    csv_sha256: str               # the table's fingerprint: a resumed run must read the same rows
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.backbone.model
+
+
+def read_table(cfg: PretrainConfig) -> CaptionTable:
+    d = cfg.data
+    return read_caption_table(d.csv, img_key=d.csv_img_key, caption_key=d.csv_caption_key,
+                              domain_key=d.csv_domain_key, sep=separator(d), exclude_domains=d.exclude_domains)
+
+
+def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """open_clip's split: no decay on gains, biases, 1-D parameters and the logit scale."""
+    def exclude(name: str, p: torch.Tensor) -> bool:
+        return p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [{"params": [p for n, p in named if exclude(n, p)], "weight_decay": 0.0},
+            {"params": [p for n, p in named if not exclude(n, p)], "weight_decay": weight_decay}]
+
+
+def build(cfg: PretrainConfig, table: Optional[CaptionTable] = None) -> Pretraining:
+    table = table if table is not None else read_table(cfg)
+    train_rows, val_rows = split_validation(table, cfg.data.val_size)
+    device = resolve_device(cfg.train.device)
+    amp = resolve_precision(cfg.train.precision, device)
+    torch.manual_seed(cfg.train.seed)  # the initialisation of a model trained from scratch
+    backbone = load_backbone(cfg.model.arch, cfg.model.pretrained, device=device, cache_dir=cfg.model.cache_dir)
+    backbone.model.requires_grad_(True)
+    tokens = torch.cat([backbone.tokenizer(table.captions[i:i + 4096]) for i in range(0, len(table), 4096)])
+    o = cfg.optim
+    optimizer = build_optimizer(weight_decay_groups(backbone.model, o.weight_decay), lr=o.lr,
+                                weight_decay=o.weight_decay, betas=o.betas, eps=o.eps, device=device)
+    scheduler = build_scheduler(optimizer, total_steps=cfg.train.steps, warmup_steps=o.warmup_steps,
+                                min_lr_ratio=o.min_lr_ratio)
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+    d = cfg.data
+    transform = icon_train_transform(backbone.preprocess_cfg, crop_min_scale=d.crop_min_scale,
+                                     rotation=d.rotation, color_jitter=d.color_jitter)
+    return Pretraining(cfg=cfg, device=device, autocast_dtype=amp, backbone=backbone, table=table,
+                       train_rows=train_rows, val_rows=val_rows, tokens=tokens, optimizer=optimizer,
+                       scheduler=scheduler, scaler=scaler, loss_fn=ClipLoss(), train_transform=transform,
+                       csv_sha256=_sha256(Path(cfg.data.csv)))
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def training_state(p: Pretraining, bad: BadImages) -> dict:
+    return {
+        "model": {k: v.detach().cpu().clone() for k, v in p.model.state_dict().items()},
+        "optimizer": p.optimizer.state_dict(),
+        "scheduler": p.scheduler.state_dict(),
+        "scaler": p.scaler.state_dict() if p.scaler is not None else {},
+        "rng": ckpt.rng_state(),
+        "bad_images": [[path, reason] for path, reason in bad.items()],
+        "csv_sha256": p.csv_sha256,
+    }
+
+
+def restore_state(p: Pretraining, state: dict, bad: BadImages) -> int:
+    if state.get("csv_sha256", p.csv_sha256) != p.csv_sha256:
+        raise ClipoodError(f"--resume: {p.cfg.data.csv} changed since this run started (its rows decide the data "
+                           f"order); restore the original table or start a new run")
+    try:
+        p.model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise ClipoodError(f"--resume: the checkpoint does not match --arch {p.cfg.model.arch} "
+                           f"({str(e).splitlines()[0][:200]})") from None
+    p.optimizer.load_state_dict(state["optimizer"])
+    p.scheduler.load_state_dict(state["scheduler"])
+    if p.scaler is not None and state.get("scaler"):
+        p.scaler.load_state_dict(state["scaler"])
+    ckpt.set_rng_state(state["rng"])
+    bad.seen.update({path: reason for path, reason in state.get("bad_images", [])})
+    return int(state["step"])
+
+
+# ------------------------------------------------------------------ the loop
+
+
+def train_loader(p: Pretraining, start: int) -> torch.utils.data.DataLoader:
+    """Batches of (row, augmentation seed) from one endless seeded permutation stream of the training rows."""
+    t = p.cfg.train
+    sampler = DomainBalancedBatches([p.train_rows], t.batch_size, t.steps, t.seed, start=start)
+    workers = p.cfg.data.workers
+    return torch.utils.data.DataLoader(
+        ImageDataset(p.table, p.train_transform), batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+        pin_memory=p.device.type == "cuda", prefetch_factor=4 if workers > 0 else None)
+
+
+def batch_texts(p: Pretraining, idx: torch.Tensor, step: int) -> torch.Tensor:
+    """Token ids of the batch's captions; with --caption-tag-dropout, tags dropped by a (seed, step) draw."""
+    drop = p.cfg.data.caption_tag_dropout
+    if drop == 0:
+        return p.tokens[idx]
+    rng = random.Random(mix(p.cfg.train.seed, step, 2))
+    return p.backbone.tokenizer([drop_tags(p.table.captions[i], drop, rng) for i in idx.tolist()])
+
+
+def train_step(p: Pretraining, images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+    """One AdamW step on CLIP's loss; the logit scale is clamped afterwards, as CLIP does."""
+    with torch.autocast(p.device.type, dtype=p.autocast_dtype, enabled=p.autocast_dtype is not None):
+        image_features, text_features, scale = p.model(images, texts)[:3]
+    loss = p.loss_fn(image_features.float(), text_features.float(), scale.float())
+    if not torch.isfinite(loss):
+        return loss.detach()
+    p.optimizer.zero_grad(set_to_none=True)
+    if p.scaler is not None:
+        p.scaler.scale(loss).backward()
+        p.scaler.unscale_(p.optimizer)
+    else:
+        loss.backward()
+    if p.cfg.optim.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_([q for g in p.optimizer.param_groups for q in g["params"]],
+                                       p.cfg.optim.grad_clip)
+    if p.scaler is not None:
+        p.scaler.step(p.optimizer)
+        p.scaler.update()
+    else:
+        p.optimizer.step()
+    p.scheduler.step()
+    with torch.no_grad():
+        p.model.logit_scale.clamp_(0, MAX_LOG_SCALE)
+    return loss.detach()
+
+
+@torch.no_grad()
+def encode_texts(p: Pretraining, rows, batch_size: int = 512) -> torch.Tensor:
+    was_training = p.model.training
+    p.model.eval()
+    out = []
+    for i in range(0, len(rows), batch_size):
+        tok = p.tokens[torch.as_tensor(rows[i:i + batch_size], dtype=torch.long)].to(p.device)
+        with torch.autocast(p.device.type, dtype=p.autocast_dtype, enabled=p.autocast_dtype is not None):
+            out.append(torch.nn.functional.normalize(p.model.encode_text(tok).float(), dim=-1).cpu())
+    p.model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.no_grad()
+def evaluate_pairs(p: Pretraining, rows: list[int], bad: BadImages, *, progress: bool = False) -> dict:
+    """Held-out pairs: CLIP's loss, and top-1 retrieval both ways among them.
+
+    A retrieval counts as right when the retrieved item has the same caption as the query
+    (the same emoji can appear in several styles with one caption).
+    """
+    feats, ids = encode_images(p.model.visual, p.table, rows, p.backbone.preprocess_val, batch_size=256,
+                               device=p.device, workers=p.cfg.data.workers, autocast_dtype=p.autocast_dtype,
+                               on_bad=bad, desc="held-out pairs", progress=progress)
+    if len(ids) < 2:
+        return {}
+    rows_kept = ids.tolist()
+    texts = encode_texts(p, rows_kept)
+    scale = p.model.logit_scale.exp().detach().float().cpu()
+    loss = ClipLoss()(feats, texts, scale)
+    sims = feats @ texts.T
+    caps = [p.table.captions[i] for i in rows_kept]
+    i2t = sum(caps[j] == caps[i] for i, j in enumerate(sims.argmax(dim=1).tolist())) / len(caps)
+    t2i = sum(caps[j] == caps[i] for i, j in enumerate(sims.argmax(dim=0).tolist())) / len(caps)
+    return {"n": len(caps), "loss": round(float(loss), 5), "i2t_top1": round(i2t, 5), "t2i_top1": round(t2i, 5)}
+
+
+def fit(p: Pretraining, run: RunDir, *, resume_state: Optional[dict] = None, progress: bool = True) -> dict:
+    """Steps start+1..T; returns timing and the last train loss."""
+    t_cfg = p.cfg.train
+    bad = BadImages(p.cfg.data.bad_images, p.table.paths)
+    start = 0
+    if resume_state is not None:
+        start = restore_state(p, resume_state, bad)
+        run.truncate_metrics(start)
+    T, B = t_cfg.steps, t_cfg.batch_size
+    p.model.train()
+    bar = tqdm(total=T, initial=start, desc="pretrain", unit="step", disable=not progress, dynamic_ncols=True)
+    t0, loss_value, step = time.time(), float("nan"), start
+    with stop_signals() as stop:
+        for step, (images, idx, bad_batch) in enumerate(train_loader(p, start), start=start + 1):
+            bad(bad_batch)
+            if images is None or len(idx) < 2:
+                raise DataError("a training batch had fewer than 2 readable images; check bad_images.txt")
+            texts = batch_texts(p, idx, step).to(p.device, non_blocking=True)
+            loss = train_step(p, images.to(p.device, non_blocking=True), texts)
+            if not math.isfinite(loss_value := float(loss)):
+                run.log({"step": step, "event": "non-finite loss", "loss": loss_value})
+                raise NonFiniteLoss(f"loss became {loss_value} at step {step}; the last checkpoint is untouched. "
+                                    f"Lower --lr or set --grad-clip")
+            bar.update(1)
+            if step % t_cfg.log_every == 0 or step == T:
+                lr, scale = p.scheduler.get_last_lr()[0], float(p.model.logit_scale.detach().exp())
+                elapsed = time.time() - t0
+                run.log({"step": step, "loss": loss_value, "logit_scale": round(scale, 4), "lr": lr,
+                         "elapsed_s": round(elapsed, 3), "pairs_per_s": round((step - start) * B / elapsed, 2)})
+                bar.set_postfix(loss=f"{loss_value:.3f}", scale=f"{scale:.1f}", lr=f"{lr:.1e}")
+            if p.val_rows and t_cfg.eval_every and step % t_cfg.eval_every == 0 and step < T:
+                run.log({"step": step, "val": evaluate_pairs(p, p.val_rows, bad)})
+                p.model.train()
+            stopping = stop["signal"] is not None
+            if step < T and ((t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0) or stopping):
+                ckpt.save_checkpoint(run.path, step, training_state(p, bad), t_cfg.keep_checkpoints)
+            if stopping and step < T:
+                bar.close()
+                raise Interrupted(f"stopped by signal {stop['signal']} at step {step}/{T}; checkpoint saved. "
+                                  f"Continue with: clipood pretrain --resume {run.path}")
+    bar.close()
+    if step < T:
+        raise ClipoodError(f"pretraining stopped early at step {step} of {T}")
+    elapsed = time.time() - t0
+    if bad.items():
+        run.write_bad_images(bad.items())
+    return {"final_train_loss": loss_value, "train_time_s": round(elapsed, 2),
+            "steps_per_s": round((T - start) / elapsed, 4) if elapsed > 0 else None, "bad_images": len(bad.items())}
+
+
+# ------------------------------------------------------------------ the run
+
+
+def run_name(cfg: PretrainConfig) -> str:
+    arch = Path(cfg.model.arch.split(":", 1)[-1]).name or "model"
+    return f"pretrain-{arch}-seed{cfg.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def create_run(cfg: PretrainConfig) -> RunDir:
+    path = Path(cfg.run.output_dir) / (cfg.run.name or run_name(cfg))
+    if (path / "results.json").exists():
+        raise ClipoodError(f"{path} already holds a finished run; choose another --name or delete it")
+    if ckpt.list_checkpoints(path):
+        raise ClipoodError(f"{path} holds an unfinished run; continue it with 'clipood pretrain --resume {path}' "
+                           f"or choose another --name")
+    path.mkdir(parents=True, exist_ok=True)
+    cfg.run.name = path.name
+    save_yaml(cfg, path / "config.yaml")
+    return RunDir(path)
+
+
+def open_run(path: str | Path) -> tuple[RunDir, PretrainConfig]:
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise ClipoodError(f"--resume: {path} is not a pretraining run directory (no config.yaml)")
+    if (path / "results.json").exists():
+        raise ClipoodError(f"--resume: {path} is already finished (results.json exists)")
+    return RunDir(path), load_yaml(path / "config.yaml", PretrainConfig())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def provenance(p: Pretraining, outcome: dict, val: dict) -> dict:
+    """What the weights were trained on and how: written beside them (and into results.json)."""
+    cfg, table = p.cfg, p.table
+    train_domains: dict[str, int] = {}
+    for i in p.train_rows:
+        key = table.domains[i] if table.domains[i] is not None else ""
+        train_domains[key] = train_domains.get(key, 0) + 1
+    steps, batch = cfg.train.steps, cfg.train.batch_size
+    return {
+        "kind": "pretrain",
+        "clipood_version": __version__,
+        "arch": cfg.model.arch,
+        "initial_weights": cfg.model.pretrained or f"random initialisation (seed {cfg.train.seed})",
+        "objective": "CLIP contrastive loss (open_clip.loss.ClipLoss), learnable logit scale clamped at 100",
+        "data": {
+            "csv": str(Path(cfg.data.csv).resolve()),
+            "csv_sha256": p.csv_sha256,
+            "columns": {"image": cfg.data.csv_img_key, "caption": cfg.data.csv_caption_key,
+                        "domain": cfg.data.csv_domain_key},
+            "pairs_in_table": len(table) + sum(table.excluded.values()),
+            "excluded_domains": table.excluded,
+            "train_pairs": len(p.train_rows),
+            "train_pairs_per_domain": dict(sorted(train_domains.items())),
+            "validation_pairs": len(p.val_rows),
+            "distinct_train_captions": len({table.captions[i] for i in p.train_rows}),
+            "captions_at_context_limit": int((p.tokens[:, -1] != 0).sum()),
+        },
+        "steps": steps, "batch_size": batch, "pairs_seen": steps * batch,
+        "epochs": round(steps * batch / max(1, len(p.train_rows)), 2),
+        "augmentation": {"crop_min_scale": cfg.data.crop_min_scale, "rotation": cfg.data.rotation,
+                         "color_jitter": cfg.data.color_jitter, "caption_tag_dropout": cfg.data.caption_tag_dropout},
+        "optim": {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay, "betas": cfg.optim.betas,
+                  "eps": cfg.optim.eps, "warmup_steps": cfg.optim.warmup_steps, "grad_clip": cfg.optim.grad_clip},
+        "final_logit_scale": round(float(p.model.logit_scale.detach().exp()), 4),
+        **outcome,
+        "validation": val,
+        "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": str(p.device),
+                        "threads": torch.get_num_threads(),
+                        "precision": str(p.autocast_dtype).replace("torch.", "") if p.autocast_dtype else "fp32"},
+    }
+
+
+def export(p: Pretraining, model_dir: Path, record: dict) -> None:
+    """The model as an open_clip local-dir folder, with its provenance record beside the weights."""
+    save_open_clip_folder(p.backbone, model_dir)
+    write_json(Path(model_dir) / PROVENANCE, record)
+
+
+def install(model_dir: Path, arch: str, tag: str) -> Path:
+    """Copy the exported weights (and their provenance) to where ``--pretrained TAG`` finds them."""
+    dest = installed_weights(arch.replace("/", "-"), tag)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(Path(model_dir) / EXPORT_WEIGHTS, tmp)
+    with atomic_path(dest.parent / PROVENANCE) as tmp:
+        shutil.copyfile(Path(model_dir) / PROVENANCE, tmp)
+    return dest
+
+
+def run_pretrain(cfg: PretrainConfig, *, resume: Optional[RunDir] = None,
+                 progress: bool = True) -> tuple[RunDir, dict]:
+    """Read and check the table, pretrain (or continue), export the model folder, optionally install it."""
+    table = read_table(cfg)                       # every data error before a run directory exists
+    run = resume or create_run(cfg)
+    p = build(cfg, table)
+    state = ckpt.load_latest(run.path) if resume is not None else None
+    outcome = fit(p, run, resume_state=state, progress=progress)
+    val = evaluate_pairs(p, p.val_rows, BadImages("skip", p.table.paths), progress=progress) if p.val_rows else {}
+    run.log({"step": cfg.train.steps, "val": val, "final": True})
+    results = provenance(p, outcome, val)
+    export(p, run.model_dir, results)
+    if cfg.run.install_as:
+        results["installed"] = str(install(run.model_dir, cfg.model.arch, cfg.run.install_as))
+    run.write_results(results)
+    ckpt.remove_checkpoints(run.path)
+    return run, results

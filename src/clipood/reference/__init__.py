@@ -1,0 +1,1 @@
+"""Published reference numbers, as package data (``clipood_icml2023.yaml``)."""

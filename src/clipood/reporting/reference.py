@@ -1,0 +1,52 @@
+"""The paper's published numbers (package data), and matching them to a user's names."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import Any, Optional
+
+import yaml
+
+from .stats import Stat
+
+REFERENCE_FILE = "clipood_icml2023.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def load_reference() -> dict:
+    """Tables 1-4 of the CLIPood paper as data (see the YAML file for the source)."""
+    text = resources.files("clipood.reference").joinpath(REFERENCE_FILE).read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def key(name: str) -> str:
+    """Names compare without case, spaces, '-' or '_' ('Real World' = real_world)."""
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+def match(name: str, aliases: dict[str, list[str]]) -> Optional[str]:
+    """The reference column whose name or aliases equal ``name`` (as keys), else None."""
+    k = key(name)
+    for col, names in aliases.items():
+        if k == key(col) or k in {key(a) for a in names or []}:
+            return col
+    return None
+
+
+def cell(value: Any) -> Optional[Stat]:
+    """A published value: a number (mean) or [mean, std]."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return Stat(float(value[0]), float(value[1]) if len(value) > 1 else None, None)
+    return Stat(float(value), None, None)
+
+
+def citation() -> str:
+    s = load_reference()["source"]
+    return f"{s['authors']}, \"{s['title']}\", {s['venue']} ({s['backbone']})"
+
+
+def short() -> str:
+    return load_reference()["source"]["short"]

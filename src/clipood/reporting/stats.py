@@ -1,0 +1,43 @@
+"""Mean ± standard deviation over seeds, in percent."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A table cell: mean and sample standard deviation (ddof = 1) over n values, in percent."""
+
+    mean: float
+    std: Optional[float]  # None when n == 1 or unknown (published numbers without one)
+    n: Optional[int]  # None for published numbers
+
+    def fmt(self) -> str:
+        return f"{self.mean:.1f}" if self.std is None else f"{self.mean:.1f} ± {self.std:.1f}"
+
+
+def finite(values: Iterable[Optional[float]]) -> list[float]:
+    return [float(v) for v in values if v is not None and not math.isnan(v)]
+
+
+def stat(values: Iterable[Optional[float]], *, scale: float = 100.0) -> Optional[Stat]:
+    """Mean ± std of accuracies in [0, 1] (shown in percent); None when there is no value."""
+    vals = [scale * v for v in finite(values)]
+    if not vals:
+        return None
+    return Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals))
+
+
+def mean(values: Iterable[Optional[float]]) -> float:
+    vals = finite(values)
+    return statistics.fmean(vals) if vals else math.nan
+
+
+def harmonic(a: float, b: float) -> float:
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)

@@ -1,0 +1,181 @@
+"""Indexing image folders: both layouts, class names, and one clear error per problem."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from clipood.data.folder import readable_name, scan
+from clipood.data.splits import make_splits
+from clipood.errors import DataError
+
+
+def _png(path: Path, value: int = 128) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), (value, value, value)).save(path)
+
+
+def make_tree(root: Path, spec: dict) -> Path:
+    """spec: {relative folder: number of images}; images are 0.png, 1.png, ..."""
+    for folder, n in spec.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            _png(root / folder / f"{i}.png", 10 * i)
+    return root
+
+
+DOMAINBED = {"photo/dog": 3, "photo/golden_retriever": 2, "photo/cat": 1,
+             "sketch/dog": 1, "sketch/golden_retriever": 2, "sketch/cat": 4}
+
+
+def test_domainbed_layout(tmp_path):
+    root = make_tree(tmp_path / "ds", DOMAINBED)
+    (root / "photo" / "dog" / "notes.txt").write_text("not an image")
+    (root / "photo" / "dog" / ".hidden.png").write_bytes(b"")
+    idx = scan(root)
+    assert idx.domains == ["photo", "sketch"]
+    assert idx.class_folders == ["cat", "dog", "golden_retriever"]
+    assert idx.class_names == ["cat", "dog", "golden retriever"]
+    assert len(idx) == sum(DOMAINBED.values())
+    for p, y, d in zip(idx.paths, idx.labels, idx.domain_ids):
+        rel = Path(p).relative_to(root)
+        assert rel.parts[0] == idx.domains[d] and rel.parts[1] == idx.class_folders[y]
+        assert rel.suffix == ".png"
+    counts = {}
+    for y, d in zip(idx.labels, idx.domain_ids):
+        key = f"{idx.domains[d]}/{idx.class_folders[y]}"
+        counts[key] = counts.get(key, 0) + 1
+    assert counts == DOMAINBED
+    assert scan(root, layout="domains").paths == idx.paths
+
+
+def test_flat_imagefolder_layout(tmp_path):
+    root = make_tree(tmp_path / "flat", {"b_class": 2, "a_class": 3, "a_class/nested": 1})
+    idx = scan(root)
+    assert idx.domains == ["all"]
+    assert idx.class_folders == ["a_class", "b_class"]
+    assert idx.class_names == ["a class", "b class"]
+    assert [idx.labels.count(0), idx.labels.count(1)] == [4, 2]  # images in sub-folders belong to the class
+    assert set(idx.domain_ids) == {0}
+    assert scan(root, layout="imagefolder").paths == idx.paths
+
+
+def test_readable_names():
+    assert readable_name("golden_retriever") == "golden retriever"
+    assert readable_name("__odd__name_") == "odd name"
+    assert readable_name("Already Fine") == "Already Fine"
+
+
+def test_class_names_file_tab_format(tmp_path):
+    root = make_tree(tmp_path / "ds", DOMAINBED)
+    names = tmp_path / "names.tsv"
+    names.write_text("golden_retriever\tgolden retriever dog\ncat\tdomestic cat\n\ndog\tdog\n", encoding="utf-8")
+    idx = scan(root, class_names_file=names)
+    assert idx.class_names == ["domestic cat", "dog", "golden retriever dog"]
+
+
+def test_class_names_file_one_per_line(tmp_path):
+    root = make_tree(tmp_path / "ds", DOMAINBED)
+    names = tmp_path / "names.txt"
+    names.write_text("Cat\nDog\nGolden Retriever\n", encoding="utf-8")
+    assert scan(root, class_names_file=names).class_names == ["Cat", "Dog", "Golden Retriever"]
+
+
+def test_class_names_file_errors(tmp_path):
+    root = make_tree(tmp_path / "ds", DOMAINBED)
+    names = tmp_path / "names.txt"
+    names.write_text("Cat\nDog\n")
+    with pytest.raises(DataError, match=f"--class-names: {names} has 2 names but the dataset has 3 classes"):
+        scan(root, class_names_file=names)
+    names.write_text("cat\tcat\ndog\tdog\n")
+    with pytest.raises(DataError, match=f"--class-names: {names} has no entry for class folder.*golden_retriever"):
+        scan(root, class_names_file=names)
+    names.write_bytes(b"\xff\xfe\xfa\n")
+    with pytest.raises(DataError, match=f"--class-names: {names} is not UTF-8"):
+        scan(root, class_names_file=names)
+    names.write_text("cat\ncat\ndog\n")
+    with pytest.raises(DataError, match="class folders 'cat' and 'dog' both give the class name 'cat'"):
+        scan(root, class_names_file=names)
+
+
+# ------------------------------------------------------------------ errors
+
+
+def _error(root, **kw) -> str:
+    with pytest.raises(DataError) as err:
+        scan(root, **kw)
+    msg = str(err.value)
+    assert len(msg.splitlines()) == 1
+    return msg
+
+
+def test_missing_root(tmp_path):
+    assert _error(tmp_path / "nope") == f"--root: folder not found: {tmp_path / 'nope'}"
+
+
+def test_root_without_folders(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert str(tmp_path / "empty") in _error(tmp_path / "empty")
+
+
+def test_empty_domain(tmp_path):
+    root = make_tree(tmp_path / "ds", {"photo/dog": 1, "photo/cat": 1})
+    (root / "sketch").mkdir()
+    msg = _error(root, layout="domains")
+    assert msg.startswith(f"{root / 'sketch'}: no class folders")
+
+
+def test_domain_missing_a_class(tmp_path):
+    root = make_tree(tmp_path / "ds", {"photo/dog": 1, "photo/cat": 1, "sketch/dog": 2})
+    msg = _error(root)
+    assert msg.startswith(f"{root / 'sketch'}: domain 'sketch' has no folder for class(es) cat (present in photo)")
+
+
+def test_empty_class_folder(tmp_path):
+    root = make_tree(tmp_path / "ds", {"photo/dog": 1, "photo/cat": 0, "sketch/dog": 1, "sketch/cat": 1})
+    (root / "photo" / "cat" / "readme.txt").write_text("no images here")
+    msg = _error(root, layout="domains")
+    assert msg.startswith(f"{root / 'photo' / 'cat'}: class folder holds no images")
+
+
+def test_duplicate_class_names_after_normalisation(tmp_path):
+    root = make_tree(tmp_path / "ds", {"a_b": 1, "a b": 1, "c": 1})
+    msg = _error(root)
+    assert "class folders 'a b' and 'a_b' both give the class name 'a b'" in msg
+
+
+def test_non_utf8_file_name(tmp_path):
+    root = make_tree(tmp_path / "ds", {"photo/dog": 1, "photo/cat": 1})
+    bad = os.path.join(os.fsencode(root / "photo" / "cat"), b"\xff.png")
+    try:
+        with open(bad, "wb") as f:
+            Image.new("RGB", (4, 4)).save(f, format="PNG")
+    except OSError:
+        pytest.skip("this file system refuses non-UTF-8 names")
+    msg = _error(root)
+    assert repr(bad) in msg and "not valid UTF-8" in msg
+
+
+def test_non_utf8_folder_name(tmp_path):
+    root = make_tree(tmp_path / "ds", {"photo/dog": 1})
+    bad = os.path.join(os.fsencode(root / "photo"), b"caf\xe9")
+    try:
+        os.mkdir(bad)
+    except OSError:
+        pytest.skip("this file system refuses non-UTF-8 names")
+    with open(os.path.join(bad, b"0.png"), "wb") as f:
+        Image.new("RGB", (4, 4)).save(f, format="PNG")
+    msg = _error(root)
+    assert repr(bad) in msg and "not valid UTF-8" in msg
+
+
+def test_held_out_domain_not_found(tmp_path):
+    root = make_tree(tmp_path / "ds", DOMAINBED)
+    idx = scan(root)
+    with pytest.raises(DataError, match=f"--holdout-domain: 'art' is not a domain of {root}; domains: photo, sketch"):
+        idx.domain_index("art")
+    with pytest.raises(DataError, match="'art' is not a domain"):
+        make_splits(idx, holdout_domains=["art"], val_fraction=0.2, split_seed=0)

@@ -1,0 +1,364 @@
+"""Weight averages against brute-force weighted sums of every saved theta_t.
+
+A simulated trajectory changes a small module's tensors in place each step (as an
+optimizer does), the averager folds them in online, and every theta_t is saved as a
+clone; the reference then sums the clones with the scheme's weights in float64:
+
+* BMA (Eq. 5-7): weight of theta_t is scipy's Beta(beta, beta) pdf at (t + 0.5) / (T + 1).
+* EMA: theta_0 weight d^T, theta_t weight (1 - d) d^(T - t).
+* uniform: the mean of theta_1..theta_T.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import scipy.stats
+import torch
+from torch import nn
+
+from clipood.averaging import (AVERAGERS, BetaMovingAverage, ExponentialMovingAverage, NoAverage,
+                               UniformAverage, averaged_tensors, beta_pdf, beta_weights, build_averager)
+
+# The average is kept in fp32 (one copy); the reference is exact float64 arithmetic on
+# the same fp32 snapshots, so the difference is fp32 rounding of O(1) values.
+TOL = dict(rtol=0, atol=1e-6)
+
+
+class Net(nn.Module):
+    """Trainable weights, a frozen one, and a BatchNorm with float and integer buffers."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(5, 3)
+        self.bn = nn.BatchNorm1d(3)
+        self.frozen = nn.Parameter(torch.zeros(2), requires_grad=False)
+
+
+def make_net(seed: int = 0) -> Net:
+    torch.manual_seed(seed)
+    return Net()
+
+
+def perturb(tensors, g: torch.Generator) -> None:
+    """One 'optimizer step': an in-place random change of every tracked tensor."""
+    with torch.no_grad():
+        for t in tensors:
+            t.add_(torch.randn(t.shape, generator=g) * 0.1)
+
+
+def snapshot(tensors) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in tensors]
+
+
+def run(averager, tensors, T: int, seed: int = 0, start: int = 1, g=None):
+    """Steps start..T; returns theta_{start-1}..theta_T (clones) and the update results."""
+    g = g or torch.Generator().manual_seed(seed)
+    saved, changed = [snapshot(tensors)], []
+    for step in range(start, T + 1):
+        perturb(tensors, g)
+        changed.append(averager.update(step))
+        saved.append(snapshot(tensors))
+    return saved, changed
+
+
+def weighted_sum(saved, weights) -> list[torch.Tensor]:
+    total = sum(weights)
+    out = []
+    for k in range(len(saved[0])):
+        acc = torch.zeros(saved[0][k].shape, dtype=torch.float64)
+        for w, theta in zip(weights, saved):
+            acc += w * theta[k].double()
+        out.append(acc / total)
+    return out
+
+
+def assert_average(averager, expected):
+    assert len(averager.average) == len(expected)
+    for a, e in zip(averager.average, expected):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a.double(), e, **TOL)
+
+
+def update_steps(T: int, every: int) -> list[int]:
+    """The steps at which an average with ``every`` updates: multiples of k, and T."""
+    return [t for t in range(1, T + 1) if t % every == 0 or t == T]
+
+
+def scipy_alpha(t: int, T: int, beta: float) -> float:
+    return float(scipy.stats.beta.pdf((t + 0.5) / (T + 1), beta, beta))
+
+
+# --------------------------------------------------------------------- every = 1
+
+
+@pytest.mark.parametrize("T", (1, 7, 50))
+@pytest.mark.parametrize("beta", (0.1, 0.5, 1.0, 2.0))
+def test_bma_is_the_beta_weighted_average_of_the_trajectory(beta, T):
+    net = make_net(T)
+    tensors = averaged_tensors(net)
+    bma = build_averager("bma", tensors, T, beta=beta)
+    assert isinstance(bma, BetaMovingAverage)
+    saved, changed = run(bma, tensors, T, seed=int(beta * 10) + T)
+    assert all(changed)
+    assert_average(bma, weighted_sum(saved, [scipy_alpha(t, T, beta) for t in range(T + 1)]))
+
+
+@pytest.mark.parametrize("T", (1, 7, 50))
+@pytest.mark.parametrize("decay", (0.5, 0.9, 0.999))
+def test_ema_matches_its_closed_form(decay, T):
+    net = make_net(1)
+    tensors = averaged_tensors(net)
+    ema = build_averager("ema", tensors, T, ema_decay=decay)
+    assert isinstance(ema, ExponentialMovingAverage)
+    saved, _ = run(ema, tensors, T, seed=T)
+    weights = [decay ** T] + [(1 - decay) * decay ** (T - t) for t in range(1, T + 1)]
+    assert_average(ema, weighted_sum(saved, weights))
+
+
+@pytest.mark.parametrize("T", (1, 7, 50))
+def test_uniform_is_the_mean_of_theta_1_to_T(T):
+    net = make_net(2)
+    tensors = averaged_tensors(net)
+    avg = build_averager("uniform", tensors, T)
+    assert isinstance(avg, UniformAverage)
+    saved, _ = run(avg, tensors, T, seed=T + 1)
+    assert_average(avg, weighted_sum(saved[1:], [1.0] * T))
+
+
+def test_no_average_keeps_no_copy_and_leaves_the_weights():
+    net = make_net(3)
+    tensors = averaged_tensors(net)
+    none = build_averager("none", tensors, 5)
+    assert isinstance(none, NoAverage)
+    saved, changed = run(none, tensors, 5)
+    assert none.average == [] and none.nbytes() == 0 and not any(changed)
+    none.copy_to()
+    with none.swapped():
+        pass
+    for t, s in zip(tensors, saved[-1]):
+        assert torch.equal(t, s)
+    out = [torch.zeros_like(t) for t in tensors]
+    none.copy_to(out)
+    assert all(torch.equal(o, s) for o, s in zip(out, saved[-1]))
+
+
+# --------------------------------------------------------------------- every = k
+
+
+@pytest.mark.parametrize("T,every", [(7, 2), (7, 3), (50, 4), (50, 7), (7, 10)])
+@pytest.mark.parametrize("beta", (0.1, 0.5, 2.0))
+def test_bma_every_k_gives_skipped_weights_to_the_updating_step(beta, T, every):
+    net = make_net(4)
+    tensors = averaged_tensors(net)
+    bma = build_averager("bma", tensors, T, beta=beta, every=every)
+    saved, changed = run(bma, tensors, T, seed=every)
+    steps = update_steps(T, every)
+    assert [s for s, c in zip(range(1, T + 1), changed) if c] == steps
+    alpha = [scipy_alpha(t, T, beta) for t in range(T + 1)]
+    members, weights, prev = [saved[0]], [alpha[0]], 0
+    for u in steps:
+        members.append(saved[u])
+        weights.append(sum(alpha[prev + 1:u + 1]))
+        prev = u
+    assert_average(bma, weighted_sum(members, weights))
+
+
+@pytest.mark.parametrize("T,every", [(7, 2), (50, 4), (50, 7)])
+def test_uniform_every_k(T, every):
+    net = make_net(5)
+    tensors = averaged_tensors(net)
+    avg = build_averager("uniform", tensors, T, every=every)
+    saved, _ = run(avg, tensors, T, seed=every + 1)
+    steps = update_steps(T, every)
+    weights = [u - p for p, u in zip([0] + steps, steps)]
+    assert sum(weights) == T
+    assert_average(avg, weighted_sum([saved[u] for u in steps], weights))
+
+
+@pytest.mark.parametrize("T,every", [(7, 2), (50, 4), (50, 7)])
+@pytest.mark.parametrize("decay", (0.5, 0.9))
+def test_ema_every_k_applies_k_decays_at_once(decay, T, every):
+    """k steps with theta_u held: avg <- d^k avg + (1 - d^k) theta_u."""
+    net = make_net(6)
+    tensors = averaged_tensors(net)
+    ema = build_averager("ema", tensors, T, ema_decay=decay, every=every)
+    saved, _ = run(ema, tensors, T, seed=every + 2)
+    steps = update_steps(T, every)
+    members, weights = [saved[0]], [decay ** T]
+    for p, u in zip([0] + steps, steps):
+        members.append(saved[u])
+        weights.append((1 - decay ** (u - p)) * decay ** (T - u))
+    assert abs(sum(weights) - 1.0) < 1e-12
+    assert_average(ema, weighted_sum(members, weights))
+
+
+def test_repeated_or_late_updates_do_not_double_count():
+    net = make_net(7)
+    tensors = averaged_tensors(net)
+    a = build_averager("bma", tensors, 4, beta=0.5)
+    b_tensors = [t.detach().clone() for t in tensors]
+    b = build_averager("bma", b_tensors, 4, beta=0.5)
+    g = torch.Generator().manual_seed(0)
+    for step in range(1, 5):
+        perturb(tensors, g)
+        torch._foreach_copy_(b_tensors, [t.detach() for t in tensors])
+        assert a.update(step)
+        assert not a.update(step)  # a second call for the same step is ignored
+        b.update(step)
+    assert not a.update(2)  # an older step too
+    assert all(torch.equal(x, y) for x, y in zip(a.average, b.average))
+
+
+# ----------------------------------------------------------- what is tracked
+
+
+def test_tracked_tensors_are_trainable_params_and_float_buffers():
+    net = make_net()
+    tracked = averaged_tensors(net)
+    ids = {id(t) for t in tracked}
+    assert ids == {id(net.fc.weight), id(net.fc.bias), id(net.bn.weight), id(net.bn.bias),
+                   id(net.bn.running_mean), id(net.bn.running_var)}
+    assert id(net.bn.num_batches_tracked) not in ids and id(net.frozen) not in ids
+
+
+def test_buffers_are_averaged_and_integer_counters_keep_their_value():
+    """BatchNorm statistics updated by forward passes are averaged like the weights."""
+    T = 6
+    net = make_net(8)
+    tensors = averaged_tensors(net)
+    bma = build_averager("bma", tensors, T, beta=0.5)
+    saved = [snapshot(tensors)]
+    g = torch.Generator().manual_seed(3)
+    net.train()
+    for step in range(1, T + 1):
+        net.bn(torch.randn(16, 3, generator=g) * step)  # moves running_mean / running_var in place
+        perturb([net.fc.weight, net.fc.bias], g)
+        bma.update(step)
+        saved.append(snapshot(tensors))
+    assert int(net.bn.num_batches_tracked) == T
+    assert_average(bma, weighted_sum(saved, [scipy_alpha(t, T, 0.5) for t in range(T + 1)]))
+    bma.copy_to()
+    assert int(net.bn.num_batches_tracked) == T  # the counter is not averaged
+    assert torch.equal(net.bn.running_mean, bma.average[4])
+
+
+# ------------------------------------------------------------------ memory
+
+
+@pytest.mark.parametrize("name", ("bma", "ema", "uniform"))
+def test_memory_is_one_fp32_copy(name):
+    net = make_net()
+    tensors = averaged_tensors(net)
+    avg = build_averager(name, tensors, 10)
+    assert avg.nbytes() == 4 * sum(t.numel() for t in tensors)
+    half = [t.detach().to(torch.bfloat16) for t in tensors]
+    assert build_averager(name, half, 10).nbytes() == 4 * sum(t.numel() for t in tensors)
+
+
+# ---------------------------------------------------------------- resuming
+
+
+@pytest.mark.parametrize("every", (1, 3))
+@pytest.mark.parametrize("name", AVERAGERS)
+def test_state_dict_round_trip_mid_trajectory_is_bit_exact(name, every):
+    T, mid = 20, 8
+    kw = dict(beta=0.3, ema_decay=0.8, every=every)
+    net_a = make_net(9)
+    a_tensors = averaged_tensors(net_a)
+    a = build_averager(name, a_tensors, T, **kw)
+    g = torch.Generator().manual_seed(1)
+    run(a, a_tensors, mid, g=g)
+
+    buf = io.BytesIO()
+    torch.save({"avg": a.state_dict(), "live": snapshot(a_tensors)}, buf)
+    buf.seek(0)
+    state = torch.load(buf)
+    net_b = make_net(10)  # different init: everything must come from the checkpoint
+    b_tensors = averaged_tensors(net_b)
+    with torch.no_grad():
+        torch._foreach_copy_(b_tensors, state["live"])
+    b = build_averager(name, b_tensors, T, **kw)
+    b.load_state_dict(state["avg"])
+
+    g_b = torch.Generator()
+    g_b.set_state(g.get_state())
+    run(a, a_tensors, T, start=mid + 1, g=g)
+    run(b, b_tensors, T, start=mid + 1, g=g_b)
+    assert a.last_step == b.last_step == T
+    for x, y in zip(a.average, b.average):
+        assert torch.equal(x, y)
+    a.copy_to()
+    b.copy_to()
+    for x, y in zip(a_tensors, b_tensors):
+        assert torch.equal(x, y)
+
+
+def test_loading_another_scheme_is_refused():
+    tensors = averaged_tensors(make_net())
+    state = build_averager("ema", tensors, 5).state_dict()
+    with pytest.raises(ValueError, match="ema average, this run uses bma"):
+        build_averager("bma", tensors, 5).load_state_dict(state)
+
+
+def test_unknown_averaging_name():
+    with pytest.raises(ValueError, match=r"unknown averaging 'swa'.*bma.*ema.*uniform.*none"):
+        build_averager("swa", averaged_tensors(make_net()), 5)
+
+
+# ------------------------------------------------------------------ swapping
+
+
+def test_swapped_puts_the_average_in_and_restores_live_weights_exactly():
+    net = make_net(11)
+    tensors = averaged_tensors(net)
+    bma = build_averager("bma", tensors, 5, beta=0.5)
+    run(bma, tensors, 5)
+    live_before = snapshot(tensors)
+    avg_before = snapshot(bma.average)
+    x = torch.randn(4, 5)
+    with bma.swapped():
+        for t, a in zip(tensors, avg_before):
+            assert torch.equal(t, a)
+        torch.testing.assert_close(net.fc(x), x @ avg_before[0].T + avg_before[1])  # the module runs on it
+    for t, s in zip(tensors, live_before):
+        assert torch.equal(t, s)
+    for a, s in zip(bma.average, avg_before):
+        assert torch.equal(a, s)
+    # the swap is undone on an exception too
+    with pytest.raises(RuntimeError):
+        with bma.swapped():
+            raise RuntimeError("evaluation failed")
+    assert all(torch.equal(t, s) for t, s in zip(tensors, live_before))
+    assert all(torch.equal(a, s) for a, s in zip(bma.average, avg_before))
+
+
+def test_copy_to_writes_the_average():
+    net = make_net(12)
+    tensors = averaged_tensors(net)
+    avg = build_averager("uniform", tensors, 3)
+    saved, _ = run(avg, tensors, 3)
+    avg.copy_to()
+    expected = weighted_sum(saved[1:], [1.0, 1.0, 1.0])
+    for t, e in zip(tensors, expected):
+        torch.testing.assert_close(t.detach().double(), e, **TOL)
+
+
+# ------------------------------------------------------------------- weights
+
+
+@pytest.mark.parametrize("a,b", [(0.1, 0.1), (0.5, 0.5), (1.0, 1.0), (2.0, 2.0), (0.5, 3.0), (7.0, 1.5)])
+def test_beta_pdf_matches_scipy(a, b):
+    for x in (1e-4, 0.01, 0.1, 0.25, 0.5, 0.77, 0.99, 1 - 1e-4):
+        assert beta_pdf(x, a, b) == pytest.approx(float(scipy.stats.beta.pdf(x, a, b)), rel=1e-10)
+
+
+@pytest.mark.parametrize("T", (1, 7, 5000))
+@pytest.mark.parametrize("beta", (0.1, 0.5, 1.0, 2.0))
+def test_beta_weights_are_eq6(beta, T):
+    w = beta_weights(T, beta)
+    assert len(w) == T + 1
+    ref = scipy.stats.beta.pdf([(t + 0.5) / (T + 1) for t in range(T + 1)], beta, beta)
+    assert w == pytest.approx(ref.tolist(), rel=1e-10)
+    assert w == pytest.approx(w[::-1], rel=1e-12)  # symmetric: theta_0 weighs as much as theta_T

@@ -1,0 +1,259 @@
+"""The configuration tree: paper defaults, YAML round trip, precedence, validation errors.
+
+(The docs/configuration.md sync check and the CLI's one-line errors are in test_cli.py.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from clipood.cli import build_parser, config_from_args
+from clipood.config import (SECTIONS, Config, flag_name, from_dict, iter_fields, load_yaml, options_markdown,
+                            save_yaml, validate)
+from clipood.errors import ConfigError
+
+
+def test_defaults_are_the_papers():
+    cfg = Config()
+    assert cfg.optim.lr == 5e-6
+    assert cfg.optim.weight_decay == 0.1
+    assert cfg.optim.warmup_steps == 0
+    assert cfg.loss.name == "mms"
+    assert cfg.loss.margin_lambda == 0.3
+    assert cfg.loss.temperature == 0.01
+    assert cfg.averaging.name == "bma"
+    assert cfg.averaging.beta == 0.5
+    assert cfg.averaging.every == 1
+    assert cfg.train.steps == 5000
+    assert cfg.train.batch_size == 12  # per training domain
+    assert cfg.model.templates == ["a photo of a {}."]
+    assert cfg.model.trainable == "all"
+    assert cfg.data.val_fraction == 0.2
+
+
+def test_list_defaults_are_not_shared_between_configs():
+    a, b = Config(), Config()
+    a.model.templates.append("a sketch of a {}.")
+    a.data.holdout_domains.append("sketch")
+    assert b.model.templates == ["a photo of a {}."] and b.data.holdout_domains == []
+
+
+def _changed_config(tmp_path) -> Config:
+    cfg = Config()
+    cfg.model.arch, cfg.model.pretrained = "clipood-tiny", None
+    cfg.model.templates = ["a photo of a {}.", "a drawing of a {}."]
+    cfg.data.root = str(tmp_path)
+    cfg.data.holdout_domains = ["sketch", "photo"]
+    cfg.data.base_to_new = True
+    cfg.data.shots = 16
+    cfg.loss.name, cfg.loss.margin_lambda, cfg.loss.temperature = "fixed_margin", 0.1, 0.07
+    cfg.averaging.name, cfg.averaging.beta, cfg.averaging.every = "ema", 0.1, 5
+    cfg.optim.lr, cfg.optim.betas, cfg.optim.grad_clip = 1e-5, [0.8, 0.95], None
+    cfg.train.steps, cfg.train.batch_size, cfg.train.precision = 500, 36, "bf16"
+    cfg.eval.zeroshot = False
+    cfg.run.name = "x"
+    return cfg
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = _changed_config(tmp_path)
+    path = tmp_path / "config.yaml"
+    save_yaml(cfg, path)
+    loaded = load_yaml(path)
+    assert loaded == cfg
+    assert loaded != Config()
+    assert type(loaded.optim.betas[0]) is float and type(loaded.train.steps) is int
+
+
+def test_precedence_defaults_then_yaml_then_flags(tmp_path):
+    y = tmp_path / "run.yaml"
+    y.write_text("loss:\n  margin_lambda: 0.1\n  temperature: 0.05\n"
+                 "train:\n  steps: 7\n  batch_size: 4\naveraging:\n  beta: 0.7\n")
+    args = build_parser().parse_args(["train", "--config", str(y), "--steps", "9", "--averaging", "ema",
+                                      "--temperature", "0.02", "--holdout-domain", "a", "--holdout-domain", "b"])
+    cfg = config_from_args(args)
+    # flag over YAML
+    assert cfg.train.steps == 9 and cfg.loss.temperature == 0.02
+    # YAML over default
+    assert cfg.loss.margin_lambda == 0.1 and cfg.train.batch_size == 4 and cfg.averaging.beta == 0.7
+    # flag over default
+    assert cfg.averaging.name == "ema" and cfg.data.holdout_domains == ["a", "b"]
+    # untouched default
+    assert cfg.optim.lr == 5e-6 and cfg.loss.name == "mms"
+
+
+def test_flags_without_yaml_and_none_values():
+    args = build_parser().parse_args(["train", "--grad-clip", "none", "--shots", "4", "--no-zeroshot",
+                                      "--adam-betas", "0.5", "0.6"])
+    cfg = config_from_args(args)
+    assert cfg.optim.grad_clip is None and cfg.data.shots == 4 and cfg.eval.zeroshot is False
+    assert cfg.optim.betas == [0.5, 0.6]
+    assert cfg.train.steps == 5000
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _field(section: str, name: str):
+    for sec, _, f in iter_fields():
+        if sec == section and f.name == name:
+            return f
+    raise KeyError((section, name))
+
+
+BAD_VALUES = [
+    ("model", "arch", ""),
+    ("model", "trainable", "some"),
+    ("model", "trainable", "last:0"),
+    ("model", "trainable", "last:x"),
+    ("model", "templates", []),
+    ("model", "templates", ["a photo"]),
+    ("data", "layout", "nested"),
+    ("data", "val_fraction", 1.0),
+    ("data", "val_fraction", -0.1),
+    ("data", "val_fraction", float("nan")),
+    ("data", "shots", 0),
+    ("data", "workers", -1),
+    ("data", "bad_images", "ignore"),
+    ("loss", "name", "hinge"),
+    ("loss", "margin_lambda", -0.1),
+    ("loss", "margin_lambda", 10.5),
+    ("loss", "margin_lambda", float("inf")),
+    ("loss", "temperature", 0.0),
+    ("loss", "temperature", 1e-5),
+    ("loss", "temperature", 11.0),
+    ("loss", "head_init", "xavier"),
+    ("averaging", "name", "swa"),
+    ("averaging", "beta", 0.0),
+    ("averaging", "beta", -1.0),
+    ("averaging", "beta", 101.0),
+    ("averaging", "ema_decay", 0.0),
+    ("averaging", "ema_decay", 1.0),
+    ("averaging", "every", 0),
+    ("optim", "lr", 0.0),
+    ("optim", "lr", 2.0),
+    ("optim", "lr", float("nan")),
+    ("optim", "weight_decay", -0.1),
+    ("optim", "weight_decay", 11.0),
+    ("optim", "betas", [0.9]),
+    ("optim", "betas", [0.9, 1.0]),
+    ("optim", "eps", 0.0),
+    ("optim", "warmup_steps", -1),
+    ("optim", "warmup_steps", 5000),  # not fewer than --steps
+    ("optim", "min_lr_ratio", -0.1),
+    ("optim", "min_lr_ratio", 1.5),
+    ("optim", "grad_clip", 0.0),
+    ("optim", "grad_clip", -1.0),
+    ("train", "steps", 0),
+    ("train", "batch_size", 0),
+    ("train", "batch_size", 65537),
+    ("train", "precision", "fp8"),
+    ("train", "device", "gpu"),
+    ("train", "device", "cuda:x"),
+    ("train", "log_every", 0),
+    ("train", "eval_every", -1),
+    ("train", "checkpoint_every", -1),
+    ("train", "keep_checkpoints", 0),
+    ("eval", "batch_size", 0),
+]
+
+
+@pytest.mark.parametrize("section,name,value", BAD_VALUES,
+                         ids=[f"{s}.{n}={v!r}" for s, n, v in BAD_VALUES])
+def test_every_range_error_names_the_option(tmp_path, section, name, value):
+    cfg = Config()
+    cfg.data.root = str(tmp_path)
+    validate(cfg)  # the defaults are valid
+    setattr(getattr(cfg, section), name, value)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    msg = str(err.value)
+    assert msg.startswith(f"--{flag_name(_field(section, name))}: ")
+    assert "out of range; allowed:" in msg and len(msg.splitlines()) == 1
+
+
+def test_steps_are_not_checked_outside_training(tmp_path):
+    cfg = Config()
+    cfg.data.root = str(tmp_path)
+    cfg.train.steps = 0
+    validate(cfg, training=False)
+    with pytest.raises(ConfigError, match="^--steps: "):
+        validate(cfg)
+
+
+def test_missing_root_and_class_names_file(tmp_path):
+    cfg = Config()
+    with pytest.raises(ConfigError, match="^--root: no dataset given"):
+        validate(cfg)
+    cfg.data.root = str(tmp_path / "nope")
+    with pytest.raises(ConfigError, match=f"^--root: folder not found: {tmp_path / 'nope'}"):
+        validate(cfg)
+    cfg.data.root = str(tmp_path)
+    cfg.data.class_names = str(tmp_path / "names.txt")
+    with pytest.raises(ConfigError, match="^--class-names: file not found: .*names.txt"):
+        validate(cfg)
+
+
+# ------------------------------------------------------------ unknown keys, types
+
+
+def test_unknown_section_is_named():
+    with pytest.raises(ConfigError, match=r"unknown section 'optimizer' \(known: model, data, loss"):
+        from_dict({"optimizer": {"lr": 1e-5}})
+
+
+def test_unknown_key_is_named_with_its_section():
+    with pytest.raises(ConfigError, match=r"unknown option loss\.'lamda' \(known: name, margin_lambda"):
+        from_dict({"loss": {"lamda": 0.1}})
+
+
+def test_yaml_file_errors_name_the_file(tmp_path):
+    y = tmp_path / "bad.yaml"
+    y.write_text("train:\n  stepz: 3\n")
+    with pytest.raises(ConfigError, match=f"^{y}: unknown option train.'stepz'"):
+        load_yaml(y)
+    y.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match=f"^--config: {y} is not valid YAML"):
+        load_yaml(y)
+    y.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match=f"^{y}: expected a mapping of sections"):
+        load_yaml(y)
+    y.write_text("train: 5\n")
+    with pytest.raises(ConfigError, match=f"^{y}: section 'train' must be a mapping"):
+        load_yaml(y)
+    with pytest.raises(ConfigError, match="^--config: file not found"):
+        load_yaml(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("section,key,value,expected", [
+    ("optim", "lr", "fast", "--lr (optim.lr): expected float, got 'fast'"),
+    ("train", "steps", "many", "--steps (train.steps): expected int, got 'many'"),
+    ("train", "steps", 2.5, "--steps (train.steps): expected int, got 2.5"),
+    ("train", "steps", True, "--steps (train.steps): expected int, got True"),
+    ("eval", "zeroshot", "maybe", "--zeroshot (eval.zeroshot): expected bool, got 'maybe'"),
+    ("optim", "betas", ["a", "b"], "--adam-betas (optim.betas): expected a list of float"),
+    ("train", "steps", None, "--steps (train.steps): a value is required"),
+])
+def test_type_errors_name_the_option(section, key, value, expected):
+    with pytest.raises(ConfigError) as err:
+        from_dict({section: {key: value}})
+    assert expected in str(err.value)
+
+
+def test_yaml_strings_are_coerced_like_flags():
+    cfg = from_dict({"train": {"steps": "300"}, "optim": {"grad_clip": "none", "lr": "1e-5"},
+                     "eval": {"zeroshot": "off"}, "model": {"templates": "a {}."}})
+    assert cfg.train.steps == 300 and cfg.optim.grad_clip is None and cfg.optim.lr == 1e-5
+    assert cfg.eval.zeroshot is False and cfg.model.templates == ["a {}."]
+
+
+def test_docs_table_lists_every_option_once():
+    doc = options_markdown()
+    for sec, _, f in iter_fields():
+        assert doc.count(f"| `{sec}.{f.name}` | `--{flag_name(f)}` |") == 1
+    assert [f"## `{s}`" in doc for s in SECTIONS] == [True] * len(SECTIONS)
+    flags = [flag_name(f) for _, _, f in iter_fields()]
+    assert len(flags) == len(set(flags)), "two options share a CLI flag"
+    assert len(dataclasses.fields(Config)) == len(SECTIONS)

@@ -1,0 +1,222 @@
+"""The losses against a direct float64 evaluation of the paper's equations.
+
+MMS (Eq. 3-4): L = -log exp(S(I,T_y)/tau) / sum_c exp((S(I,T_c) + lambda D(T_y,T_c))/tau),
+D(T_y,T_c) = 1 - S(T_y,T_c) (0 for c = y), S the cosine similarity. The reference below
+is written from that equation with explicit loops and a hand-written log-sum-exp, from
+the raw (unnormalised) embeddings, so it shares nothing with the library code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clipood.losses import (LOSSES, MetricSoftmaxLoss, build_loss, class_distances, fixed_margin_softmax,
+                            margin_metric_softmax)
+
+LAMBDAS = (0.0, 0.1, 0.3, 1.0)
+TAUS = (0.01, 0.07, 1.0)
+SHAPES = ((1, 2), (4, 2), (6, 5), (3, 50))  # (batch B, classes C)
+DIM = 8
+
+
+# ------------------------------------------------------------------ the reference
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    out = a[0] * b[0]
+    for k in range(1, a.shape[0]):
+        out = out + a[k] * b[k]
+    return out
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return _dot(a, b) / (torch.sqrt(_dot(a, a)) * torch.sqrt(_dot(b, b)))
+
+
+def _logsumexp(values: list) -> torch.Tensor:
+    m = max(float(v.detach()) for v in values)
+    total = sum(torch.exp(v - m) for v in values)
+    return m + torch.log(total)
+
+
+def direct_loss(image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, lam: float, tau: float,
+                margin: str = "adaptive") -> torch.Tensor:
+    """Mean over the batch of Eq. 3-4 (margin='adaptive') or the fixed-margin ablation, in float64."""
+    image, text = image.double(), text.double()
+    B, C = image.shape[0], text.shape[0]
+    losses = []
+    for i in range(B):
+        y = int(labels[i])
+        z = []
+        for c in range(C):
+            s = _cosine(image[i], text[c])
+            if c == y:
+                d = 0.0
+            elif margin == "adaptive":
+                d = 1.0 - _cosine(text[y], text[c])
+            else:
+                d = 1.0
+            z.append((s + lam * d) / tau)
+        losses.append(_logsumexp(z) - _cosine(image[i], text[y]) / tau)
+    return sum(losses) / B
+
+
+def _data(B: int, C: int, seed: int, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    image = (torch.randn(B, DIM, generator=g) * 3 + 0.5).to(dtype)  # deliberately not normalised
+    text = (torch.randn(C, DIM, generator=g) * 2 - 0.3).to(dtype)
+    labels = torch.randint(0, C, (B,), generator=g)
+    return image, text, labels
+
+
+def _cos(image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """S(I, T_c) as the model computes it (TextHead: normalised features, one matmul)."""
+    return F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
+
+
+# ------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("B,C", SHAPES)
+@pytest.mark.parametrize("tau", TAUS)
+@pytest.mark.parametrize("lam", LAMBDAS)
+def test_mms_matches_the_equation(lam, tau, B, C):
+    image, text, labels = _data(B, C, seed=B * 100 + C)
+    expected = direct_loss(image, text, labels, lam, tau)
+    loss = margin_metric_softmax(text, lam, tau)(_cos(image, text), labels)
+    assert loss.dtype == torch.float64
+    torch.testing.assert_close(loss, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("B,C", SHAPES)
+@pytest.mark.parametrize("tau", (0.01, 1.0))
+def test_mms_in_float32_as_training_runs_it(tau, B, C):
+    """The training path (fp32 features) agrees with the float64 equation to fp32 rounding."""
+    image, text, labels = _data(B, C, seed=7 + C, dtype=torch.float32)
+    expected = direct_loss(image, text, labels, 0.3, tau)
+    loss = margin_metric_softmax(text, 0.3, tau)(_cos(image, text), labels)
+    assert loss.dtype == torch.float32
+    # cos carries ~1e-7 absolute error, amplified by 1/tau in the logits.
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=5e-7 / tau)
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64))
+@pytest.mark.parametrize("B,C", SHAPES)
+@pytest.mark.parametrize("tau", TAUS)
+def test_lambda_zero_is_exactly_metric_softmax(tau, B, C, dtype):
+    """lambda = 0 must be Eq. 2 itself (no margin tensor added), so bit-for-bit equal."""
+    image, text, labels = _data(B, C, seed=3, dtype=dtype)
+    cos = _cos(image, text)
+    reference = F.cross_entropy(cos / tau, labels)
+    assert torch.equal(margin_metric_softmax(text, 0.0, tau)(cos, labels), reference)
+    assert torch.equal(build_loss("metric_softmax", text, 0.3, tau)(cos, labels), reference)
+    assert torch.equal(MetricSoftmaxLoss(tau)(cos, labels), reference)
+
+
+def test_low_precision_cosines_are_computed_in_fp32():
+    image, text, labels = _data(5, 6, seed=11, dtype=torch.float32)
+    cos = _cos(image, text)
+    loss_fn = margin_metric_softmax(text, 0.3, 0.01)
+    low = loss_fn(cos.bfloat16(), labels)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, loss_fn(cos.bfloat16().float(), labels), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("B,C", SHAPES)
+@pytest.mark.parametrize("tau", TAUS)
+@pytest.mark.parametrize("lam", (0.1, 0.3, 1.0))
+def test_fixed_margin_matches_its_formula(lam, tau, B, C):
+    image, text, labels = _data(B, C, seed=5 * C + B)
+    expected = direct_loss(image, text, labels, lam, tau, margin="fixed")
+    cos = _cos(image, text)
+    torch.testing.assert_close(fixed_margin_softmax(C, lam, tau)(cos, labels), expected, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(build_loss("fixed_margin", text, lam, tau)(cos, labels), expected,
+                               rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("C", (2, 5, 50))
+def test_class_distances(C):
+    _, text, _ = _data(1, C, seed=C)
+    d = class_distances(text)
+    assert d.shape == (C, C) and d.dtype == torch.float64
+    for i in range(C):
+        assert d[i, i] == 0.0
+        for j in range(C):
+            if i != j:
+                assert math.isclose(float(d[i, j]), 1.0 - float(_cosine(text[i], text[j])), rel_tol=1e-12,
+                                    abs_tol=1e-12)
+    torch.testing.assert_close(d, d.T, rtol=0, atol=1e-15)  # a matmul need not be bitwise symmetric
+    assert torch.all(d >= 0) and torch.all(d <= 2)
+    # fp32 text features (what encode_class_texts returns) give fp32 distances
+    assert class_distances(text.float()).dtype == torch.float32
+
+
+def test_margin_grows_the_loss_and_zero_lambda_has_no_buffer():
+    """The margin only ever adds to the non-target logits: the loss increases with lambda."""
+    image, text, labels = _data(6, 5, seed=21)
+    cos = _cos(image, text)
+    values = [float(margin_metric_softmax(text, lam, 0.07)(cos, labels)) for lam in LAMBDAS]
+    assert all(a < b for a, b in zip(values, values[1:]))
+    assert margin_metric_softmax(text, 0.0, 0.07).margins is None
+    assert "margins" not in margin_metric_softmax(text, 0.3, 0.07).state_dict()  # rebuilt, never saved
+
+
+@pytest.mark.parametrize("lam,tau", [(0.0, 0.07), (0.3, 0.01), (1.0, 1.0)])
+@pytest.mark.parametrize("name", ("mms", "fixed_margin"))
+def test_gradcheck_in_float64(name, lam, tau):
+    image, text, labels = _data(3, 4, seed=13)
+    loss_fn = build_loss(name, text, lam, tau)
+    image = image.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: loss_fn(_cos(x, text), labels), (image,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("B,C", ((1, 2), (4, 7)))
+@pytest.mark.parametrize("tau", TAUS)
+@pytest.mark.parametrize("lam", LAMBDAS)
+def test_gradient_matches_the_equation(lam, tau, B, C):
+    image, text, labels = _data(B, C, seed=17 + B)
+    x1 = image.clone().requires_grad_(True)
+    margin_metric_softmax(text, lam, tau)(_cos(x1, text), labels).backward()
+    x2 = image.clone().requires_grad_(True)
+    direct_loss(x2, text, labels, lam, tau).backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_linear_loss_is_cross_entropy_on_logits():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 4, generator=g) * 10
+    labels = torch.randint(0, 4, (5,), generator=g)
+    text = torch.randn(4, DIM, generator=g)
+    loss = build_loss("linear", text, 0.3, 0.01)(logits, labels)
+    assert torch.equal(loss, F.cross_entropy(logits, labels))
+
+
+def test_mms_registry_entry_is_the_mms_loss():
+    image, text, labels = _data(4, 6, seed=2)
+    cos = _cos(image, text)
+    assert torch.equal(build_loss("mms", text, 0.3, 0.01)(cos, labels),
+                       margin_metric_softmax(text, 0.3, 0.01)(cos, labels))
+
+
+def test_unknown_loss_name():
+    with pytest.raises(ValueError, match=r"unknown loss 'hinge'.*mms.*metric_softmax.*fixed_margin.*linear"):
+        build_loss("hinge", torch.randn(3, DIM), 0.3, 0.01)
+    assert set(LOSSES) == {"mms", "metric_softmax", "fixed_margin", "linear"}
+
+
+@pytest.mark.parametrize("name", ("mms", "fixed_margin", "metric_softmax"))
+def test_sum_reduction_is_the_sum_over_the_batch(name):
+    """Gradient accumulation adds per-micro-batch sums and divides by the global batch once."""
+    image, text, labels = _data(6, 5, seed=23)
+    loss_fn = build_loss(name, text, 0.3, 0.07)
+    cos = _cos(image, text)
+    total = loss_fn(cos, labels, reduction="sum")
+    parts = loss_fn(cos[:2], labels[:2], reduction="sum") + loss_fn(cos[2:], labels[2:], reduction="sum")
+    torch.testing.assert_close(total, parts, rtol=1e-12, atol=0)
+    torch.testing.assert_close(total / 6, loss_fn(cos, labels), rtol=1e-12, atol=0)
+    if name == "mms":
+        torch.testing.assert_close(total, 6 * direct_loss(image, text, labels, 0.3, 0.07), rtol=1e-10, atol=0)
