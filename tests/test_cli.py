@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -10,13 +11,28 @@ import pytest
 from clipood.cli import build_parser, main
 from clipood.config import flag_name, iter_fields
 
-SUBCOMMANDS = ["train", "zeroshot", "eval", "models", "data", "demo"]
+def _subcommands() -> list[str]:
+    """Every subcommand the parser defines (nested ones as 'data build'), so none is missed."""
+    names = []
+
+    def walk(parser, prefix):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    names.append(f"{prefix}{name}")
+                    walk(sub, f"{prefix}{name} ")
+    walk(build_parser(), "")
+    return names
+
+
+SUBCOMMANDS = _subcommands()
 
 
 def test_help_of_command_and_every_subcommand():
     out = subprocess.run([sys.executable, "-m", "clipood.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "train" in out.stdout
-    for sub in SUBCOMMANDS + ["data build"]:
+    assert {"train", "zeroshot", "eval", "pretrain", "sweep", "report", "data build"} <= set(SUBCOMMANDS)
+    for sub in SUBCOMMANDS:
         res = subprocess.run([sys.executable, "-m", "clipood.cli", *sub.split(), "--help"],
                              capture_output=True, text=True)
         assert res.returncode == 0, (sub, res.stderr)
