@@ -83,3 +83,26 @@ def test_resume_refuses_finished_run_and_new_run_refuses_unfinished(shapes_root,
     assert main(args) == 0
     assert main(["train", "--resume", str(out / "r")]) == 2
     assert main(args) == 2  # same name: refuses to overwrite a finished run
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_logs_each_step_once(shapes_root, tiny_pretrained,
+                                                                                tmp_path):
+    out = tmp_path / "runs"
+    cmd = _cmd(shapes_root, tiny_pretrained, out, "early", "--checkpoint-every", "0", "--log-every", "1")
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    metrics = out / "early" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count('"loss"') >= 3):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "early" / "results.json").exists(), "the run finished before it could be killed"
+    assert not (out / "early" / "checkpoints").exists()
+
+    res = subprocess.run([sys.executable, "-m", "clipood.cli", "train", "--resume", str(out / "early"),
+                          "--no-progress"], env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in metrics.read_text().splitlines()
+             if '"loss"' in line]
+    assert steps == list(range(1, STEPS + 1)), "a run resumed from scratch logs every step exactly once"

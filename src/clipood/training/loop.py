@@ -169,6 +169,13 @@ def train_step(exp: Experiment, images: torch.Tensor, labels: torch.Tensor) -> t
     return loss
 
 
+def resume_command(exp: Experiment, run: RunDir) -> str:
+    """The command that continues this run (under torchrun when it ran under torchrun)."""
+    if exp.dist.world_size > 1:
+        return f"torchrun --nproc_per_node={exp.dist.world_size} -m clipood.cli train --resume {run.path}"
+    return f"clipood train --resume {run.path}"
+
+
 def fit(exp: Experiment, run: RunDir, *, resume_state: Optional[dict] = None, progress: bool = True,
         evaluate_fn=None) -> BadImages:
     """Algorithm 1 from step start+1 to T; leaves the averaged weights in the model."""
@@ -177,7 +184,7 @@ def fit(exp: Experiment, run: RunDir, *, resume_state: Optional[dict] = None, pr
     start = 0
     if resume_state is not None:
         start = restore_state(exp, resume_state, bad)
-        run.truncate_metrics(start)
+    run.truncate_metrics(start)  # a resumed run logs steps after its checkpoint again (all of them without one)
     T = t_cfg.steps
     labels_all = torch.as_tensor(exp.index.labels, dtype=torch.long)
     exp.classifier.train()
@@ -216,8 +223,7 @@ def fit(exp: Experiment, run: RunDir, *, resume_state: Optional[dict] = None, pr
                 bar.close()
                 exp.dist.barrier()  # the checkpoint is on disk before any rank exits
                 raise Interrupted(f"stopped by signal {stop['signal'] or 'on another rank'} at step {step}/{T}; "
-                                  f"checkpoint saved. "
-                                  f"Continue with: clipood train --resume {run.path}")
+                                  f"checkpoint saved. Continue with: {resume_command(exp, run)}")
     bar.close()
     if step < T:
         raise ClipoodError(f"training stopped early at step {step} of {T}")
