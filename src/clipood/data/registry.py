@@ -22,7 +22,7 @@ from typing import ClassVar, Optional
 
 from ..errors import ConfigError, DataError
 from .folder import ImageIndex, read_class_names
-from .splits import EvalSet, Splits, base_new_classes, few_shot, make_splits
+from .splits import EvalSet, Splits, few_shot, make_splits, training_classes
 
 REGISTRY: dict[str, type["Benchmark"]] = {}
 DOCS = "docs/datasets.md"
@@ -143,13 +143,7 @@ def fixed_splits(name: str, index: ImageIndex, predefined: Predefined, *, holdou
         tests = ", ".join(es.name for es in predefined.evals if es.role == "test")
         raise DataError(f"--holdout-domain: --dataset {name} has fixed test sets ({tests}); "
                         f"leave --holdout-domain out")
-    base = new = None
-    train_classes = list(range(index.num_classes))
-    if base_to_new:
-        if index.num_classes < 2:
-            raise DataError("--base-to-new needs at least 2 classes")
-        base, new = base_new_classes(index.num_classes)
-        train_classes = base
+    train_classes, base, new = training_classes(index.num_classes, base_to_new)
     allowed = set(train_classes)
     train = sorted(i for i in predefined.train if index.labels[i] in allowed)
     if shots is not None:

@@ -73,6 +73,16 @@ def base_new_classes(num_classes: int) -> tuple[list[int], list[int]]:
     return list(range(n)), list(range(n, num_classes))
 
 
+def training_classes(num_classes: int, base_to_new: bool) -> tuple[list[int], Optional[list[int]], Optional[list[int]]]:
+    """(classes trained on, base, new): every class, or with base-to-new the base half only."""
+    if not base_to_new:
+        return list(range(num_classes)), None, None
+    if num_classes < 2:
+        raise DataError("--base-to-new needs at least 2 classes")
+    base, new = base_new_classes(num_classes)
+    return base, base, new
+
+
 def few_shot(index: ImageIndex, indices: list[int], shots: int, seed: int) -> list[int]:
     """At most ``shots`` images per (domain, class), chosen with ``seed``."""
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -93,13 +103,7 @@ def make_splits(index: ImageIndex, *, holdout_domains: list[str], val_fraction: 
         raise DataError(f"--holdout-domain: holding out {', '.join(holdout_domains)} leaves no domain "
                         f"to train on; domains: {', '.join(index.domains)}")
     ins, outs = in_out_split(index, val_fraction, split_seed)
-    base = new = None
-    train_classes = list(range(index.num_classes))
-    if base_to_new:
-        if index.num_classes < 2:
-            raise DataError("--base-to-new needs at least 2 classes")
-        base, new = base_new_classes(index.num_classes)
-        train_classes = base
+    train_classes, base, new = training_classes(index.num_classes, base_to_new)
     allowed = set(train_classes)
     train = [i for i in ins if index.domain_ids[i] in train_domains and index.labels[i] in allowed]
     if shots is not None:
