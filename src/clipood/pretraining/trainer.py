@@ -136,13 +136,7 @@ def restore_state(p: Pretraining, state: dict, bad: BadImages) -> int:
     except RuntimeError as e:
         raise ClipoodError(f"--resume: the checkpoint does not match --arch {p.cfg.model.arch} "
                            f"({str(e).splitlines()[0][:200]})") from None
-    p.optimizer.load_state_dict(state["optimizer"])
-    p.scheduler.load_state_dict(state["scheduler"])
-    if p.scaler is not None and state.get("scaler"):
-        p.scaler.load_state_dict(state["scaler"])
-    ckpt.set_rng_state(state["rng"])
-    bad.seen.update({path: reason for path, reason in state.get("bad_images", [])})
-    return int(state["step"])
+    return ckpt.restore_optimisation(state, p.optimizer, p.scheduler, p.scaler, bad.seen)
 
 
 # ------------------------------------------------------------------ the loop

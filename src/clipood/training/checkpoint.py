@@ -45,6 +45,17 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def restore_optimisation(state: dict, optimizer, scheduler, scaler, bad_seen: dict) -> int:
+    """Put back what every resumable loop keeps beside its weights; returns the checkpoint's step."""
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    bad_seen.update({path: reason for path, reason in state.get("bad_images", [])})
+    return int(state["step"])
+
+
 def save_checkpoint(run_dir: Path, step: int, state: dict, keep: int) -> Path:
     """Write checkpoints/step-N.pt atomically, then drop all but the newest ``keep``."""
     path = checkpoint_dir(run_dir) / f"step-{step:08d}.pt"

@@ -97,14 +97,8 @@ def restore_state(exp: Experiment, state: dict, bad: BadImages) -> int:
             raise ClipoodError("--resume: the checkpoint does not match this model (different trained tensors)")
         for dst, src in zip(exp.trained, state["trained"]):
             dst.copy_(src)
-    exp.optimizer.load_state_dict(state["optimizer"])
-    exp.scheduler.load_state_dict(state["scheduler"])
     exp.averager.load_state_dict(state["averager"])
-    if exp.scaler is not None and state.get("scaler"):
-        exp.scaler.load_state_dict(state["scaler"])
-    ckpt.set_rng_state(state["rng"])
-    bad.seen.update({p: r for p, r in state.get("bad_images", [])})
-    return int(state["step"])
+    return ckpt.restore_optimisation(state, exp.optimizer, exp.scheduler, exp.scaler, bad.seen)
 
 
 def train_loader(exp: Experiment, start: int) -> torch.utils.data.DataLoader:
