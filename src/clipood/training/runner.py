@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from .. import __version__
 from ..config import Config
 from ..errors import ClipoodError, ModelError
-from ..evaluation import ClassWeights, encode_images, evaluate
+from ..evaluation import encode_images, evaluate
 from ..io import atomic_path, write_json
 from ..model import LinearHead
 from ..runs import RunDir
