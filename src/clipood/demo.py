@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Optional
 
 from .cache import cache_root
+from .methods import get_method
 from .report import mean_std
 from .tables import markdown_table
 
-METHODS = {"zeroshot": "zero-shot", "finetune": "fine-tune (softmax, no averaging)", "clipood": "CLIPood (MMS + BMA)"}
+METHODS = {m: get_method(m).label for m in ("zeroshot", "finetune", "clipood")}  # name -> table label
 
 
 @dataclass
