@@ -69,19 +69,22 @@ def demo_spec(root: Path, out: Path, s: DemoSettings):
 def heldout_table(out: Path, holdout: str) -> str:
     """Held-out designer, base / new / H / all classes: mean ± std over seeds per method.
 
-    Zero-shot involves no randomness, so the sweep runs it once (no seeds, no std)."""
+    The zero-shot row is the evaluation each fine-tuning run makes before its first step (one
+    per seed); zero-shot has no randomness, so its std is 0 by construction."""
     import json
     rows = {m: [] for m in METHODS}
     for results_path in sorted(out.glob("*/results.json")):
         res = json.loads(results_path.read_text(encoding="utf-8"))
         name = results_path.parent.name
-        method = next((m for m in METHODS if name.startswith(f"emoji-{m}-")), None)
-        entry = (res.get("final") or res.get("zeroshot") or {}).get(f"{holdout}/in")
-        if method is not None and entry is not None:
-            rows[method].append(entry)
+        method = next((m for m in METHODS if m != "zeroshot" and name.startswith(f"emoji-{m}-")), None)
+        if method is None:
+            continue
+        rows[method].append(res["final"][f"{holdout}/in"])
+        if method == "finetune" and res.get("zeroshot"):
+            rows["zeroshot"].append(res["zeroshot"][f"{holdout}/in"])
     return markdown_table(
         [f"method ({holdout} held out, accuracy %)", "base classes", "new classes", "H", "all classes", "seeds"],
-        [[label] + [mean_std([e[k] for e in rows[m]]) for k in ("base", "new", "H", "accuracy")] + [len(rows[m]) if m != "zeroshot" else "- (no training)"]
+        [[label] + [mean_std([e[k] for e in rows[m]]) for k in ("base", "new", "H", "accuracy")] + [len(rows[m])]
          for m, label in METHODS.items()])
 
 
