@@ -206,6 +206,17 @@ def _replace_dir(tmp: Path, root: Path) -> None:
     os.replace(tmp, root)
 
 
+def _publish(tmp: Path, dest: Path, manifest: dict, infos: list, renderer: dict, rows: list, sums: list) -> None:
+    """Write a built folder's records (manifest, sources, licences, captions, checksums), then
+    rename it into place: a folder without them never looks finished."""
+    _write_text(tmp / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    _write_text(tmp / "sources.json", json.dumps({"sources": infos, "renderer": renderer}, indent=1) + "\n")
+    _write_text(tmp / "SOURCES.md", sources_markdown(infos, renderer, dest.name))
+    _write_text(tmp / "captions.csv", _csv(rows))
+    _write_text(tmp / "SHA256SUMS", "\n".join(sums) + "\n")
+    _replace_dir(tmp, dest)
+
+
 def build_emoji(out: str | Path, *, sources: Optional[str | Path] = None, size: int = 128,
                 images_per_class: int = 5, max_classes: Optional[int] = None,
                 classes: Optional[Sequence[str]] = None, domains: Optional[Sequence[str]] = None,
@@ -278,12 +289,7 @@ def build_emoji(out: str | Path, *, sources: Optional[str | Path] = None, size: 
                          "images": counts[c.name]} for c in chosen],
             "not_in_every_domain": left_out,
         }
-        _write_text(tmp / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
-        _write_text(tmp / "sources.json", json.dumps({"sources": infos, "renderer": renderer}, indent=1) + "\n")
-        _write_text(tmp / "SOURCES.md", sources_markdown(infos, renderer, out.name))
-        _write_text(tmp / "captions.csv", _csv(rows))
-        _write_text(tmp / "SHA256SUMS", "\n".join(sums) + "\n")
-        _replace_dir(tmp, out)
+        _publish(tmp, out, manifest, infos, renderer, rows, sums)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.perf_counter() - t0
@@ -346,12 +352,7 @@ def _build_pretrain(root: Path, emoji: list[Emoji], sets: dict[str, IconSet], do
                     "counts": {"images": len(jobs), "per_domain": per_domain},
                     "captions": "captions.csv: filepath (relative to this folder), title (CLDR name and keywords), "
                                 "domain, class (the benchmark class folder, empty when the emoji is not one)"}
-        _write_text(tmp / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        _write_text(tmp / "sources.json", json.dumps({"sources": infos, "renderer": renderer}, indent=1) + "\n")
-        _write_text(tmp / "SOURCES.md", sources_markdown(infos, renderer, root.name))
-        _write_text(tmp / "captions.csv", _csv(rows))
-        _write_text(tmp / "SHA256SUMS", "\n".join(sums) + "\n")
-        _replace_dir(tmp, root)
+        _publish(tmp, root, manifest, infos, renderer, rows, sums)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return len(jobs)
