@@ -40,7 +40,7 @@ from ..runs import RunDir
 from ..training import checkpoint as ckpt
 from ..training.experiment import resolve_device, resolve_precision
 from ..training.loop import BadImages, Interrupted, NonFiniteLoss, stop_signals
-from ..training.optim import build_optimizer, build_scheduler
+from ..training.optim import apply_gradients, build_optimizer, build_scheduler
 from .captions import CaptionTable, drop_tags, read_caption_table, split_validation
 from .config import PretrainConfig, separator
 from .transforms import icon_train_transform
@@ -169,20 +169,8 @@ def train_step(p: Pretraining, images: torch.Tensor, texts: torch.Tensor) -> tor
     if not torch.isfinite(loss):
         return loss.detach()
     p.optimizer.zero_grad(set_to_none=True)
-    if p.scaler is not None:
-        p.scaler.scale(loss).backward()
-        p.scaler.unscale_(p.optimizer)
-    else:
-        loss.backward()
-    if p.cfg.optim.grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_([q for g in p.optimizer.param_groups for q in g["params"]],
-                                       p.cfg.optim.grad_clip)
-    if p.scaler is not None:
-        p.scaler.step(p.optimizer)
-        p.scaler.update()
-    else:
-        p.optimizer.step()
-    p.scheduler.step()
+    (p.scaler.scale(loss) if p.scaler is not None else loss).backward()
+    apply_gradients(p.optimizer, p.scheduler, p.scaler, p.cfg.optim.grad_clip)
     with torch.no_grad():
         p.model.logit_scale.clamp_(0, MAX_LOG_SCALE)
     return loss.detach()

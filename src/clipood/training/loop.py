@@ -31,6 +31,7 @@ from . import checkpoint as ckpt
 from .distributed import no_sync
 from .execution import micro_batches, to_device
 from .experiment import Experiment
+from .optim import apply_gradients
 
 
 class Interrupted(ClipoodError):
@@ -149,17 +150,7 @@ def train_step(exp: Experiment, images: torch.Tensor, labels: torch.Tensor) -> t
     loss = dist.all_reduce_sum(total) / count
     if not torch.isfinite(loss):  # same value on every rank: all stop together, nothing stepped
         return loss
-    if exp.scaler is not None:
-        exp.scaler.unscale_(exp.optimizer)
-    if o.grad_clip is not None:
-        params = [p for g in exp.optimizer.param_groups for p in g["params"]]
-        torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
-    if exp.scaler is not None:
-        exp.scaler.step(exp.optimizer)
-        exp.scaler.update()
-    else:
-        exp.optimizer.step()
-    exp.scheduler.step()
+    apply_gradients(exp.optimizer, exp.scheduler, exp.scaler, o.grad_clip)
     return loss
 
 

@@ -28,3 +28,17 @@ def build_optimizer(params, *, lr: float, weight_decay: float, betas, eps: float
 def build_scheduler(optimizer, *, total_steps: int, warmup_steps: int, min_lr_ratio: float):
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: cosine_with_warmup(s, total=total_steps, warmup=warmup_steps, min_ratio=min_lr_ratio))
+
+
+def apply_gradients(optimizer, scheduler, scaler, grad_clip) -> None:
+    """The update after backward: unscale (fp16), clip the gradient norm, step, advance the schedule."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    scheduler.step()
