@@ -186,15 +186,19 @@ def spec_from_dict(data: dict, where: str = "sweep spec") -> SweepSpec:
     return spec
 
 
-def load_spec(path: str | Path) -> SweepSpec:
+def read_spec_file(path: str | Path) -> Any:
+    """The parsed YAML of a spec file, or one ConfigError line naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep: spec file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"sweep: {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    return spec_from_dict(data, str(path))
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    return spec_from_dict(read_spec_file(path), str(path))
 
 
 def check_spec(spec: SweepSpec) -> None:
@@ -573,21 +577,11 @@ def run_sweep(spec: SweepSpec, *, jobs: int = 1, progress: bool = True,
 
 
 def _run_parallel(spec, todo, jobs, state_dir, outcome, finished, blocked, stop_hint, progress) -> None:
-    from .training.loop import Interrupted
+    from .training.loop import Interrupted, handling_stop_signals
     children = _Children()
     threads = max(1, (os.cpu_count() or 1) // jobs)
     separate = [r for r in todo if r.method.kind != WISE_FT]
-    previous = {}
-
-    def handler(signum, frame):
-        children.stop(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread
-            pass
-    try:
+    with handling_stop_signals(children.stop):
         for r in separate:
             _write_sidecar(r, spec.name)
         with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -602,9 +596,6 @@ def _run_parallel(spec, todo, jobs, state_dir, outcome, finished, blocked, stop_
                     tqdm.write(f"clipood sweep: {r.name} failed: {err}", file=sys.stderr)
         if children.stopping:
             raise Interrupted(f"sweep stopped by a signal; running runs checkpointed; {stop_hint}")
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
     for r in todo:  # post-hoc steps, in this process, once their base runs are done
         if r.method.kind != WISE_FT:
             continue
@@ -674,12 +665,7 @@ def spec_from_args(args) -> SweepSpec:
     data: dict = {}
     if args.spec:
         path = Path(args.spec)
-        if not path.is_file():
-            raise ConfigError(f"sweep: spec file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError(f"sweep: {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        data = read_spec_file(path)
         if not isinstance(data, dict):
             raise ConfigError(f"sweep: {path} must hold a mapping with keys {', '.join(SPEC_KEYS)}")
     if args.method:

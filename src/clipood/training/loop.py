@@ -60,24 +60,27 @@ class BadImages:
 
 
 @contextmanager
-def stop_signals():
-    """Turn SIGTERM/SIGINT into a flag the loop checks after each step."""
-    flag = {"signal": None}
+def handling_stop_signals(on_signal):
+    """Call ``on_signal(signum)`` on SIGTERM/SIGINT instead of dying; the old handlers come back after."""
     previous = {}
-
-    def handler(signum, frame):
-        flag["signal"] = signum
-
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            previous[sig] = signal.signal(sig, handler)
+            previous[sig] = signal.signal(sig, lambda signum, frame: on_signal(signum))
         except ValueError:  # not the main thread
             pass
     try:
-        yield flag
+        yield
     finally:
         for sig, h in previous.items():
             signal.signal(sig, h)
+
+
+@contextmanager
+def stop_signals():
+    """Turn SIGTERM/SIGINT into a flag the loop checks after each step."""
+    flag = {"signal": None}
+    with handling_stop_signals(lambda signum: flag.__setitem__("signal", signum)):
+        yield flag
 
 
 def training_state(exp: Experiment, bad: BadImages) -> dict:
