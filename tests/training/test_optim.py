@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
 
-from clipood.training.optim import build_optimizer, build_scheduler, cosine_with_warmup
+from clipood.training.optim import apply_gradients, build_optimizer, build_scheduler, cosine_with_warmup
 
 LR = 5e-6
 
@@ -94,3 +95,35 @@ def test_fused_adamw_on_cuda_matches_the_reference():
         fused.step()
         plain.step()
     torch.testing.assert_close(p1, p2, rtol=1e-5, atol=1e-7)
+
+
+def _sgd_with_scaler(init_scale: float = 2.0 ** 10):
+    """Plain SGD (lr 1): the update is minus the gradient as used, so the clipping order shows."""
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    # fp16 training uses the CUDA scaler; the CPU one runs the same unscale/skip logic.
+    return p, opt, sched, torch.amp.GradScaler("cpu", init_scale=init_scale)
+
+
+def test_fp16_scaler_unscales_before_clipping():
+    """The clip bounds the true gradient's norm, not the scaled one: grad (3, 4, 0) clipped to
+    norm 1 moves the weights by (-0.6, -0.8, 0) whatever the loss scale."""
+    p, opt, sched, scaler = _sgd_with_scaler()
+    scaler.scale((p * torch.tensor([3.0, 4.0, 0.0])).sum()).backward()
+    assert p.grad[1] == 4.0 * 2 ** 10
+    apply_gradients(opt, sched, scaler, grad_clip=1.0)
+    torch.testing.assert_close(p.detach(), torch.tensor([-0.6, -0.8, 0.0]))
+    assert scaler.get_scale() == 2.0 ** 10 and sched.last_epoch == 1
+
+
+def test_fp16_scaler_skips_an_overflowing_step_and_lowers_the_scale():
+    """An fp16 overflow (inf gradient) leaves the weights as they were and halves the loss scale;
+    the schedule still counts the step, so it stays aligned with the step counter, silently."""
+    p, opt, sched, scaler = _sgd_with_scaler()
+    scaler.scale((p * torch.tensor([float("inf"), 1.0, 1.0])).sum()).backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no torch warning about the schedule stepping alone
+        apply_gradients(opt, sched, scaler, grad_clip=1.0)
+    assert torch.equal(p.detach(), torch.zeros(3))
+    assert scaler.get_scale() == 2.0 ** 9 and sched.last_epoch == 1

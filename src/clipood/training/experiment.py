@@ -135,7 +135,7 @@ def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] =
                                 device=device)
     scheduler = build_scheduler(optimizer, total_steps=cfg.train.steps, warmup_steps=o.warmup_steps,
                                 min_lr_ratio=o.min_lr_ratio)
-    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     return Experiment(cfg=cfg, device=device, autocast_dtype=amp, index=index, splits=splits, backbone=backbone,
                       text_features=text_features, classifier=classifier, loss_fn=loss_fn, label_map=label_map,
                       trained=trained, averager=averager, optimizer=optimizer, scheduler=scheduler, scaler=scaler,

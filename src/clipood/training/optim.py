@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 
 import torch
 
@@ -31,7 +32,10 @@ def build_scheduler(optimizer, *, total_steps: int, warmup_steps: int, min_lr_ra
 
 
 def apply_gradients(optimizer, scheduler, scaler, grad_clip) -> None:
-    """The update after backward: unscale (fp16), clip the gradient norm, step, advance the schedule."""
+    """The update after backward: unscale (fp16), clip the gradient norm, step, advance the schedule.
+
+    An fp16 step the scaler skips (inf/NaN gradients) still advances the schedule, so the lr
+    stays a function of the step counter t, like the averaging weights (Eq. 6)."""
     if scaler is not None:
         scaler.unscale_(optimizer)
     if grad_clip is not None:
@@ -41,4 +45,6 @@ def apply_gradients(optimizer, scheduler, scaler, grad_clip) -> None:
         scaler.update()
     else:
         optimizer.step()
-    scheduler.step()
+    with warnings.catch_warnings():  # torch's "scheduler before optimizer" warning when step 1 was skipped
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        scheduler.step()
