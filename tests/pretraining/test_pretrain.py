@@ -216,6 +216,11 @@ def test_bad_tables_and_options_fail_with_one_clear_line(captions_csv, tmp_path)
     cfg.optim.warmup_steps = 5
     with pytest.raises(ConfigError, match="--warmup-steps"):
         validate(cfg)
+    for key, flag in (("zoom_out", "--zoom-out"), ("grayscale", "--grayscale")):
+        bad = config_from_args(args, PretrainConfig())
+        setattr(bad.data, key, 1.5)
+        with pytest.raises(ConfigError, match=f"{flag}.*0 <= p <= 1"):
+            validate(bad)
     assert main(["pretrain", "--csv", str(tmp_path / "none.csv")]) == 2
     assert main(["pretrain", "--csv", str(captions_csv), "--arch", "local-dir:/x", "--install-as", "t"]) == 2
 

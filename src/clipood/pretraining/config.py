@@ -73,6 +73,16 @@ class PretrainDataConfig:
         "training augmentation: brightness/contrast/saturation jitter strength. No hue jitter and no "
         "flips: captions name colours and directions ('red heart', 'left arrow').",
     )
+    zoom_out: float = opt(
+        0.0,
+        "training augmentation: probability of shrinking an image's drawing to 50-90 % of its size "
+        "inside a white frame, so small drawings with wide margins (OpenMoji's) look familiar. 0 disables.",
+    )
+    grayscale: float = opt(
+        0.0,
+        "training augmentation: probability of turning an image grey, so shape carries more than "
+        "colour (captions that name colours lose their cue on those images). 0 disables.",
+    )
     caption_tag_dropout: float = opt(
         0.0,
         "for captions written as 'name, tag, tag, ...' (the emoji set's): drop each comma-separated "
@@ -168,6 +178,9 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
            "0.05 <= x <= 1")
     _check(_finite(d.rotation) and 0.0 <= d.rotation <= 180.0, "rotation", d.rotation, "0 <= degrees <= 180")
     _check(_finite(d.color_jitter) and 0.0 <= d.color_jitter <= 1.0, "color-jitter", d.color_jitter, "0 <= x <= 1")
+    for key in ("zoom_out", "grayscale"):
+        _check(_finite(getattr(d, key)) and 0.0 <= getattr(d, key) <= 1.0, key.replace("_", "-"), getattr(d, key),
+               "0 <= p <= 1")
     _check(_finite(d.caption_tag_dropout) and 0.0 <= d.caption_tag_dropout <= 1.0, "caption-tag-dropout",
            d.caption_tag_dropout, "0 <= p <= 1")
     _check(d.workers >= 0, "workers", d.workers, "an integer >= 0")

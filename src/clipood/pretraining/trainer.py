@@ -45,6 +45,9 @@ from .captions import CaptionTable, drop_tags, read_caption_table, split_validat
 from .config import PretrainConfig, separator
 from .transforms import icon_train_transform
 
+# the data options recorded under "augmentation" in clipood_pretrain.json
+AUGMENTATION_KEYS = ("crop_min_scale", "rotation", "color_jitter", "zoom_out", "grayscale", "caption_tag_dropout")
+
 PROVENANCE = "clipood_pretrain.json"
 MAX_LOG_SCALE = math.log(100)  # CLIP clamps the logit scale at 100
 
@@ -105,7 +108,8 @@ def build(cfg: PretrainConfig, table: Optional[CaptionTable] = None) -> Pretrain
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     d = cfg.data
     transform = icon_train_transform(backbone.preprocess_cfg, crop_min_scale=d.crop_min_scale,
-                                     rotation=d.rotation, color_jitter=d.color_jitter)
+                                     rotation=d.rotation, color_jitter=d.color_jitter, zoom_out=d.zoom_out,
+                                     grayscale=d.grayscale)
     return Pretraining(cfg=cfg, device=device, autocast_dtype=amp, backbone=backbone, table=table,
                        train_rows=train_rows, val_rows=val_rows, tokens=tokens, optimizer=optimizer,
                        scheduler=scheduler, scaler=scaler, loss_fn=ClipLoss(), train_transform=transform,
@@ -329,8 +333,7 @@ def provenance(p: Pretraining, outcome: dict, val: dict) -> dict:
         },
         "steps": steps, "batch_size": batch, "pairs_seen": steps * batch,
         "epochs": round(steps * batch / max(1, len(p.train_rows)), 2),
-        "augmentation": {"crop_min_scale": cfg.data.crop_min_scale, "rotation": cfg.data.rotation,
-                         "color_jitter": cfg.data.color_jitter, "caption_tag_dropout": cfg.data.caption_tag_dropout},
+        "augmentation": {key: getattr(cfg.data, key) for key in AUGMENTATION_KEYS},
         "optim": {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay, "betas": cfg.optim.betas,
                   "eps": cfg.optim.eps, "warmup_steps": cfg.optim.warmup_steps, "grad_clip": cfg.optim.grad_clip},
         "final_logit_scale": round(float(p.model.logit_scale.detach().exp()), 4),
