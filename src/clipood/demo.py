@@ -44,8 +44,6 @@ class DemoSettings:
     beta: float = 0.5
     pretrain_steps: int = 400   # only when the weights are missing: ~5 min on 2 CPU cores
     pretrain_batch: int = 64
-    pretrain_zoom_out: float = 0.5   # shape over style: held-out zero-shot 1.7 -> 4.2 % (docs/pretrained.md)
-    pretrain_grayscale: float = 0.25
     overrides: dict = field(default_factory=dict)
 
 
@@ -110,7 +108,6 @@ def ensure_pretrained(s: DemoSettings, data_root: Path, *, progress: bool = True
     cfg.data.csv = str(Path(build.pretrain_root) / "captions.csv")
     cfg.data.exclude_domains = [DEFAULT_HOLDOUT]
     cfg.data.workers = 0
-    cfg.data.zoom_out, cfg.data.grayscale = s.pretrain_zoom_out, s.pretrain_grayscale
     cfg.optim.lr = 1e-3
     cfg.optim.warmup_steps = min(100, s.pretrain_steps // 4)
     cfg.train.steps, cfg.train.batch_size = s.pretrain_steps, s.pretrain_batch

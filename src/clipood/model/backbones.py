@@ -59,7 +59,7 @@ CLIPOOD_TAGS: dict[tuple[str, str], ClipoodTag] = {
               "captioned with its name and CLDR keywords), the benchmark's held-out designer excluded",
         recipe_template="clipood data build emoji --pretrain-set && clipood pretrain --csv "
                         "~/.cache/clipood/datasets/emoji-pretrain/captions.csv --exclude-domain {emoji_holdout} "
-                        "--zoom-out 0.5 --grayscale 0.25 --install-as emoji",
+                        "--install-as emoji",
     ),
 }
 
