@@ -324,3 +324,30 @@ def test_report_command(full_report, tmp_path, capsys):
     assert main(["report", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("clipood: error: report: no finished runs under") and len(err.splitlines()) == 1
+
+
+def test_accuracy_axis_fits_the_results():
+    """Bars of a few percent get an axis they are readable on; high accuracies keep 0-100."""
+    from clipood.reporting.plots import axis_top
+    assert [axis_top(h) for h in (0.0, 0.9, 4.2, 8.4, 9.5, 45.0, 60.0, 97.0, 100.0)] == \
+        [0.2, 1.0, 5.0, 10.0, 20.0, 50.0, 100.0, 100.0, 100.0]
+
+
+def test_bar_plot_axis_covers_error_bars_and_paper_marks(tmp_path, monkeypatch):
+    from clipood.reporting import plots
+    from clipood.reporting.layouts import Row, Table
+    from clipood.reporting.stats import Stat
+    saved = {}
+
+    def keep(fig, path):
+        saved["fig"] = fig
+        return path
+    monkeypatch.setattr(plots, "_save", keep)
+    table = Table("t", "table3", "demo", ["method"], ["base", "new"], rows=[
+        Row(["fine-tune"], [Stat(5.2, 0.7, 3), Stat(2.3, 0.3, 3)], method="finetune"),
+        Row(["CLIPood"], [Stat(4.7, 0.3, 3), Stat(3.8, 0.4, 3)], method="clipood")])
+    plots.bars(table, tmp_path / "b.png")
+    assert saved["fig"].axes[0].get_ylim() == (0.0, 10.0)  # 5.2 + 0.7 = 5.9 -> 10, not 100
+    table.rows.append(Row(["CLIPood"], [Stat(12.0, None, None), None], source="paper", method="clipood"))
+    plots.bars(table, tmp_path / "b.png")
+    assert saved["fig"].axes[0].get_ylim() == (0.0, 20.0)  # the paper's 12.0 mark stays on the axis

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Optional
@@ -42,6 +43,14 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def axis_top(highest: float) -> float:
+    """Top of an accuracy axis (%): a round number 10 % above the highest bar or mark, at most
+    100, so that accuracies of a few percent stay readable rather than flat on a 0-100 axis."""
+    target = min(100.0, max(highest, 0.1) * 1.1)
+    magnitude = 10.0 ** math.floor(math.log10(target))
+    return min(100.0, next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= target))
+
+
 def bars(table: Table, path: Path, *, split: Optional[str] = None) -> Optional[Path]:
     """Grouped bars: one group per column of ``table``, one bar per method (Table 4: rows of one split)."""
     ours = [r for r in table.ours if split is None or r.labels[0] == split]
@@ -52,22 +61,25 @@ def bars(table: Table, path: Path, *, split: Optional[str] = None) -> Optional[P
     width = 0.8 / n_rows
     fig = Figure(figsize=(max(6.0, 0.35 * n_cols * n_rows + 2.5), 4.2))
     ax = fig.add_subplot()
+    highest = 0.0
     for i, r in enumerate(ours):
         xs = [c + (i - (n_rows - 1) / 2) * width for c in range(n_cols)]
         means = [c.mean if c else 0.0 for c in r.cells]
         errs = [c.std if c and c.std is not None else 0.0 for c in r.cells]
         ax.bar(xs, means, width * 0.95, yerr=errs, capsize=2, label=r.labels[-1], color=color(r.method or ""))
+        highest = max([highest] + [m + e for m, e in zip(means, errs)])
         for p in paper:
             if p.method == r.method:
                 pts = [(x, c.mean) for x, c in zip(xs, p.cells) if c is not None]
                 if pts:
                     ax.scatter(*zip(*pts), marker="_", s=250, color="black", linewidths=2, zorder=3)
+                    highest = max([highest] + [y for _, y in pts])
     if any(p.method for p in paper):
         ax.scatter([], [], marker="_", s=250, color="black", linewidths=2, label="paper (same method)")
     ax.set_xticks(range(n_cols))
     ax.set_xticklabels(table.columns, rotation=20 if n_cols > 5 else 0, ha="right" if n_cols > 5 else "center")
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, axis_top(highest))
     ax.set_title(table.title + (f" ({split})" if split else ""), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
