@@ -97,6 +97,7 @@ def _collectives_worker(rank: int, port: int, out_dir: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     from clipood.training import distributed
+    from clipood.training.loop import BadImages
     with distributed.session("cpu") as ctx:
         rows = torch.arange(6, dtype=torch.float32).reshape(3, 2) if rank == 0 else torch.empty(0, 0)
         ids = torch.tensor([7, 8, 9]) if rank == 0 else torch.empty(0, dtype=torch.long)
@@ -108,6 +109,10 @@ def _collectives_worker(rank: int, port: int, out_dir: str) -> None:
             "name": ctx.broadcast_object("from-rank-0" if rank == 0 else "ignored"),
             "gathered": ctx.all_gather_objects(rank * 10),
         }
+        bad = BadImages("skip", ["a.png", "b.png", "c.png"])
+        bad([(rank, "truncated")])  # each rank skipped a different image
+        bad.gather(ctx)
+        result["bad"] = bad.items()
     Path(out_dir, f"{rank}.json").write_text(json.dumps(result))
 
 
@@ -120,10 +125,12 @@ def test_collectives_over_gloo(tmp_path):
         assert r["ids"] == [7, 8, 9]
         assert r["sum"] == 3.0 and r["any"] is True and r["none"] is False
         assert r["name"] == "from-rank-0" and r["gathered"] == [0, 10]
+        assert r["bad"] == [["a.png", "truncated"], ["b.png", "truncated"]], "every rank knows all skipped images"
 
 
 def test_single_process_context_is_a_no_op(monkeypatch):
     from clipood.training import distributed
+    from clipood.training.loop import BadImages
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with distributed.session("cpu") as ctx:
         assert ctx is distributed.SINGLE and not ctx.enabled and ctx.is_main
@@ -135,6 +142,7 @@ def test_single_process_context_is_a_no_op(monkeypatch):
 def test_bad_launch_environment_is_a_one_line_error(monkeypatch):
     from clipood.errors import ConfigError
     from clipood.training import distributed
+    from clipood.training.loop import BadImages
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "zero")
     with pytest.raises(ConfigError, match="RANK='zero' is not an integer"):

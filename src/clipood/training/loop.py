@@ -58,6 +58,11 @@ class BadImages:
     def items(self) -> list[tuple[str, str]]:
         return sorted(self.seen.items())
 
+    def gather(self, dist) -> None:
+        """Each rank skips images of its own share; afterwards every rank knows all of them (collective)."""
+        for items in dist.all_gather_objects(self.items()) if dist.enabled else []:
+            self.seen.update(dict(items))
+
 
 @contextmanager
 def handling_stop_signals(on_signal):
@@ -205,8 +210,10 @@ def fit(exp: Experiment, run: RunDir, *, resume_state: Optional[dict] = None, pr
                 exp.classifier.train()
             stopping = exp.dist.any(stop["signal"] is not None)  # a signal to any rank stops all
             due = (t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0) or stopping
-            if due and step < T and exp.dist.is_main:  # rank 0 writes; the state is the same on every rank
-                ckpt.save_checkpoint(run.path, step, training_state(exp, bad), t_cfg.keep_checkpoints)
+            if due and step < T:
+                bad.gather(exp.dist)  # so a resumed run still lists what every rank skipped before it
+                if exp.dist.is_main:  # rank 0 writes; the state is the same on every rank
+                    ckpt.save_checkpoint(run.path, step, training_state(exp, bad), t_cfg.keep_checkpoints)
             if stopping and step < T:
                 bar.close()
                 exp.dist.barrier()  # the checkpoint is on disk before any rank exits

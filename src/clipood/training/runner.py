@@ -119,12 +119,6 @@ def preflight(cfg: Config):
     return prepare_data(cfg)
 
 
-def _gather_bad_images(dist: distributed.DistContext, bad: BadImages) -> None:
-    """Each rank saw its own share of the images; rank 0 lists the skipped ones of all."""
-    for items in dist.all_gather_objects(bad.items()) if dist.enabled else []:
-        bad.seen.update(dict(items))
-
-
 def run_zeroshot(cfg: Config, *, progress: bool = True) -> tuple[RunDir, dict]:
     with distributed.session(cfg.train.device) as dist:
         return _run_zeroshot(cfg, progress and dist.is_main, dist)
@@ -137,7 +131,7 @@ def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext) ->
     exp = build_experiment(cfg, data=data, dist=dist)
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     zeroshot = evaluate_experiment(exp, bad, progress=progress)
-    _gather_bad_images(dist, bad)
+    bad.gather(dist)
     results = {"kind": "zeroshot", **_summary(exp), "zeroshot": zeroshot,
                "environment": _environment(exp), "bad_images": len(bad.items())}
     if bad.items():
@@ -183,7 +177,7 @@ def _run_train(cfg: Config, resume: Optional[RunDir], progress: bool,
     run.log({"step": cfg.train.steps, "eval": final, "final": True})
     if dist.is_main:
         export_model(exp, run.model_dir)
-    _gather_bad_images(dist, bad)
+    bad.gather(dist)
     if bad.items():
         run.write_bad_images(bad.items())
     results = {
