@@ -4,10 +4,12 @@ Runs clipood's own training step (MMS loss, fused AdamW, bf16 autocast, BMA upda
 step) on random-init ViT-B/16 at 224 px and reports images/s and MFU: achieved model
 FLOP/s (forward + backward, counted by torch's FlopCounterMode on the real step, no
 recomputation counted) over the GPU's dense bf16 peak (H100 SXM: 989 TFLOPS). Needs CUDA;
-on a machine without it, it says so and exits.
+on a machine without it, it says so and exits. ``--smoke-cpu`` runs every line of it on the
+CPU instead, to check the script before GPU time is spent on it (its figures mean nothing).
 
     python benchmarks/bench_gpu_throughput.py                        # ViT-B-16, batch 256, bf16
     python benchmarks/bench_gpu_throughput.py --compile --batch 512 --peak-tflops 989
+    python benchmarks/bench_gpu_throughput.py --smoke-cpu --arch clipood-tiny --batch 4 --reps 2
 """
 
 from __future__ import annotations
@@ -65,13 +67,19 @@ def main(argv=None) -> int:
     p.add_argument("--grad-checkpointing", action="store_true", help="activation checkpointing.")
     p.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS,
                    help="dense bf16 peak of the GPU in TFLOPS (default 989: H100 SXM; H100 PCIe 756, H200 989).")
+    p.add_argument("--smoke-cpu", action="store_true",
+                   help="run the whole script on the CPU (e.g. --arch clipood-tiny) to check that it works; "
+                        "the figures mean nothing.")
     args = p.parse_args(argv)
-    if not torch.cuda.is_available() or args.device == "cpu":
+    if args.smoke_cpu:
+        args.device = "cpu"
+    elif not torch.cuda.is_available() or args.device == "cpu":
         print("bench_gpu_throughput: skipped: it measures GPU throughput and needs a CUDA device; "
               "none is available here (run it on a GPU machine: python benchmarks/bench_gpu_throughput.py)")
         return 0
     args.device = "cuda" if args.device == "auto" else args.device
-    args.precision = "bf16" if args.precision == "auto" else args.precision
+    if args.precision == "auto":
+        args.precision = "bf16" if args.device.startswith("cuda") else "fp32"
     args.warmup = max(args.warmup, 5 if args.compile else 3)
     common.setup(args)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -94,7 +102,7 @@ def main(argv=None) -> int:
     sec = common.median(times["step"])
     ips = args.batch / sec
     mfu = ips * flops_per_image / (args.peak_tflops * 1e12)
-    mem = torch.cuda.max_memory_allocated(exp.device) / 2**30
+    mem = torch.cuda.max_memory_allocated(exp.device) / 2**30 if exp.device.type == "cuda" else None
     print(f"{'step (MMS + AdamW + BMA)':>28}: {common.spread(times['step'])}")
     print(f"{'model GFLOPs / image (train)':>28}: {flops_per_image / 1e9:.1f} (counted)")
     analytic = analytic_flops(exp.classifier.visual)
@@ -102,7 +110,7 @@ def main(argv=None) -> int:
         print(f"{'analytic (3 x forward)':>28}: {analytic / 1e9:.1f}")
     print(f"{'throughput':>28}: {ips:.0f} images/s")
     print(f"{'MFU':>28}: {100 * mfu:.1f}% of {args.peak_tflops:.0f} TFLOPS bf16 dense")
-    print(f"{'peak memory':>28}: {mem:.1f} GiB")
+    print(f"{'peak memory':>28}: " + (f"{mem:.1f} GiB" if mem is not None else "n/a (CPU smoke run)"))
     info.update(classes=args.classes, compile=args.compile, step_s=times["step"], images_per_s=ips,
                 flops_per_image=flops_per_image, mfu=mfu, peak_tflops=args.peak_tflops, peak_memory_gib=mem)
     common.finish(args, info)

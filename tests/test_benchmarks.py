@@ -47,6 +47,13 @@ def test_bench_gpu_refuses_politely_without_cuda(capsys):
     assert "skipped" in capsys.readouterr().out
 
 
+def test_bench_gpu_runs_end_to_end_as_a_cpu_smoke_test(tmp_path):
+    """Every line past the CUDA check runs here, so a GPU session measures instead of debugging."""
+    info = _run("bench_gpu_throughput", ["--smoke-cpu", *TINY, "--classes", "4"], tmp_path)
+    assert info["images_per_s"] == pytest.approx(4 / statistics.median(info["step_s"]))
+    assert info["flops_per_image"] > 0 and 0 < info["mfu"] < 1 and info["peak_memory_gib"] is None
+
+
 def test_counted_flops_match_the_analytic_vit_count():
     """FlopCounterMode on the real step vs 3 x forward matmuls (minus what the step really skips)."""
     import argparse
