@@ -155,3 +155,49 @@ def test_bad_launch_environment_is_a_one_line_error(monkeypatch):
     monkeypatch.setenv("MASTER_PORT", "29500")
     with pytest.raises(ConfigError, match="--device: 'cuda:1' names one GPU"):
         distributed.init("cuda:1")
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed")
+def test_one_process_run_resumes_under_torchrun(tiny_config, tiny_pretrained, shapes_root, tmp_path, monkeypatch):
+    """Scaling out mid-run: a 1-process run stopped after its step-2 checkpoint, resumed with 2
+    processes, ends where the unbroken 1-process run ends (the global batch of step t does not
+    depend on the number of processes)."""
+    from clipood.training import loop
+    cfg = tiny_config
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", None
+    cfg.data.holdout_domains = ["sketch"]
+    cfg.train.steps, cfg.train.batch_size, cfg.train.log_every, cfg.train.device = 4, 3, 1, "cpu"
+    cfg.optim.eps, cfg.eval.batch_size, cfg.eval.zeroshot = 1e-4, 5, False
+    cfg.run.output_dir, cfg.run.name = str(tmp_path), "unbroken"
+    unbroken, first = run_train(cfg, progress=False)
+    assert first["resumed_from_step"] is None
+
+    class Stop(Exception):
+        pass
+
+    save = loop.ckpt.save_checkpoint
+
+    def save_then_stop(run_dir, step, state, keep):  # a crash right after the step-2 checkpoint
+        save(run_dir, step, state, keep)
+        raise Stop
+    monkeypatch.setattr(loop.ckpt, "save_checkpoint", save_then_stop)
+    cfg.train.checkpoint_every, cfg.run.name = 2, "scaled-out"
+    with pytest.raises(Stop):
+        run_train(cfg, progress=False)
+    monkeypatch.undo()
+    stopped = tmp_path / "scaled-out"
+    assert (stopped / "checkpoints" / "step-00000002.pt").is_file() and not (stopped / "results.json").exists()
+
+    cmd = [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "clipood.cli", "train", "--resume", str(stopped),
+           "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = json.loads((stopped / "results.json").read_text())
+    assert resumed["environment"]["world_size"] == 2 and resumed["resumed_from_step"] == 2
+    a = load_file(str(unbroken.model_dir / "open_clip_model.safetensors"))
+    b = load_file(str(stopped / "model" / "open_clip_model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7, msg=lambda m: f"{k}: {m}")
+    steps = [json.loads(x)["step"] for x in (stopped / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert steps == [1, 2, 3, 4]

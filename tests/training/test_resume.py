@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -58,6 +59,7 @@ def test_sigkill_and_resume_is_bit_exact(shapes_root, tiny_pretrained, tmp_path,
              (out / "killed" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     assert steps == sorted(set(steps)), "metrics after the checkpoint are logged once"
     assert not (out / "killed" / "checkpoints").exists(), "a finished run drops its checkpoints"
+    assert json.loads((out / "killed" / "results.json").read_text())["resumed_from_step"] >= 6
 
 
 def test_sigterm_checkpoints_and_exits_with_resume_hint(shapes_root, tiny_pretrained, tmp_path):

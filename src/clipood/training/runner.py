@@ -185,6 +185,7 @@ def _run_train(cfg: Config, resume: Optional[RunDir], progress: bool,
                                     "lambda": cfg.loss.margin_lambda, "beta": cfg.averaging.beta},
         **_summary(exp), "steps": cfg.train.steps, "seed": cfg.train.seed,
         "zeroshot": zeroshot, "final": final, "train_time_s": round(train_time, 2),
+        "resumed_from_step": int(state["step"]) if state is not None else None,  # train_time_s: since then
         "average_extra_bytes": exp.averager.nbytes(), "environment": _environment(exp),
         "bad_images": len(bad.items()),
     }
