@@ -26,7 +26,9 @@ def test_demo_runs_every_method_and_seed_then_skips_them(tiny_pretrained, tmp_pa
     out = tmp_path / "runs"
     table = run_demo(out, settings, data_dir=tmp_path / "emoji", progress=False)
     rows = [line for line in table.splitlines()[2:]]
-    assert len(rows) == len(METHODS)
+    assert len(rows) == len(METHODS) + 1
+    chance = [c.strip() for c in rows.pop().strip("|").split("|")]
+    assert chance == ["chance (uniform guess)", "33.3", "33.3", "33.3", "16.7", "-"]  # 6 classes: 3 base, 3 new
     for line, (method, label) in zip(rows, METHODS.items()):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == label

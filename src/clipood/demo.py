@@ -70,11 +70,16 @@ def heldout_table(out: Path, holdout: str) -> str:
     """Held-out designer, base / new / H / all classes: mean ± std over seeds per method.
 
     The zero-shot row is the evaluation each fine-tuning run makes before its first step (one
-    per seed); zero-shot has no randomness, so its std is 0 by construction."""
+    per seed); zero-shot has no randomness, so its std is 0 by construction. The last row is
+    chance (a uniform guess), so that low accuracies can be read for what they are."""
     import json
+
+    from .data.splits import base_new_classes
     rows = {m: [] for m in METHODS}
+    num_classes = 0
     for results_path in sorted(out.glob("*/results.json")):
         res = json.loads(results_path.read_text(encoding="utf-8"))
+        num_classes = res.get("num_classes", num_classes)
         name = results_path.parent.name
         method = next((m for m in METHODS if m != "zeroshot" and name.startswith(f"emoji-{m}-")), None)
         if method is None:
@@ -82,10 +87,14 @@ def heldout_table(out: Path, holdout: str) -> str:
         rows[method].append(res["final"][f"{holdout}/in"])
         if method == "finetune" and res.get("zeroshot"):
             rows["zeroshot"].append(res["zeroshot"][f"{holdout}/in"])
+    table = [[label] + [mean_std([e[k] for e in rows[m]]) for k in ("base", "new", "H", "accuracy")] + [len(rows[m])]
+             for m, label in METHODS.items()]
+    if num_classes:
+        base, new = (100 / len(c) for c in base_new_classes(num_classes))
+        table.append(["chance (uniform guess)", f"{base:.1f}", f"{new:.1f}", f"{2 * base * new / (base + new):.1f}",
+                      f"{100 / num_classes:.1f}", "-"])
     return markdown_table(
-        [f"method ({holdout} held out, accuracy %)", "base classes", "new classes", "H", "all classes", "seeds"],
-        [[label] + [mean_std([e[k] for e in rows[m]]) for k in ("base", "new", "H", "accuracy")] + [len(rows[m])]
-         for m, label in METHODS.items()])
+        [f"method ({holdout} held out, accuracy %)", "base classes", "new classes", "H", "all classes", "seeds"], table)
 
 
 def ensure_pretrained(s: DemoSettings, data_root: Path, *, progress: bool = True) -> None:
