@@ -75,6 +75,7 @@ def heldout_table(out: Path, holdout: str) -> str:
     import json
 
     from .data.splits import base_new_classes
+    from .evaluation import harmonic_mean
     rows = {m: [] for m in METHODS}
     num_classes = 0
     for results_path in sorted(out.glob("*/results.json")):
@@ -91,7 +92,7 @@ def heldout_table(out: Path, holdout: str) -> str:
              for m, label in METHODS.items()]
     if num_classes:
         base, new = (100 / len(c) for c in base_new_classes(num_classes))
-        table.append(["chance (uniform guess)", f"{base:.1f}", f"{new:.1f}", f"{2 * base * new / (base + new):.1f}",
+        table.append(["chance (uniform guess)", f"{base:.1f}", f"{new:.1f}", f"{harmonic_mean(base, new):.1f}",
                       f"{100 / num_classes:.1f}", "-"])
     return markdown_table(
         [f"method ({holdout} held out, accuracy %)", "base classes", "new classes", "H", "all classes", "seeds"], table)

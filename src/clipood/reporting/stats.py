@@ -7,6 +7,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
+from ..evaluation import harmonic_mean
+
 
 @dataclass(frozen=True)
 class Stat:
@@ -38,6 +40,7 @@ def mean(values: Iterable[Optional[float]]) -> float:
 
 
 def harmonic(a: float, b: float) -> float:
+    """H of base and new accuracy (evaluation.harmonic_mean), NaN when either is missing."""
     if math.isnan(a) or math.isnan(b):
         return math.nan
-    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+    return harmonic_mean(a, b)
