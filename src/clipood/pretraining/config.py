@@ -178,11 +178,9 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
            "0.05 <= x <= 1")
     _check(_finite(d.rotation) and 0.0 <= d.rotation <= 180.0, "rotation", d.rotation, "0 <= degrees <= 180")
     _check(_finite(d.color_jitter) and 0.0 <= d.color_jitter <= 1.0, "color-jitter", d.color_jitter, "0 <= x <= 1")
-    for key in ("zoom_out", "grayscale"):
+    for key in ("zoom_out", "grayscale", "caption_tag_dropout"):  # probabilities
         _check(_finite(getattr(d, key)) and 0.0 <= getattr(d, key) <= 1.0, key.replace("_", "-"), getattr(d, key),
                "0 <= p <= 1")
-    _check(_finite(d.caption_tag_dropout) and 0.0 <= d.caption_tag_dropout <= 1.0, "caption-tag-dropout",
-           d.caption_tag_dropout, "0 <= p <= 1")
     _check(d.workers >= 0, "workers", d.workers, "an integer >= 0")
     _check(d.bad_images in ("fail", "skip"), "bad-images", d.bad_images, "fail, skip")
     _check(_finite(o.lr) and 0.0 < o.lr <= 1.0, "lr", o.lr, "0 < lr <= 1")
