@@ -22,7 +22,7 @@ def test_defaults_are_the_papers():
     assert cfg.optim.warmup_steps == 0
     assert cfg.loss.name == "mms"
     assert cfg.loss.margin_lambda == 0.3
-    assert cfg.loss.temperature == 0.01
+    assert cfg.loss.temperature is None  # the backbone's own 1/logit_scale: 0.01 for CLIP, as the paper
     assert cfg.averaging.name == "bma"
     assert cfg.averaging.beta == 0.5
     assert cfg.averaging.every == 1

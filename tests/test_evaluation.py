@@ -171,8 +171,8 @@ def test_experiment_class_weights_for_a_base_to_new_linear_head():
     head = LinearHead(text[base], temperature=tau, init="random")
     with torch.no_grad():
         head.linear.bias.copy_(torch.randn(len(base), generator=g))
-    exp = SimpleNamespace(classifier=SimpleNamespace(head=head), cfg=SimpleNamespace(loss=SimpleNamespace(
-        temperature=tau)), text_features=text, splits=SimpleNamespace(train_classes=base))
+    exp = SimpleNamespace(classifier=SimpleNamespace(head=head), temperature=tau, text_features=text,
+                          splits=SimpleNamespace(train_classes=base))
     weights = Experiment.class_weights(exp)
     feats = F.normalize(torch.randn(20, D, generator=g), dim=-1)
     s = weights.scores(feats)

@@ -30,7 +30,7 @@ def _spec(tmp_path, root, tiny_pretrained, **changes) -> dict:
         "methods": ["finetune", "clipood"],
         "datasets": [{"name": "shapes", "root": str(root)}],
         "holdout": ["sketch", "photo"], "seeds": [0, 1],
-        "overrides": {"model": {"arch": f"local-dir:{tiny_pretrained}", "pretrained": "none"},
+        "overrides": {"model": {"arch": f"local-dir:{tiny_pretrained}", "pretrained": "auto"},
                       "data": {"workers": 0}, "optim": {"lr": 1e-3},
                       "train": {"steps": STEPS, "batch_size": 4, "checkpoint_every": 0, "log_every": 1},
                       "eval": {"batch_size": 64}},

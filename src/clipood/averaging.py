@@ -213,8 +213,11 @@ def build_averager(name: str, tensors, total_steps: int, *, beta: float = 0.5,
     raise ValueError(f"unknown averaging {name!r}; known: {', '.join(AVERAGERS)}")
 
 
-def averaged_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
-    """The tensors an average tracks: trainable parameters, then floating buffers."""
+def averaged_tensors(module: torch.nn.Module, buffers: bool = True) -> list[torch.Tensor]:
+    """The tensors an average tracks: trainable parameters, then (``buffers``) floating buffers.
+
+    Buffers are BatchNorm statistics; when they are frozen (``--norm-layers frozen``) they never
+    change, so they are not averaged as if they were weights."""
     params = [p for p in module.parameters() if p.requires_grad]
-    buffers = [b for b in module.buffers() if torch.is_floating_point(b)]
-    return params + buffers
+    extra = [b for b in module.buffers() if torch.is_floating_point(b)] if buffers else []
+    return params + extra

@@ -41,9 +41,11 @@ class ModelConfig:
         "tiny config such as clipood-tiny (tests).",
     )
     pretrained: Optional[str] = opt(
-        "openai",
-        "pretrained tag known to open_clip for --arch (downloads when online), a local "
-        "checkpoint file (.pt/.bin/.safetensors), or 'none' for random weights.",
+        "auto",
+        "weights for --arch: 'auto' (the folder's own weights for local-dir:, open_clip's 'openai' where it "
+        "exists, else the architecture's clipood tag, e.g. 'emoji' for clipood-lite0-minilm), a pretrained tag "
+        "(open_clip's, downloaded when online, or clipood's: 'clipood models --tags'), a local checkpoint file "
+        "(.pt/.bin/.safetensors), or 'none' for random weights.",
     )
     trainable: str = opt(
         "all",
@@ -128,8 +130,11 @@ class LossConfig:
         choices=("mms", "metric_softmax", "linear", "fixed_margin"),
     )
     margin_lambda: float = opt(0.3, "lambda, the margin scale of MMS (Eq. 4). Paper: 0.3.", flag="lambda")
-    temperature: float = opt(
-        0.01, "tau, the softmax temperature of the cosine logits. Paper: 0.01 (CLIP's 1/100)."
+    temperature: Optional[float] = opt(
+        None,
+        "tau, the softmax temperature of the cosine logits; none: 1 / the backbone's own learned logit scale, as "
+        "the official code takes it (CLIP: 1/100 = 0.01, the paper's value; clipood-lite0-minilm's 'emoji' "
+        "weights: about 0.06). results.json records the value used (method.temperature).",
     )
     head_init: str = opt(
         "zeroshot",
@@ -213,6 +218,14 @@ class TrainConfig:
         "channels_last memory format for the image tower and images: 'auto' (on for convolutional "
         "towers on CUDA, e.g. RN50/ConvNeXt; off for ViTs, where it does not help), 'on' or 'off'.",
         choices=("auto", "on", "off"),
+    )
+    norm_layers: str = opt(
+        "frozen",
+        "BatchNorm layers of the image tower while fine-tuning: 'frozen' (the official code trains with the tower "
+        "in eval mode: running statistics are used and kept, their affine weights still train, and they are not "
+        "averaged as weights) or 'train' (statistics from each batch, updated and averaged). No effect on "
+        "towers without BatchNorm (ViTs).",
+        choices=("frozen", "train"),
     )
     compile: bool = opt(
         False,
@@ -402,8 +415,8 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
            "mms, metric_softmax, linear, fixed_margin")
     _check(_finite(lo.margin_lambda) and 0.0 <= lo.margin_lambda <= 10.0, "lambda", lo.margin_lambda,
            "0 <= lambda <= 10 (paper: 0.1-0.3; 0 gives plain metric softmax)")
-    _check(_finite(lo.temperature) and 1e-4 <= lo.temperature <= 10.0, "temperature", lo.temperature,
-           "1e-4 <= tau <= 10 (paper: 0.01)")
+    _check(lo.temperature is None or (_finite(lo.temperature) and 1e-4 <= lo.temperature <= 10.0), "temperature",
+           lo.temperature, "1e-4 <= tau <= 10 (paper: 0.01), or none for the backbone's own")
     _check(lo.head_init in ("zeroshot", "random"), "head-init", lo.head_init, "zeroshot, random")
     _check(av.name in ("bma", "ema", "uniform", "none"), "averaging", av.name, "bma, ema, uniform, none")
     _check(_finite(av.beta) and 0.0 < av.beta <= 100.0, "beta", av.beta, "0 < beta <= 100 (paper: 0.5)")
@@ -432,6 +445,7 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
     _check(t.keep_checkpoints >= 1, "keep-checkpoints", t.keep_checkpoints, "an integer >= 1")
     _check(1 <= t.accum_steps <= 4096, "accum-steps", t.accum_steps, "an integer from 1 to 4096")
     _check(t.channels_last in ("auto", "on", "off"), "channels-last", t.channels_last, "auto, on, off")
+    _check(t.norm_layers in ("frozen", "train"), "norm-layers", t.norm_layers, "frozen, train")
     _check(e.batch_size >= 1, "eval-batch-size", e.batch_size, "an integer >= 1")
     if d.root is None:
         raise ConfigError("--root: no dataset given; pass --root PATH (see 'clipood data --help' for a bundled one)")

@@ -102,7 +102,7 @@ def ensure_pretrained(s: DemoSettings, data_root: Path, *, progress: bool = True
     """Make and install the backbone's weights (held-out designer excluded) unless they exist."""
     from .data.emoji import DEFAULT_HOLDOUT, build_emoji
     from .errors import ModelError
-    from .model.backbones import resolve_pretrained
+    from .model.backbones import resolve_weights as resolve_pretrained
     try:
         resolve_pretrained(s.arch, s.pretrained)
         return

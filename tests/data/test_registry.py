@@ -481,7 +481,7 @@ def test_zeroshot_run_on_imagenet_reports_each_shift_set(tmp_path, tiny_pretrain
     from clipood.training.runner import run_zeroshot
     make_imagenet(tmp_path / "data")
     cfg = Config()
-    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", None
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
     cfg.data.root, cfg.data.dataset, cfg.data.workers = str(tmp_path / "data"), "imagenet", 0
     cfg.run.output_dir, cfg.run.name = str(tmp_path / "runs"), "zs"
     cfg.eval.batch_size = 16
@@ -501,7 +501,7 @@ def test_train_base_to_new_on_a_coop_dataset(tmp_path, tiny_pretrained):
     from clipood.training.runner import run_train
     make_coop(tmp_path / "data", "eurosat")
     cfg = Config()
-    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", None
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
     cfg.data.root, cfg.data.dataset, cfg.data.workers = str(tmp_path / "data"), "eurosat", 0
     cfg.data.base_to_new = True
     cfg.train.steps, cfg.train.batch_size, cfg.train.checkpoint_every = 3, 4, 0

@@ -160,11 +160,11 @@ def test_resume_after_sigterm_is_bit_exact(captions_csv, tmp_path, monkeypatch):
     cfg.train.checkpoint_every = 100
     real_step, calls = trainer.train_step, {"n": 0}
 
-    def step_then_sigterm(p, images, texts):
+    def step_then_sigterm(p, images, idx, texts):
         calls["n"] += 1
         if calls["n"] == 7:
             os.kill(os.getpid(), signal.SIGTERM)  # the loop checkpoints after this step and stops
-        return real_step(p, images, texts)
+        return real_step(p, images, idx, texts)
 
     monkeypatch.setattr(trainer, "train_step", step_then_sigterm)
     with pytest.raises(trainer.Interrupted, match="--resume"):

@@ -25,7 +25,7 @@ def _options(root, pretrained):
     # --accum-steps 2 splits those again unevenly, so a mean-of-means would show. Adam's eps is
     # raised from 1e-8 so that elements whose true gradient is 0 (attention key biases), where
     # Adam would turn round-off into lr-sized steps, stay comparable.
-    return {"root": str(root), "arch": f"local-dir:{pretrained}", "pretrained": "none",
+    return {"root": str(root), "arch": f"local-dir:{pretrained}", "pretrained": "auto",
             "holdout-domain": "sketch", "steps": "4", "batch-size": "3", "lr": "1e-3", "adam-eps": "1e-4",
             "workers": "0", "checkpoint-every": "0", "log-every": "1", "eval-batch-size": "5", "device": "cpu"}
 
@@ -37,7 +37,7 @@ def _flags(opts: dict) -> list[str]:
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed")
 def test_torchrun_two_processes_equal_one_process(tiny_config, tiny_pretrained, shapes_root, tmp_path):
     cfg = tiny_config
-    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", None
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
     cfg.data.holdout_domains = ["sketch"]
     cfg.train.steps, cfg.train.batch_size, cfg.train.log_every, cfg.train.device = 4, 3, 1, "cpu"
     cfg.optim.eps, cfg.eval.batch_size, cfg.eval.zeroshot = 1e-4, 5, True
@@ -164,7 +164,7 @@ def test_one_process_run_resumes_under_torchrun(tiny_config, tiny_pretrained, sh
     depend on the number of processes)."""
     from clipood.training import loop
     cfg = tiny_config
-    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", None
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
     cfg.data.holdout_domains = ["sketch"]
     cfg.train.steps, cfg.train.batch_size, cfg.train.log_every, cfg.train.device = 4, 3, 1, "cpu"
     cfg.optim.eps, cfg.eval.batch_size, cfg.eval.zeroshot = 1e-4, 5, False

@@ -17,7 +17,7 @@ from clipood.training.runner import run_train
 
 def _config(root, pretrained, out, name, **train) -> Config:
     cfg = Config()
-    cfg.model.arch, cfg.model.pretrained = f"local-dir:{pretrained}", None
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{pretrained}", "auto"
     cfg.data.root, cfg.data.workers, cfg.data.holdout_domains = str(root), 0, ["sketch"]
     cfg.train.steps, cfg.train.batch_size, cfg.train.checkpoint_every = 3, 3, 0
     cfg.train.device = "cpu"

@@ -13,7 +13,7 @@ from clipood.training.runner import run_train
 
 
 def _train(cfg, tiny_pretrained, **changes):
-    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", None
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
     for key, value in changes.items():
         section, name = key.split("__")
         setattr(getattr(cfg, section), name, value)
@@ -70,7 +70,9 @@ def test_baselines_train_and_reload(tiny_config, tiny_pretrained, loss, averagin
     cfg = tiny_config
     cfg.loss.name, cfg.averaging.name = loss, averaging
     run, results = _train(cfg, tiny_pretrained, train__steps=4)
-    assert results["method"] == {"loss": loss, "averaging": averaging, "lambda": 0.3, "beta": 0.5}
+    scale = float(load_file(str(tiny_pretrained / "open_clip_model.safetensors"))["logit_scale"].exp())
+    assert results["method"] == {"loss": loss, "averaging": averaging, "lambda": 0.3, "beta": 0.5,
+                                 "temperature": 1 / scale, "norm_layers": "frozen"}
     assert (run.path / "model/clipood_head.safetensors").is_file() == (loss == "linear")
     out = run.path / "reeval.json"
     assert main(["eval", "--model", str(run.path / "model"), "--root", cfg.data.root, "--workers", "0",

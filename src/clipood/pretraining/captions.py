@@ -38,9 +38,9 @@ class CaptionTable:
 
 
 def read_caption_table(csv_path: str | Path, *, img_key: str = "filepath", caption_key: str = "title",
-                       domain_key: str = "domain", sep: str = ",",
-                       exclude_domains: Sequence[str] = ()) -> CaptionTable:
-    """Read, check and filter the table; image files must exist."""
+                       domain_key: str = "domain", sep: str = ",", exclude_domains: Sequence[str] = (),
+                       max_tags: Optional[int] = None) -> CaptionTable:
+    """Read, check and filter the table; image files must exist. ``max_tags`` shortens 'name, tag, ...' captions."""
     csv_path = Path(csv_path)
     base = csv_path.parent
     try:
@@ -77,6 +77,8 @@ def read_caption_table(csv_path: str | Path, *, img_key: str = "filepath", capti
             table.excluded[domain] += 1
             continue
         rel, caption = row[img_key].strip(), " ".join(row[caption_key].split())
+        if max_tags is not None:
+            caption = keep_tags(caption, max_tags)
         if not rel:
             raise DataError(f"--csv: {csv_path} line {n}: empty '{img_key}'")
         if not caption:
@@ -121,6 +123,12 @@ def split_validation(table: CaptionTable, val_size: int) -> tuple[list[int], lis
     val = sorted(order[:val_size])
     held = set(val)
     return [i for i in range(len(table)) if i not in held], val
+
+
+def keep_tags(caption: str, n: int) -> str:
+    """'name, tag, tag' with at most the first n tags after the name (0: the name only)."""
+    name, *tags = caption.split(", ")
+    return ", ".join([name, *tags[:n]])
 
 
 def drop_tags(caption: str, p: float, rng: random.Random) -> str:

@@ -32,6 +32,30 @@ class PretrainModelConfig:
         "tag of --arch.",
     )
     cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights (for a tag).")
+    lock_image: bool = opt(
+        False,
+        "LiT (Zhai et al., 2022; open_clip's --lock-image): freeze the image tower's trunk, which then runs as at "
+        "inference (its BatchNorm statistics unchanged); its projection still trains.",
+    )
+    lock_image_unlocked_groups: int = opt(
+        0, "with --lock-image: leave the last N layer groups of the image trunk trainable (open_clip's option).",
+    )
+    lock_text: bool = opt(
+        False, "LiT: freeze the text tower's transformer (open_clip's --lock-text); a projection after it still trains.",
+    )
+    image_projection: str = opt(
+        "auto",
+        "the image projection of a timm image tower, when aligning from --pretrained towers or none: 'linear', "
+        "'linear-bias', 'none' (the trunk's pooled features as they are; the text side then needs a linear "
+        "projection to their width), or 'auto' (the architecture's: linear-bias for clipood-liteN-minilm).",
+        choices=("auto", "linear", "linear-bias", "none"),
+    )
+    text_projection: str = opt(
+        "auto",
+        "the projection after a Hugging Face text tower: 'none' (its pooled output as is), 'linear', or 'auto' "
+        "(the architecture's: none for clipood-liteN-minilm).",
+        choices=("auto", "none", "linear"),
+    )
 
 
 @dataclass
@@ -89,6 +113,11 @@ class PretrainDataConfig:
         "part after the first with this probability, drawn anew every step, so the text tower also "
         "learns the bare names that zero-shot prompts use. 0 keeps captions as written (open_clip).",
     )
+    caption_max_tags: Optional[int] = opt(
+        None,
+        "for captions written as 'name, tag, tag, ...': keep at most N comma-separated parts after the first "
+        "(0: the name only, as zero-shot prompts name a class). none keeps captions as written.",
+    )
     workers: int = opt(2, "data-loading worker processes (0 loads in the main process).")
     bad_images: str = opt(
         "fail",
@@ -139,6 +168,13 @@ class PretrainTrainConfig:
         100, "write a resumable checkpoint every N steps (and on SIGTERM/SIGINT); 0 disables."
     )
     keep_checkpoints: int = opt(2, "keep the last K checkpoints.")
+    feature_cache: str = opt(
+        "auto",
+        "with both towers fully locked (--lock-image --lock-text): 'auto' encodes every image (eval "
+        "preprocessing, so no augmentation) and caption once, caches the features in $CLIPOOD_CACHE/features, and "
+        "trains the projections on them; 'off' runs the towers every step (with augmentation).",
+        choices=("auto", "off"),
+    )
 
 
 @dataclass
@@ -181,6 +217,13 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     for key in ("zoom_out", "grayscale", "caption_tag_dropout"):  # probabilities
         _check(_finite(getattr(d, key)) and 0.0 <= getattr(d, key) <= 1.0, key.replace("_", "-"), getattr(d, key),
                "0 <= p <= 1")
+    _check(d.caption_max_tags is None or d.caption_max_tags >= 0, "caption-max-tags", d.caption_max_tags,
+           "an integer >= 0 or none")
+    _check(m.lock_image_unlocked_groups >= 0, "lock-image-unlocked-groups", m.lock_image_unlocked_groups,
+           "an integer >= 0")
+    if m.lock_image_unlocked_groups and not m.lock_image:
+        raise ConfigError("--lock-image-unlocked-groups: applies only with --lock-image (the whole image tower "
+                          "trains without it); add --lock-image or drop the option")
     _check(d.workers >= 0, "workers", d.workers, "an integer >= 0")
     _check(d.bad_images in ("fail", "skip"), "bad-images", d.bad_images, "fail, skip")
     _check(_finite(o.lr) and 0.0 < o.lr <= 1.0, "lr", o.lr, "0 < lr <= 1")

@@ -25,6 +25,6 @@ def summary(results: dict, run_dir: Path) -> str:
     model = Path(run_dir) / "model"
     use = f"use it: --arch local-dir:{model}"
     if results.get("installed"):
-        tag = Path(results["installed"]).parent.name
+        tag = Path(results["installed"]).name
         use += f"  (or --arch {results['arch']} --pretrained {tag})"
     return "\n".join([markdown_table(["pretraining", ""], rows), f"run directory: {run_dir}", use])

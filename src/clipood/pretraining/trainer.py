@@ -1,5 +1,6 @@
 """``clipood pretrain``: CLIP's contrastive objective on an image-caption table, the way open_clip trains.
 
+    (LiT: --lock-image / --lock-text freeze the towers; with both locked, features are cached, lit.py)
     for t = 1..T:
         draw B pairs (a seeded permutation stream: the batch is a function of t, so resume is exact)
         I, X = L2-normalised image and text embeddings; s = exp(logit_scale), learnable
@@ -32,15 +33,16 @@ from .. import __version__
 from ..config import load_yaml, save_yaml
 from ..data.datasets import ImageDataset, collate
 from ..data.sampling import DomainBalancedBatches, mix
-from ..errors import ClipoodError, DataError
+from ..errors import ClipoodError, ConfigError, DataError
 from ..evaluation import encode_images
 from ..io import atomic_path, write_json
-from ..model.backbones import EXPORT_WEIGHTS, Backbone, installed_weights, load_backbone, save_open_clip_folder
+from ..model.backbones import Backbone, installed_dir, load_backbone, save_open_clip_folder
 from ..runs import RunDir
 from ..training import checkpoint as ckpt
 from ..training.experiment import resolve_device, resolve_precision
 from ..training.loop import BadImages, Interrupted, NonFiniteLoss, stop_signals
 from ..training.optim import apply_gradients, build_optimizer, build_scheduler
+from . import lit
 from .captions import CaptionTable, drop_tags, read_caption_table, split_validation
 from .config import PretrainConfig, separator
 from .transforms import icon_train_transform
@@ -70,6 +72,8 @@ class Pretraining:
     loss_fn: ClipLoss
     train_transform: object
     csv_sha256: str               # the table's fingerprint: a resumed run must read the same rows
+    cache_features: bool = False  # both towers fully locked: train on frozen features (lit.py)
+    features: Optional[lit.FrozenFeatures] = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -79,7 +83,40 @@ class Pretraining:
 def read_table(cfg: PretrainConfig) -> CaptionTable:
     d = cfg.data
     return read_caption_table(d.csv, img_key=d.csv_img_key, caption_key=d.csv_caption_key,
-                              domain_key=d.csv_domain_key, sep=separator(d), exclude_domains=d.exclude_domains)
+                              domain_key=d.csv_domain_key, sep=separator(d), exclude_domains=d.exclude_domains,
+                              max_tags=d.caption_max_tags)
+
+
+def projection_overrides(cfg: PretrainConfig) -> Optional[dict]:
+    """The model-config changes that --image-projection / --text-projection ask for (None: the architecture's)."""
+    m = cfg.model
+    if m.image_projection == "auto" and m.text_projection == "auto":
+        return None
+    import open_clip
+    base = open_clip.get_model_config(m.arch.replace("/", "-")) or {}
+    vision, text = dict(base.get("vision_cfg", {})), dict(base.get("text_cfg", {}))
+    if m.image_projection != "auto" and "timm_model_name" not in vision:
+        raise ConfigError(f"--image-projection: applies to timm image towers (e.g. clipood-lite0-minilm), not to "
+                          f"{m.arch}")
+    if m.text_projection != "auto" and "hf_model_name" not in text:
+        raise ConfigError(f"--text-projection: applies to Hugging Face text towers (e.g. clipood-lite0-minilm), "
+                          f"not to {m.arch}")
+    out: dict = {}
+    embed_dim = base.get("embed_dim")
+    if m.image_projection != "auto":
+        out["vision_cfg"] = {"timm_proj": "none" if m.image_projection == "none" else "linear",
+                             "timm_proj_bias": m.image_projection == "linear-bias"}
+        if m.image_projection == "none":
+            import timm
+            embed_dim = timm.create_model(vision["timm_model_name"], pretrained=False, num_classes=0).num_features
+    if m.text_projection != "auto":
+        out["text_cfg"] = {"hf_proj_type": None if m.text_projection == "none" else "linear"}
+    text_proj = (out.get("text_cfg") or text).get("hf_proj_type")
+    if embed_dim != base.get("embed_dim") and text_proj is None:
+        raise ConfigError(f"--image-projection none: the image features are {embed_dim}-d; the text tower needs "
+                          f"--text-projection linear to reach them")
+    out["embed_dim"] = embed_dim
+    return out
 
 
 def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -97,8 +134,20 @@ def build(cfg: PretrainConfig, table: Optional[CaptionTable] = None) -> Pretrain
     device = resolve_device(cfg.train.device)
     amp = resolve_precision(cfg.train.precision, device)
     torch.manual_seed(cfg.train.seed)  # the initialisation of a model trained from scratch
-    backbone = load_backbone(cfg.model.arch, cfg.model.pretrained, device=device, cache_dir=cfg.model.cache_dir)
+    m = cfg.model
+    backbone = load_backbone(m.arch, m.pretrained, device=device, cache_dir=m.cache_dir,
+                             model_overrides=projection_overrides(cfg))
     backbone.model.requires_grad_(True)
+    lit.lock_towers(backbone.model, m.lock_image, m.lock_image_unlocked_groups, m.lock_text)
+    fully_locked = m.lock_image and not m.lock_image_unlocked_groups and m.lock_text
+    cache_features = fully_locked and cfg.train.feature_cache == "auto"
+    if cache_features and not lit.cacheable(backbone.model):
+        raise ConfigError(f"--feature-cache auto: both towers are locked, but features can be cached only for a "
+                          f"timm image tower and a Hugging Face text tower (e.g. clipood-lite0-minilm), not "
+                          f"{m.arch}; pass --feature-cache off")
+    if cache_features and cfg.data.caption_tag_dropout > 0:
+        raise ConfigError("--caption-tag-dropout: changes captions every step, but with both towers locked each "
+                          "caption is encoded once; pass --feature-cache off or drop the option")
     tokens = torch.cat([backbone.tokenizer(table.captions[i:i + 4096]) for i in range(0, len(table), 4096)])
     o = cfg.optim
     optimizer = build_optimizer(weight_decay_groups(backbone.model, o.weight_decay), lr=o.lr,
@@ -113,7 +162,7 @@ def build(cfg: PretrainConfig, table: Optional[CaptionTable] = None) -> Pretrain
     return Pretraining(cfg=cfg, device=device, autocast_dtype=amp, backbone=backbone, table=table,
                        train_rows=train_rows, val_rows=val_rows, tokens=tokens, optimizer=optimizer,
                        scheduler=scheduler, scaler=scaler, loss_fn=ClipLoss(), train_transform=transform,
-                       csv_sha256=_sha256(Path(cfg.data.csv)))
+                       csv_sha256=_sha256(Path(cfg.data.csv)), cache_features=cache_features)
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -156,6 +205,16 @@ def train_loader(p: Pretraining, start: int) -> torch.utils.data.DataLoader:
         pin_memory=p.device.type == "cuda", prefetch_factor=4 if workers > 0 else None)
 
 
+def batches(p: Pretraining, start: int):
+    """(images, row indices, unreadable) per step; rows only when training on cached features."""
+    if p.features is None:
+        yield from train_loader(p, start)
+        return
+    t = p.cfg.train
+    for batch in DomainBalancedBatches([p.train_rows], t.batch_size, t.steps, t.seed, start=start):
+        yield None, torch.as_tensor(p.features.readable([i for i, _ in batch]), dtype=torch.long), []
+
+
 def batch_texts(p: Pretraining, idx: torch.Tensor, step: int) -> torch.Tensor:
     """Token ids of the batch's captions; with --caption-tag-dropout, tags dropped by a (seed, step) draw."""
     drop = p.cfg.data.caption_tag_dropout
@@ -165,10 +224,19 @@ def batch_texts(p: Pretraining, idx: torch.Tensor, step: int) -> torch.Tensor:
     return p.backbone.tokenizer([drop_tags(p.table.captions[i], drop, rng) for i in idx.tolist()])
 
 
-def train_step(p: Pretraining, images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+def features(p: Pretraining, images: Optional[torch.Tensor], idx: torch.Tensor, texts: Optional[torch.Tensor]):
+    """Normalised image and text features and exp(logit scale): the whole model, or heads on cached features."""
+    if p.features is not None:
+        dev = p.device
+        return lit.projected(p.model, p.features.image[idx].to(dev), p.features.text[idx].to(dev))
+    return p.model(images, texts)[:3]
+
+
+def train_step(p: Pretraining, images: Optional[torch.Tensor], idx: torch.Tensor,
+               texts: Optional[torch.Tensor]) -> torch.Tensor:
     """One AdamW step on CLIP's loss; the logit scale is clamped afterwards, as CLIP does."""
     with torch.autocast(p.device.type, dtype=p.autocast_dtype, enabled=p.autocast_dtype is not None):
-        image_features, text_features, scale = p.model(images, texts)[:3]
+        image_features, text_features, scale = features(p, images, idx, texts)
     loss = p.loss_fn(image_features.float(), text_features.float(), scale.float())
     if not torch.isfinite(loss):
         return loss.detach()
@@ -200,13 +268,24 @@ def evaluate_pairs(p: Pretraining, rows: list[int], bad: BadImages, *, progress:
     A retrieval counts as right when the retrieved item has the same caption as the query
     (the same emoji can appear in several styles with one caption).
     """
-    feats, ids = encode_images(p.model.visual, p.table, rows, p.backbone.preprocess_val, batch_size=256,
-                               device=p.device, workers=p.cfg.data.workers, autocast_dtype=p.autocast_dtype,
-                               on_bad=bad, desc="held-out pairs", progress=progress)
-    if len(ids) < 2:
-        return {}
-    rows_kept = ids.tolist()
-    texts = encode_texts(p, rows_kept)
+    if p.features is not None:
+        rows_kept = p.features.readable(rows)
+        if len(rows_kept) < 2:
+            return {}
+        was_training = p.model.training
+        p.model.eval()
+        feats, texts, _ = lit.projected(p.model, p.features.image[rows_kept].to(p.device),
+                                        p.features.text[rows_kept].to(p.device))
+        feats, texts = feats.float().cpu(), texts.float().cpu()
+        p.model.train(was_training)
+    else:
+        feats, ids = encode_images(p.model.visual, p.table, rows, p.backbone.preprocess_val, batch_size=256,
+                                   device=p.device, workers=p.cfg.data.workers, autocast_dtype=p.autocast_dtype,
+                                   on_bad=bad, desc="held-out pairs", progress=progress)
+        if len(ids) < 2:
+            return {}
+        rows_kept = ids.tolist()
+        texts = encode_texts(p, rows_kept)
     scale = p.model.logit_scale.exp().detach().float().cpu()
     loss = ClipLoss()(feats, texts, scale)
     sims = feats @ texts.T
@@ -224,17 +303,25 @@ def fit(p: Pretraining, run: RunDir, *, resume_state: Optional[dict] = None, pro
     if resume_state is not None:
         start = restore_state(p, resume_state, bad)
         run.truncate_metrics(start)
+    if p.cache_features and p.features is None:
+        p.features = lit.frozen_features(p.model, p.table, p.tokens, p.backbone.preprocess_val, p.backbone.preprocess_cfg,
+                                         device=p.device, autocast_dtype=p.autocast_dtype, workers=p.cfg.data.workers,
+                                         on_bad=bad, progress=progress)
     T, B = t_cfg.steps, t_cfg.batch_size
-    p.model.train()
+    lit.set_train_mode(p.model, p.cfg.model.lock_image)
     bar = tqdm(total=T, initial=start, desc="pretrain", unit="step", disable=not progress, dynamic_ncols=True)
     t0, loss_value, step = time.time(), float("nan"), start
     with stop_signals() as stop:
-        for step, (images, idx, bad_batch) in enumerate(train_loader(p, start), start=start + 1):
+        for step, (images, idx, bad_batch) in enumerate(batches(p, start), start=start + 1):
             bad(bad_batch)
-            if images is None or len(idx) < 2:
+            if len(idx) < 2 or (images is None and p.features is None):
                 raise DataError("a training batch had fewer than 2 readable images; check bad_images.txt")
-            texts = batch_texts(p, idx, step).to(p.device, non_blocking=True)
-            loss = train_step(p, images.to(p.device, non_blocking=True), texts)
+            if p.features is None:
+                images = images.to(p.device, non_blocking=True)
+                texts = batch_texts(p, idx, step).to(p.device, non_blocking=True)
+            else:
+                texts = None
+            loss = train_step(p, images, idx, texts)
             if not math.isfinite(loss_value := float(loss)):
                 run.log({"step": step, "event": "non-finite loss", "loss": loss_value})
                 raise NonFiniteLoss(f"loss became {loss_value} at step {step}; the last checkpoint is untouched. "
@@ -248,7 +335,7 @@ def fit(p: Pretraining, run: RunDir, *, resume_state: Optional[dict] = None, pro
                 bar.set_postfix(loss=f"{loss_value:.3f}", scale=f"{scale:.1f}", lr=f"{lr:.1e}")
             if p.val_rows and t_cfg.eval_every and step % t_cfg.eval_every == 0 and step < T:
                 run.log({"step": step, "val": evaluate_pairs(p, p.val_rows, bad)})
-                p.model.train()
+                lit.set_train_mode(p.model, p.cfg.model.lock_image)
             stopping = stop["signal"] is not None
             if step < T and ((t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0) or stopping):
                 ckpt.save_checkpoint(run.path, step, training_state(p, bad), t_cfg.keep_checkpoints)
@@ -316,8 +403,11 @@ def provenance(p: Pretraining, outcome: dict, val: dict) -> dict:
         "kind": "pretrain",
         "clipood_version": __version__,
         "arch": cfg.model.arch,
-        "initial_weights": cfg.model.pretrained or f"random initialisation (seed {cfg.train.seed})",
+        "initial_weights": (p.backbone.weights.about if p.backbone.weights is not None else str(cfg.model.pretrained))
+        + (f" (seed {cfg.train.seed})" if p.backbone.weights is None or p.backbone.weights.kind in ("random", "towers")
+           else ""),
         "objective": "CLIP contrastive loss (open_clip.loss.ClipLoss), learnable logit scale clamped at 100",
+        "towers": towers_record(p),
         "data": {
             "csv": str(Path(cfg.data.csv).resolve()),
             "csv_sha256": p.csv_sha256,
@@ -333,7 +423,9 @@ def provenance(p: Pretraining, outcome: dict, val: dict) -> dict:
         },
         "steps": steps, "batch_size": batch, "pairs_seen": steps * batch,
         "epochs": round(steps * batch / max(1, len(p.train_rows)), 2),
-        "augmentation": {key: getattr(cfg.data, key) for key in AUGMENTATION_KEYS},
+        "augmentation": ({key: getattr(cfg.data, key) for key in AUGMENTATION_KEYS} if p.features is None else
+                         "none: both towers locked, features of the eval preprocessing computed once"),
+        "caption_max_tags": cfg.data.caption_max_tags,
         "optim": {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay, "betas": cfg.optim.betas,
                   "eps": cfg.optim.eps, "warmup_steps": cfg.optim.warmup_steps, "grad_clip": cfg.optim.grad_clip},
         "final_logit_scale": round(float(p.model.logit_scale.detach().exp()), 4),
@@ -345,18 +437,34 @@ def provenance(p: Pretraining, outcome: dict, val: dict) -> dict:
     }
 
 
+def towers_record(p: Pretraining) -> dict:
+    """What trained: which towers were locked (LiT), the projections, and whether features were cached."""
+    m, model_cfg = p.cfg.model, p.backbone.model_cfg
+    vision, text = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
+    image = ("locked" + (f" except the last {m.lock_image_unlocked_groups} layer groups"
+                         if m.lock_image_unlocked_groups else "")) if m.lock_image else "trained"
+    record = {"image": image, "text": "locked" if m.lock_text else "trained",
+              "trainable_parameters": sum(t.numel() for t in p.model.parameters() if t.requires_grad),
+              "feature_cache": p.features.files if p.features is not None else None}
+    if "timm_model_name" in vision:
+        proj = vision.get("timm_proj", "linear")
+        record["image_projection"] = proj + ("-bias" if proj == "linear" and vision.get("timm_proj_bias") else "")
+    if "hf_model_name" in text:
+        record["text_projection"] = text.get("hf_proj_type") or "none"
+    return record
+
+
 def export(p: Pretraining, model_dir: Path, record: dict) -> None:
     """The model as an open_clip local-dir folder, with its provenance record beside the weights."""
     save_open_clip_folder(p.backbone, model_dir)
     write_json(Path(model_dir) / PROVENANCE, record)
 
 
-def install(model_dir: Path, arch: str, tag: str) -> Path:
-    """Copy the exported weights (and their provenance) to where ``--pretrained TAG`` finds them."""
-    dest = installed_weights(arch.replace("/", "-"), tag)
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(Path(model_dir) / EXPORT_WEIGHTS, tmp)
-    with atomic_path(dest.parent / PROVENANCE) as tmp:
+def install(p: Pretraining, model_dir: Path, tag: str) -> Path:
+    """Write the model folder again where ``--arch ARCH --pretrained TAG`` finds it (a complete folder)."""
+    dest = installed_dir(p.cfg.model.arch.replace("/", "-"), tag)
+    save_open_clip_folder(p.backbone, dest)   # names its own folder for a Hugging Face text tower
+    with atomic_path(dest / PROVENANCE) as tmp:
         shutil.copyfile(Path(model_dir) / PROVENANCE, tmp)
     return dest
 
@@ -374,7 +482,7 @@ def run_pretrain(cfg: PretrainConfig, *, resume: Optional[RunDir] = None,
     results = provenance(p, outcome, val)
     export(p, run.model_dir, results)
     if cfg.run.install_as:
-        results["installed"] = str(install(run.model_dir, cfg.model.arch, cfg.run.install_as))
+        results["installed"] = str(install(p, run.model_dir, cfg.run.install_as))
     run.write_results(results)
     ckpt.remove_checkpoints(run.path)
     return run, results

@@ -49,6 +49,17 @@ def resolve_precision(name: str, device: torch.device) -> Optional[torch.dtype]:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
+def resolve_temperature(temperature: Optional[float], backbone: Backbone) -> float:
+    """tau: the given value, or 1 / exp(logit_scale) of the loaded model (official code: 1 / clip.logit_scale.exp())."""
+    if temperature is not None:
+        return float(temperature)
+    scale = backbone.logit_scale
+    if scale is None or not scale > 0:
+        raise ConfigError(f"--temperature: {backbone.arch} has no learned logit scale to take tau from; pass "
+                          f"--temperature (paper: 0.01)")
+    return 1.0 / scale
+
+
 def prepare_data(cfg: Config) -> tuple[ImageIndex, Splits]:
     d = cfg.data
     if d.dataset is not None:  # a named benchmark: its own layout, class names and splits
@@ -71,6 +82,7 @@ class Experiment:
     splits: Splits
     backbone: Backbone
     text_features: torch.Tensor  # (C_all, D), all classes, computed once
+    temperature: float  # tau: --temperature, or 1 / the backbone's learned logit scale
     classifier: ImageClassifier  # image tower + head over the training classes
     loss_fn: torch.nn.Module
     label_map: torch.Tensor  # global label -> position among the training classes
@@ -92,8 +104,7 @@ class Experiment:
         """Scores over all classes with the current weights (for evaluation)."""
         head = self.classifier.head
         if isinstance(head, LinearHead):
-            tau = self.cfg.loss.temperature
-            w = self.text_features.clone() / tau
+            w = self.text_features.clone() / self.temperature
             b = torch.zeros(w.shape[0], device=w.device)
             rows = torch.as_tensor(self.splits.train_classes, device=w.device)
             w[rows] = head.linear.weight.detach().float()
@@ -114,20 +125,23 @@ def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] =
     text_features = encode_class_texts(model, backbone.tokenizer, index.class_names, cfg.model.templates)
     params = set_trainable(model, cfg.model.trainable)
 
+    tau = resolve_temperature(cfg.loss.temperature, backbone)
+
     train_text = text_features[splits.train_classes]
     if cfg.loss.name == "linear":
-        head = LinearHead(train_text, cfg.loss.temperature, cfg.loss.head_init).to(device)
+        head = LinearHead(train_text, tau, cfg.loss.head_init).to(device)
         params = params + list(head.parameters())
     else:
         head = TextHead(train_text)
-    classifier = ImageClassifier(model.visual, head).to(device)
+    frozen_norms = cfg.train.norm_layers == "frozen"
+    classifier = ImageClassifier(model.visual, head, frozen_norms=frozen_norms).to(device)
     done = apply_execution_options(model.visual, cfg.train, device)  # before theta_0 is copied
-    loss_fn = build_loss(cfg.loss.name, train_text, cfg.loss.margin_lambda, cfg.loss.temperature).to(device)
+    loss_fn = build_loss(cfg.loss.name, train_text, cfg.loss.margin_lambda, tau).to(device)
 
     label_map = torch.full((index.num_classes,), -1, dtype=torch.long)
     label_map[torch.as_tensor(splits.train_classes)] = torch.arange(len(splits.train_classes))
 
-    trained = averaged_tensors(model.visual) + [p for p in head.parameters() if p.requires_grad]
+    trained = averaged_tensors(model.visual, buffers=not frozen_norms) + [p for p in head.parameters() if p.requires_grad]
     averager = build_averager(cfg.averaging.name, trained, cfg.train.steps, beta=cfg.averaging.beta,
                               ema_decay=cfg.averaging.ema_decay, every=cfg.averaging.every)
     o = cfg.optim
@@ -137,7 +151,7 @@ def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] =
                                 min_lr_ratio=o.min_lr_ratio)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     return Experiment(cfg=cfg, device=device, autocast_dtype=amp, index=index, splits=splits, backbone=backbone,
-                      text_features=text_features, classifier=classifier, loss_fn=loss_fn, label_map=label_map,
+                      text_features=text_features, temperature=tau, classifier=classifier, loss_fn=loss_fn, label_map=label_map,
                       trained=trained, averager=averager, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                       train_transform=train_transform(backbone.preprocess_cfg), dist=dist,
                       train_model=wrap(classifier, dist, device), channels_last=done["channels_last"])

@@ -62,10 +62,11 @@ def export_model(exp: Experiment, out_dir: Path) -> None:
         "class_names": exp.index.class_names,
         "train_classes": exp.splits.train_classes,
         "templates": exp.cfg.model.templates,
-        "temperature": exp.cfg.loss.temperature,
+        "temperature": exp.temperature,
         "head": "linear" if isinstance(head, LinearHead) else "text",
         "source_arch": exp.backbone.arch,
         "source_pretrained": exp.backbone.pretrained,
+        "source_weights": exp.backbone.weights.about if exp.backbone.weights else None,
     })
 
 
@@ -81,7 +82,7 @@ def load_exported_head(exp: Experiment, model_dir: Path) -> None:
         raise ModelError(f"{model_dir}: its linear head was trained on other classes than --root has; "
                          f"evaluate it on the same class set")
     sd = load_file(str(model_dir / HEAD_FILE))
-    head = LinearHead(exp.text_features[meta["train_classes"]], exp.cfg.loss.temperature, "random")
+    head = LinearHead(exp.text_features[meta["train_classes"]], exp.temperature, "random")
     head.linear.load_state_dict(sd)
     exp.classifier.head = head.to(exp.device)
     exp.splits.train_classes = list(meta["train_classes"])
@@ -97,6 +98,8 @@ def _summary(exp: Experiment) -> dict:
                                 **({"classes": len(es.classes)} if es.classes is not None else {})}
                       for es in s.evals},
         "benchmark": exp.cfg.data.dataset,
+        "backbone": {"arch": exp.backbone.arch, "weights": exp.backbone.weights.about if exp.backbone.weights else None,
+                     "learned_logit_scale": exp.backbone.logit_scale},
         "test_split_note": "held-out domains are reported on their 'in' split (DomainBed); 'out' is the oracle "
                            "selection split; training domains' 'out' split is validation"
                            if all(es.split in ("in", "out") for es in s.evals) else
@@ -182,7 +185,8 @@ def _run_train(cfg: Config, resume: Optional[RunDir], progress: bool,
         run.write_bad_images(bad.items())
     results = {
         "kind": "train", "method": {"loss": cfg.loss.name, "averaging": cfg.averaging.name,
-                                    "lambda": cfg.loss.margin_lambda, "beta": cfg.averaging.beta},
+                                    "lambda": cfg.loss.margin_lambda, "beta": cfg.averaging.beta,
+                                    "temperature": exp.temperature, "norm_layers": cfg.train.norm_layers},
         **_summary(exp), "steps": cfg.train.steps, "seed": cfg.train.seed,
         "zeroshot": zeroshot, "final": final, "train_time_s": round(train_time, 2),
         "resumed_from_step": int(state["step"]) if state is not None else None,  # train_time_s: since then
@@ -208,7 +212,7 @@ def _run_eval(cfg: Config, model_dir: Path, out: Optional[Path], progress: bool,
     if not (model_dir / "open_clip_config.json").is_file():
         raise ClipoodError(f"--model: {model_dir} is not an exported model folder (no open_clip_config.json); "
                            f"pass RUN_DIR/model")
-    cfg.model.arch, cfg.model.pretrained = f"local-dir:{model_dir}", None
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{model_dir}", "auto"
     cfg.averaging.name = "none"
     meta = model_dir / META_FILE
     if meta.is_file():
