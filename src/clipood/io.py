@@ -1,16 +1,67 @@
 """Atomic file writes: write a temporary file beside the target, fsync, rename.
 
-A crash or pre-emption mid-write leaves the previous file intact, never a torn one.
+A crash or pre-emption mid-write leaves the previous file intact, never a torn one; a
+process killed mid-write leaves a ``.NAME.*.tmp`` file behind, which ``remove_debris``
+clears when the run is next opened or finishes. Files get the permissions the user's
+umask gives any new file (``tempfile.mkstemp`` alone would make them 0600). A full
+disk is one ``DiskFull`` line naming the file, whatever library was writing.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from .errors import ClipoodError
+
+TMP_SUFFIX = ".tmp"
+_FULL_MARKERS = ("No space left on device", "StorageFull", "file write failed", "enforce fail at inline_container",
+                 "Disk quota exceeded")
+
+
+class DiskFull(ClipoodError):
+    """The disk filled up while writing ``path``; what was there before is untouched."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            free = f"{shutil.disk_usage(self.path.parent).free / 2**20:.0f} MB free"
+        except OSError:
+            free = "free space unknown"
+        self.base = (f"{self.path}: the disk is full ({free} in {self.path.parent}); the file was not written "
+                     f"and the previous one, if any, is intact")
+        super().__init__(f"{self.base}; free some space and run again")
+
+    def with_hint(self, hint: str) -> "DiskFull":
+        """The same error, ending with what to do in this situation instead of the generic advice."""
+        self.args = (f"{self.base}; {hint}",)
+        return self
+
+
+def umask() -> int:
+    """The process umask, read without changing it where Linux says it (/proc), else by setting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """ENOSPC/EDQUOT however it surfaces: OSError, torch's RuntimeError, safetensors' SafetensorError."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(marker in str(e) for marker in _FULL_MARKERS)
 
 
 @contextmanager
@@ -18,10 +69,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~umask())  # as open() would create it, not mkstemp's (or a library's) 0600
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -30,9 +82,30 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    except Exception as e:
+        if is_disk_full(e):
+            raise DiskFull(path) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_debris(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that killed writers left in ``folder`` and its sub-folders."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    gone = []
+    for p in folder.rglob(f".*{TMP_SUFFIX}"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    for d in folder.rglob(".hf-*"):  # a Hugging Face export's scratch folder (model/backbones.py)
+        if d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d)
+    return gone
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -42,3 +115,17 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path, what: str = "") -> Any:
+    """A JSON file, or one ClipoodError line naming it (missing, unreadable or not JSON)."""
+    path = Path(path)
+    label = f"{what}: " if what else ""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ClipoodError(f"{label}{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ClipoodError(f"{label}{path} is not valid JSON ({e}); restore or re-create it") from None
+    except OSError as e:
+        raise ClipoodError(f"{label}{path}: cannot be read ({e.strerror})") from None

@@ -94,21 +94,23 @@ def infer_method(results: dict) -> str:
     return f"{key[0]}+{key[1]}"  # a combination no named method uses: still reported, by its parts
 
 
-def irrelevant_keys(cfg: Config) -> set[str]:
-    """Options ("section.field") that do not change what this configuration computes.
+def irrelevant_keys(cfg: Config) -> dict[str, str]:
+    """Options ("section.field") that do not change what this configuration computes, with the reason.
 
     A sweep's grid over, e.g., lambda needs only one run of a method that has no margin;
-    variants that differ only in these keys are the same run.
+    variants that differ only in these keys are the same run. The CLI warns when one of
+    them is given explicitly.
     """
-    keys = set()
-    if cfg.loss.name not in ("mms", "fixed_margin"):
-        keys.add("loss.margin_lambda")
-    if cfg.loss.name != "linear":
-        keys.add("loss.head_init")
-    if cfg.averaging.name != "bma":
-        keys.add("averaging.beta")
-    if cfg.averaging.name != "ema":
-        keys.add("averaging.ema_decay")
-    if cfg.averaging.name == "none":
-        keys.add("averaging.every")
+    keys = {}
+    loss, avg = cfg.loss.name, cfg.averaging.name
+    if loss not in ("mms", "fixed_margin"):
+        keys["loss.margin_lambda"] = f"--loss {loss} has no margin"
+    if loss != "linear":
+        keys["loss.head_init"] = f"--loss {loss} has no linear head"
+    if avg != "bma":
+        keys["averaging.beta"] = f"--averaging {avg} has no Beta weights"
+    if avg != "ema":
+        keys["averaging.ema_decay"] = f"--averaging {avg} has no decay"
+    if avg == "none":
+        keys["averaging.every"] = "--averaging none keeps no average"
     return keys

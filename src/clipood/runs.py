@@ -1,23 +1,33 @@
 """A run directory and what it holds.
 
-    RUN/config.yaml        the full resolved configuration
+    RUN/config.yaml        the full resolved configuration (paths absolute)
     RUN/metrics.jsonl      one JSON object per log/eval event
     RUN/results.json       final accuracies (zero-shot and trained), written last
     RUN/model/             the averaged model: an open_clip local-dir folder
     RUN/checkpoints/       resumable training state
     RUN/bad_images.txt     images skipped under --bad-images skip
+    RUN/.lock              held (flock) by the one process that owns the run
+
+A run belongs to one process at a time: ``RunDir.lock`` takes an advisory lock, and a
+second process is refused with the holder's PID. Opening a run clears the debris of a
+killed writer (temporary files, and the checkpoints a finished run no longer needs).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
-from .config import Config, load_yaml, save_yaml
+from .config import Config, check_name, check_output_dir, load_yaml, save_yaml, with_absolute_paths
 from .errors import ClipoodError
-from .io import write_json, write_text
+from .io import read_json, remove_debris, write_json, write_text
+
+LOCK_FILE = ".lock"
 
 
 def default_name(cfg: Config) -> str:
@@ -28,29 +38,82 @@ def default_name(cfg: Config) -> str:
     return f"{dataset}{cfg.loss.name}-{cfg.averaging.name}-{held}{b2n}-seed{cfg.train.seed}-{stamp}"
 
 
+def run_path(output_dir: str, name: str) -> Path:
+    check_output_dir(output_dir)
+    check_name(name)
+    return Path(output_dir) / name
+
+
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._lock_fd: Optional[int] = None
 
     @classmethod
-    def create(cls, cfg: Config) -> "RunDir":
-        path = Path(cfg.run.output_dir) / (cfg.run.name or default_name(cfg))
+    def create(cls, cfg, *, name=default_name, command: str = "train") -> "RunDir":
+        """A new run directory for ``cfg`` (any config tree with a ``run`` section), owned by this process."""
+        path = run_path(cfg.run.output_dir, cfg.run.name or name(cfg))
         if (path / "results.json").exists():
             raise ClipoodError(f"{path} already holds a finished run; choose another --name or delete it")
-        if (path / "checkpoints").is_dir() and any((path / "checkpoints").iterdir()):
-            raise ClipoodError(f"{path} holds an unfinished run; continue it with 'clipood train --resume {path}' "
-                               f"or choose another --name")
+        if (path / "checkpoints").is_dir() and any((path / "checkpoints").glob("step-*.pt")):
+            raise ClipoodError(f"{path} holds an unfinished run; continue it with 'clipood {command} --resume "
+                               f"{path}' or choose another --name")
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
-        save_yaml(cfg, path / "config.yaml")
+        run.acquire()
+        remove_debris(path)
+        cfg.run.name = path.name
+        save_yaml(with_absolute_paths(cfg), path / "config.yaml")
         return run
 
     @classmethod
-    def open(cls, path: str | Path) -> tuple["RunDir", Config]:
+    def open(cls, path: str | Path, flag: str = "--resume", base: Optional[object] = None) -> tuple["RunDir", object]:
         path = Path(path)
         if not (path / "config.yaml").is_file():
-            raise ClipoodError(f"--resume: {path} is not a run directory (no config.yaml)")
-        return cls(path), load_yaml(path / "config.yaml")
+            raise ClipoodError(f"{flag}: {path} is not a run directory (no config.yaml)")
+        return cls(path), load_yaml(path / "config.yaml", base)
+
+    # ---------------------------------------------------------------- ownership
+
+    def acquire(self) -> "RunDir":
+        """Take the run's lock for this process (until it exits or ``release``); refuse if another holds it."""
+        if self._lock_fd is not None:
+            return self
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ClipoodError(f"{self.path} is in use by another clipood process (PID {holder}); wait for it to "
+                               f"finish or stop it, then run again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the flock
+            self._lock_fd = None
+
+    @contextmanager
+    def owned(self) -> Iterator["RunDir"]:
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+    def tidy(self) -> None:
+        """Clear what killed writers left: temporary files, and checkpoints once results.json exists."""
+        remove_debris(self.path)
+        if (self.path / "results.json").exists():
+            from .training.checkpoint import remove_checkpoints
+            remove_checkpoints(self.path)
+
+    # ---------------------------------------------------------------- contents
 
     @property
     def model_dir(self) -> Path:
@@ -86,4 +149,4 @@ class RunDir:
 
     def results(self) -> Optional[dict]:
         p = self.path / "results.json"
-        return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
+        return read_json(p, "results") if p.exists() else None

@@ -49,10 +49,12 @@ from typing import Any, Callable, Optional
 import yaml
 from tqdm.auto import tqdm
 
-from .config import Config, flag_name, from_dict, iter_fields, load_yaml, save_yaml, to_dict, validate
+from .config import (Config, execution_keys, flag_name, from_dict, iter_fields, load_yaml, parse_yaml, save_yaml,
+                     to_dict, validate)
 from .errors import ClipoodError, ConfigError
-from .io import write_json
+from .io import write_json, write_text
 from .methods import DEFAULT_WISE_ALPHAS, TRAIN, WISE_FT, ZEROSHOT, Method, get_method, irrelevant_keys
+from .runs import RunDir
 
 SIDECAR = "sweep.json"  # in each run directory: what the run is within its sweep (for reports)
 STATE_DIR = ".sweep"
@@ -60,9 +62,7 @@ SPEC_KEYS = ("name", "output_dir", "methods", "datasets", "holdout", "seeds", "b
              "method_overrides", "grid", "wise_ft_alphas")
 DATASET_KEYS = ("name", "root", "dataset", "holdout", "overrides")
 # Options that change how a run executes, not what it computes: a run may resume with other values.
-EXECUTION_KEYS = {"data.workers", "data.bad_images", "train.device", "train.checkpoint_every",
-                  "train.keep_checkpoints", "train.log_every", "eval.batch_size", "model.cache_dir",
-                  "run.output_dir", "run.name"}
+EXECUTION_KEYS = execution_keys()
 ZEROSHOT_SECTIONS = ("model", "data", "eval")  # the only sections that change a zero-shot evaluation
 
 
@@ -188,13 +188,7 @@ def spec_from_dict(data: dict, where: str = "sweep spec") -> SweepSpec:
 
 def read_spec_file(path: str | Path) -> Any:
     """The parsed YAML of a spec file, or one ConfigError line naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep: spec file not found: {path}")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"sweep: {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    return parse_yaml(path, flag="sweep")
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -521,13 +515,14 @@ def run_sweep(spec: SweepSpec, *, jobs: int = 1, progress: bool = True,
     out_dir = Path(spec.output_dir)
     state_dir = out_dir / STATE_DIR
     state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "spec.yaml").write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8")
+    write_text(state_dir / "spec.yaml", yaml.safe_dump(spec_to_dict(spec), sort_keys=False))
     outcome = SweepOutcome(planned=[r.name for r in runs])
     todo = []
     for r in runs:
         status = r.status()
         if status == "finished":
             _check_same(r)
+            RunDir(r.path).tidy()  # what a kill between results.json and checkpoint removal left
             outcome.skipped.append(r.name)
         else:
             if status == "unfinished":

@@ -179,3 +179,51 @@ def test_held_out_domain_not_found(tmp_path):
         idx.domain_index("art")
     with pytest.raises(DataError, match="'art' is not a domain"):
         make_splits(idx, holdout_domains=["art"], val_fraction=0.2, split_seed=0)
+
+
+# ------------------------------------------------------------------ links
+
+
+def _linked_tree(tmp_path):
+    root = tmp_path / "linked"
+    for d in ("a", "b"):
+        for c in ("ring", "star"):
+            _png(root / d / c / "0.png", 10)
+            _png(root / d / c / "1.png", 20)
+    return root
+
+
+def test_a_link_to_a_folder_containing_it_is_refused_not_walked_forever(tmp_path):
+    root = _linked_tree(tmp_path)
+    os.symlink(".", root / "a" / "ring" / "self")
+    with pytest.raises(DataError, match=r"ring/self: a link to .*ring, a folder that contains it \(a loop\)"):
+        scan(root)
+    os.unlink(root / "a" / "ring" / "self")
+    os.symlink("..", root / "a" / "ring" / "up")
+    os.symlink("../star", root / "a" / "ring" / "other")  # with 'up', this once hung the scan
+    with pytest.raises(DataError, match="a loop"):
+        scan(root)
+
+
+def test_links_to_files_are_followed_and_each_file_counts_once(tmp_path):
+    root = _linked_tree(tmp_path)
+    os.symlink("0.png", root / "a" / "ring" / "again.png")   # the same file twice in its class
+    (root / "a" / "ring" / "sub").mkdir()
+    os.symlink("../1.png", root / "a" / "ring" / "sub" / "1.png")
+    outside = tmp_path / "elsewhere.png"
+    _png(outside)
+    os.symlink(outside, root / "b" / "star" / "2.png")        # a link to a file outside the root is followed
+    index = scan(root)
+    assert len(index) == 9
+    assert sum(Path(p).parent.name == "ring" and "/a/" in p for p in index.paths) == 2
+
+
+def test_one_file_in_two_classes_and_broken_links_are_errors(tmp_path):
+    root = _linked_tree(tmp_path)
+    os.symlink("../ring/0.png", root / "a" / "star" / "9.png")
+    with pytest.raises(DataError, match="are one file .*an image cannot be in two classes"):
+        scan(root)
+    os.unlink(root / "a" / "star" / "9.png")
+    os.symlink("gone.png", root / "a" / "star" / "9.png")
+    with pytest.raises(DataError, match="9.png: a link to gone.png, which does not exist"):
+        scan(root)

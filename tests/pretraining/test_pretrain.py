@@ -210,14 +210,14 @@ def test_bad_tables_and_options_fail_with_one_clear_line(captions_csv, tmp_path)
 
     args = build_parser().parse_args(["pretrain", "--csv", str(captions_csv), "--exclude-domain", "sketch",
                                       "--exclude-domain", "photo", "--steps", "5", "--adam-betas", "0.9", "0.95"])
-    cfg = config_from_args(args, PretrainConfig())
+    cfg, _ = config_from_args(args, PretrainConfig())
     assert cfg.data.exclude_domains == ["sketch", "photo"] and cfg.optim.betas == [0.9, 0.95]
     assert cfg.train.batch_size == PretrainConfig().train.batch_size
     cfg.optim.warmup_steps = 5
     with pytest.raises(ConfigError, match="--warmup-steps"):
         validate(cfg)
     for key, flag in (("zoom_out", "--zoom-out"), ("grayscale", "--grayscale")):
-        bad = config_from_args(args, PretrainConfig())
+        bad, _ = config_from_args(args, PretrainConfig())
         setattr(bad.data, key, 1.5)
         with pytest.raises(ConfigError, match=f"{flag}.*0 <= p <= 1"):
             validate(bad)

@@ -95,15 +95,15 @@ def test_micro_batches_cover_the_batch_in_order():
             assert sizes == expected and parts[0].start == 0 and parts[-1].stop == n
 
 
-def test_channels_last_auto_only_for_convolutional_towers_on_cuda():
+def test_channels_last_auto_only_for_convolutional_towers():
     from open_clip.modified_resnet import ModifiedResNet
     from open_clip.transformer import VisionTransformer
     vit = VisionTransformer(image_size=32, patch_size=8, width=32, layers=1, heads=2, mlp_ratio=2.0, output_dim=16)
     rn = ModifiedResNet(layers=(1, 1, 1, 1), output_dim=16, heads=2, image_size=64, width=8)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert not execution.is_convolutional(vit) and execution.is_convolutional(rn)
-    assert execution.use_channels_last("auto", rn, cuda) and not execution.use_channels_last("auto", rn, cpu)
-    assert not execution.use_channels_last("auto", vit, cuda)
+    assert execution.use_channels_last("auto", rn, cuda) and execution.use_channels_last("auto", rn, cpu)
+    assert not execution.use_channels_last("auto", vit, cuda) and not execution.use_channels_last("auto", vit, cpu)
     assert execution.use_channels_last("on", vit, cpu) and not execution.use_channels_last("off", rn, cuda)
     with pytest.raises(ConfigError, match="--grad-checkpointing: the image tower \\(ModifiedResNet\\)"):
         execution.enable_grad_checkpointing(rn)

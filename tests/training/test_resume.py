@@ -39,8 +39,8 @@ def test_sigkill_and_resume_is_bit_exact(shapes_root, tiny_pretrained, tmp_path,
     ckpt_dir = out / "killed" / "checkpoints"
     deadline = time.time() + 240
     while time.time() < deadline:
-        if ckpt_dir.is_dir() and any(p.name.startswith("step-") and p.name.endswith(".pt") and
-                                     int(p.name[5:13]) >= 6 for p in ckpt_dir.iterdir()):
+        if ckpt_dir.is_dir() and any(p.name.startswith("step-") and p.name.endswith(".pt.sha256") and
+                                     int(p.name[5:13]) >= 6 for p in ckpt_dir.iterdir()):  # complete: checksum too
             break
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)

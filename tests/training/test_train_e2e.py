@@ -54,15 +54,41 @@ def test_train_clipood_changes_image_tower_only_and_reloads(tiny_config, tiny_pr
     assert "| sketch/in" in capsys.readouterr().out
 
 
-def test_exported_model_is_the_bma_average(tiny_config, tiny_pretrained):
-    """With lr 0 nothing moves, so BMA of identical weights must equal them exactly (sanity of export)."""
+def test_exported_model_is_the_bma_of_the_trajectory(tiny_config, tiny_pretrained, monkeypatch):
+    """Record theta_0..theta_T during a real fit; the export is sum_t alpha_t theta_t / sum_t alpha_t (Eq. 5-7)."""
+    from scipy.stats import beta as beta_dist
+
+    from clipood.training import experiment as experiment_mod
     cfg = tiny_config
-    cfg.optim.lr = 1e-12
-    run, _ = _train(cfg, tiny_pretrained, train__steps=3)
-    before = load_file(str(tiny_pretrained / "open_clip_model.safetensors"))
-    after = load_file(str(run.path / "model/open_clip_model.safetensors"))
-    for k in before:
-        torch.testing.assert_close(after[k], before[k], rtol=0, atol=1e-6)
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
+    cfg.train.steps, cfg.averaging.beta, cfg.optim.lr = 6, 0.5, 5e-3
+    trajectory = []
+    real_build = experiment_mod.build_experiment
+
+    def recording_build(*args, **kwargs):
+        exp = real_build(*args, **kwargs)
+        names = {id(p): n for n, p in exp.classifier.visual.named_parameters()}
+        trajectory.append({names[id(t)]: t.detach().clone() for t in exp.trained})  # theta_0
+        real_update = exp.averager.update
+
+        def update(step):
+            trajectory.append({names[id(t)]: t.detach().clone() for t in exp.trained})
+            return real_update(step)
+        exp.averager.update = update
+        return exp
+
+    monkeypatch.setattr("clipood.training.runner.build_experiment", recording_build)
+    run, _ = run_train(cfg, progress=False)
+    T = cfg.train.steps
+    assert len(trajectory) == T + 1
+    alphas = [beta_dist.pdf((t + 0.5) / (T + 1), 0.5, 0.5) for t in range(T + 1)]
+    exported = load_file(str(run.path / "model" / "open_clip_model.safetensors"))
+    moved = 0
+    for name in trajectory[0]:
+        expected = sum(a * th[name].double() for a, th in zip(alphas, trajectory)) / sum(alphas)
+        torch.testing.assert_close(exported[f"visual.{name}"].double(), expected, rtol=1e-5, atol=1e-6)
+        moved += not torch.allclose(trajectory[-1][name], trajectory[0][name])
+    assert moved > 0, "the weights moved, so the average differs from the last weights"
 
 
 @pytest.mark.parametrize("loss,averaging", [("linear", "none"), ("metric_softmax", "ema"), ("fixed_margin", "uniform")])

@@ -44,6 +44,37 @@ class ImageIndex:
         return self.domains.index(name)
 
 
+def fingerprint(paths: list[str], root: Optional[str | Path] = None) -> dict:
+    """What a resumed run must find again: every image's path (relative to ``root``) and size in bytes."""
+    import hashlib
+    h = hashlib.sha256()
+    base = Path(root) if root is not None else None
+    for p in paths:
+        rel = os.path.relpath(p, base) if base is not None else p
+        try:
+            size = os.stat(p).st_size
+        except OSError:
+            size = -1
+        h.update(f"{rel}\0{size}\n".encode())
+    return {"images": len(paths), "sha256": h.hexdigest()}
+
+
+def check_same_data(saved: Optional[dict], now: dict, where: str, allow: bool) -> None:
+    """Refuse to resume on other images than the run started with, unless asked to (--allow-changed-data)."""
+    if saved is None or saved == now:
+        return
+    change = (f"{saved['images']} images then, {now['images']} now" if saved["images"] != now["images"]
+              else f"the same number of images ({now['images']}), but paths or sizes differ")
+    if allow:
+        from ..console import note
+        note(f"--resume: the images under {where} changed since the checkpoint ({change}); continuing on them "
+             f"as --allow-changed-data asks")
+        return
+    raise DataError(f"--resume: the images under {where} changed since the checkpoint ({change}); the rest of the "
+                    f"run would not be the run that started. Restore them, start a new run, or pass "
+                    f"--allow-changed-data to continue on the new images")
+
+
 def readable_name(folder: str) -> str:
     """Class name for prompts: folder name with '_' as space (DomainBed / CoOp style)."""
     return " ".join(folder.replace("_", " ").split())
@@ -69,15 +100,32 @@ def _subdirs(path: Path) -> list[Path]:
 
 
 def _images(folder: Path) -> list[Path]:
-    out = []
+    """Image files under a class folder, links followed; each file once; a link back up is an error."""
+    out, files = [], set()
+    visited = {os.path.realpath(folder)}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = os.path.realpath(dirpath)
+        keep = []
+        for d in sorted(x for x in dirnames if not x.startswith(".")):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real == here or here.startswith(real.rstrip(os.sep) + os.sep) or real == os.path.realpath(folder):
+                raise DataError(f"{Path(dirpath) / d}: a link to {real}, a folder that contains it (a loop); "
+                                f"remove the link")
+            if real not in visited:  # a folder reached twice through links is read once
+                visited.add(real)
+                keep.append(d)
+        dirnames[:] = keep
         for f in sorted(filenames):
             p = Path(dirpath) / f
             if f.startswith(".") or not is_image_file(p):
                 continue
             _check_utf8(p)
-            out.append(p)
+            if not p.exists():
+                raise DataError(f"{p}: a link to {os.readlink(p)}, which does not exist; fix or remove the link")
+            real = os.path.realpath(p)
+            if real not in files:  # the same file through two paths counts once
+                files.add(real)
+                out.append(p)
     return out
 
 
@@ -125,6 +173,7 @@ def scan(root: str | Path, layout: str = "auto", class_names_file: Optional[str 
         raise DataError(f"--root: {root} has no domain folders")
 
     per_domain: dict[str, dict[str, list[Path]]] = {}
+    owner: dict[str, Path] = {}  # resolved image file -> the class folder it was found in
     for ddir in domain_dirs:
         name = ddir.name if layout == "domains" else "all"
         class_dirs = _subdirs(ddir)
@@ -133,6 +182,12 @@ def scan(root: str | Path, layout: str = "auto", class_names_file: Optional[str 
         classes = {}
         for cdir in class_dirs:
             imgs = _images(cdir)
+            for img in imgs:
+                real = os.path.realpath(img)
+                if real in owner:
+                    raise DataError(f"{img} and {owner[real]} are one file (through a link): an image cannot be in "
+                                    f"two classes or domains; remove the link")
+                owner[real] = img
             if not imgs:
                 raise DataError(f"{cdir}: class folder holds no images "
                                 f"(extensions: .jpg .jpeg .png .bmp .gif .webp .tif .tiff .ppm); "

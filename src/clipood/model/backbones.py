@@ -29,6 +29,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -335,7 +336,8 @@ def load_backbone(arch: str, pretrained: Optional[str] = AUTO, *, device: str | 
         with _quiet_loggers():
             model, _, preprocess_val = open_clip.create_model_and_transforms(
                 w.model_name, pretrained=w.pretrained, device="cpu", cache_dir=cache_dir, precision="fp32",
-                load_weights=w.kind != "random", **kwargs)
+                load_weights=w.kind != "random", require_pretrained=w.kind in ("tag", "file", "folder"),
+                **kwargs)
             if w.kind == "towers":
                 shipped.load_towers(model, shipped.SHIPPED[w.model_name])
             tokenizer = _tokenizer(w, model_cfg, cache_dir)
@@ -359,7 +361,9 @@ def set_trainable(model: torch.nn.Module, trainable: str) -> list[torch.nn.Param
         visual.requires_grad_(True)
     elif trainable.startswith("last:"):
         visual.requires_grad_(True)
-        visual.lock(unlocked_groups=int(trainable[5:]))
+        with warnings.catch_warnings():  # open_clip's timm tower imports a deprecated timm path to group layers
+            warnings.filterwarnings("ignore", category=FutureWarning, module="timm")
+            visual.lock(unlocked_groups=int(trainable[5:]))
     else:
         raise ValueError(f"unknown trainable spec {trainable!r}")
     return [p for p in visual.parameters() if p.requires_grad]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..config import _check, _finite, opt, options_markdown
+from ..config import MAX_SEED, _check, _finite, check_name, check_output_dir, opt, options_markdown
 from ..errors import ConfigError
 
 
@@ -31,7 +31,7 @@ class PretrainModelConfig:
         "initial weights: 'none' (random initialisation, as CLIP), a checkpoint file, or a pretrained "
         "tag of --arch.",
     )
-    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights (for a tag).")
+    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights (for a tag).", execution=True)
     lock_image: bool = opt(
         False,
         "LiT (Zhai et al., 2022; open_clip's --lock-image): freeze the image tower's trunk, which then runs as at "
@@ -118,12 +118,13 @@ class PretrainDataConfig:
         "for captions written as 'name, tag, tag, ...': keep at most N comma-separated parts after the first "
         "(0: the name only, as zero-shot prompts name a class). none keeps captions as written.",
     )
-    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).")
+    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", execution=True)
     bad_images: str = opt(
         "fail",
         "unreadable image policy: 'fail' names the file and stops; 'skip' leaves it out and lists it "
         "in the run directory (bad_images.txt).",
         choices=("fail", "skip"),
+        execution=True,
     )
 
 
@@ -153,21 +154,22 @@ class PretrainTrainConfig:
         128, "image-caption pairs per step; every other pair of the batch is a negative in CLIP's loss."
     )
     seed: int = opt(0, "seed of the initialisation, the data order and the augmentation.")
-    device: str = opt("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'.")
+    device: str = opt("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'.", execution=True)
     precision: str = opt(
         "auto",
         "'auto' (bf16 autocast on CUDA, fp32 on CPU), 'fp32', 'bf16' or 'fp16' (with a grad scaler). "
         "Master weights stay fp32.",
         choices=("auto", "fp32", "bf16", "fp16"),
     )
-    log_every: int = opt(10, "write train loss, logit scale and learning rate to metrics.jsonl every N steps.")
+    log_every: int = opt(10, "write train loss, logit scale and learning rate to metrics.jsonl every N steps.",
+                         execution=True)
     eval_every: int = opt(
         250, "report the held-out pairs' loss and retrieval accuracy every N steps (0: only at the end)."
     )
     checkpoint_every: int = opt(
-        100, "write a resumable checkpoint every N steps (and on SIGTERM/SIGINT); 0 disables."
+        100, "write a resumable checkpoint every N steps (and on SIGTERM/SIGINT); 0 disables.", execution=True
     )
-    keep_checkpoints: int = opt(2, "keep the last K checkpoints.")
+    keep_checkpoints: int = opt(2, "keep the last K checkpoints.", execution=True)
     feature_cache: str = opt(
         "auto",
         "with both towers fully locked (--lock-image --lock-text): 'auto' encodes every image (eval "
@@ -179,8 +181,9 @@ class PretrainTrainConfig:
 
 @dataclass
 class PretrainRunConfig:
-    output_dir: str = opt("runs", "parent folder of run directories.")
-    name: Optional[str] = opt(None, "run directory name (default: pretrain-<arch>-seed<seed>-<timestamp>).")
+    output_dir: str = opt("runs", "parent folder of run directories.", execution=True)
+    name: Optional[str] = opt(None, "run directory name (default: pretrain-<arch>-seed<seed>-<timestamp>).",
+                              execution=True)
     install_as: Optional[str] = opt(
         None,
         "when done, also install the weights as clipood pretrained tag TAG of --arch in "
@@ -247,6 +250,9 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     _check(t.eval_every >= 0, "eval-every", t.eval_every, "an integer >= 0")
     _check(t.checkpoint_every >= 0, "checkpoint-every", t.checkpoint_every, "an integer >= 0")
     _check(t.keep_checkpoints >= 1, "keep-checkpoints", t.keep_checkpoints, "an integer >= 1")
+    _check(0 <= t.seed <= MAX_SEED, "seed", t.seed, f"0 <= seed <= {MAX_SEED}")
+    check_name(r.name)
+    check_output_dir(r.output_dir)
     if r.install_as is not None:
         ok = bool(r.install_as) and r.install_as.replace("-", "").replace("_", "").replace(".", "").isalnum()
         _check(ok, "install-as", r.install_as, "a tag made of letters, digits, '-', '_' or '.'")
@@ -259,6 +265,17 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     if not Path(d.csv).is_file():
         raise ConfigError(f"--csv: file not found: {d.csv}")
     return cfg
+
+
+def irrelevant_keys(cfg: PretrainConfig) -> dict[str, str]:
+    """Options ('section.field') this pretraining does not use, with the reason (the CLI warns when given)."""
+    m = cfg.model
+    keys = {}
+    if m.lock_image and not m.lock_image_unlocked_groups and m.lock_text and cfg.train.feature_cache == "auto":
+        why = "both towers are locked: features of the eval preprocessing are cached, without augmentation"
+        for key in ("crop_min_scale", "rotation", "color_jitter", "zoom_out", "grayscale"):
+            keys[f"data.{key}"] = why
+    return keys
 
 
 def separator(cfg: PretrainDataConfig) -> str:

@@ -30,7 +30,9 @@ from tqdm.auto import tqdm
 from ..cache import cache_root
 from ..data.datasets import ImageDataset, collate
 from ..errors import ConfigError, DataError
+from ..evaluation import input_format
 from ..io import atomic_path
+from ..training.execution import is_convolutional
 
 
 def lock_towers(model: nn.Module, lock_image: bool, unlocked_groups: int, lock_text: bool) -> None:
@@ -151,13 +153,16 @@ def _save(path: Path, features: torch.Tensor) -> None:
 def _encode_images(model, table, transform, device, autocast_dtype, workers, on_bad, progress) -> torch.Tensor:
     loader = torch.utils.data.DataLoader(ImageDataset(table, transform), batch_size=128, shuffle=False,
                                          num_workers=workers, collate_fn=collate)
+    if is_convolutional(model.visual):  # 3x faster on CPU for EfficientNet (docs/performance.md); same values
+        model.visual.to(memory_format=torch.channels_last)
+    fmt = input_format(model.visual)
     out = None
     bar = tqdm(total=len(table), desc="image features (once)", unit="img", disable=not progress, leave=False)
     for images, idx, bad in loader:
         on_bad(bad)
         if images is not None:
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                f = frozen_image(model, images.to(device)).float().cpu()
+                f = frozen_image(model, images.to(device).contiguous(memory_format=fmt)).float().cpu()
             if out is None:
                 out = torch.full((len(table), f.shape[1]), float("nan"))
             out[idx] = f

@@ -30,12 +30,12 @@ from open_clip.loss import ClipLoss
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..config import load_yaml, save_yaml
 from ..data.datasets import ImageDataset, collate
+from ..data.folder import check_same_data, fingerprint
 from ..data.sampling import DomainBalancedBatches, mix
 from ..errors import ClipoodError, ConfigError, DataError
 from ..evaluation import encode_images
-from ..io import atomic_path, write_json
+from ..io import DiskFull, atomic_path, write_json
 from ..model.backbones import Backbone, installed_dir, load_backbone, save_open_clip_folder
 from ..runs import RunDir
 from ..training import checkpoint as ckpt
@@ -177,13 +177,16 @@ def training_state(p: Pretraining, bad: BadImages) -> dict:
         "rng": ckpt.rng_state(),
         "bad_images": [[path, reason] for path, reason in bad.items()],
         "csv_sha256": p.csv_sha256,
+        "data_fingerprint": fingerprint(p.table.paths, Path(p.cfg.data.csv).parent),
     }
 
 
-def restore_state(p: Pretraining, state: dict, bad: BadImages) -> int:
-    if state.get("csv_sha256", p.csv_sha256) != p.csv_sha256:
+def restore_state(p: Pretraining, state: dict, bad: BadImages, allow_changed_data: bool = False) -> int:
+    if state.get("csv_sha256", p.csv_sha256) != p.csv_sha256 and not allow_changed_data:
         raise ClipoodError(f"--resume: {p.cfg.data.csv} changed since this run started (its rows decide the data "
-                           f"order); restore the original table or start a new run")
+                           f"order); restore the original table, start a new run, or pass --allow-changed-data")
+    check_same_data(state.get("data_fingerprint"), fingerprint(p.table.paths, Path(p.cfg.data.csv).parent),
+                    str(Path(p.cfg.data.csv).parent), allow_changed_data)
     try:
         p.model.load_state_dict(state["model"])
     except RuntimeError as e:
@@ -295,13 +298,14 @@ def evaluate_pairs(p: Pretraining, rows: list[int], bad: BadImages, *, progress:
     return {"n": len(caps), "loss": round(float(loss), 5), "i2t_top1": round(i2t, 5), "t2i_top1": round(t2i, 5)}
 
 
-def fit(p: Pretraining, run: RunDir, *, resume_state: Optional[dict] = None, progress: bool = True) -> dict:
+def fit(p: Pretraining, run: RunDir, *, resume_state: Optional[dict] = None, progress: bool = True,
+        allow_changed_data: bool = False) -> dict:
     """Steps start+1..T; returns timing and the last train loss."""
     t_cfg = p.cfg.train
     bad = BadImages(p.cfg.data.bad_images, p.table.paths)
     start = 0
     if resume_state is not None:
-        start = restore_state(p, resume_state, bad)
+        start = restore_state(p, resume_state, bad, allow_changed_data)
         run.truncate_metrics(start)
     if p.cache_features and p.features is None:
         p.features = lit.frozen_features(p.model, p.table, p.tokens, p.backbone.preprocess_val, p.backbone.preprocess_cfg,
@@ -338,7 +342,11 @@ def fit(p: Pretraining, run: RunDir, *, resume_state: Optional[dict] = None, pro
                 lit.set_train_mode(p.model, p.cfg.model.lock_image)
             stopping = stop["signal"] is not None
             if step < T and ((t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0) or stopping):
-                ckpt.save_checkpoint(run.path, step, training_state(p, bad), t_cfg.keep_checkpoints)
+                try:
+                    ckpt.save_checkpoint(run.path, step, training_state(p, bad), t_cfg.keep_checkpoints)
+                except DiskFull as e:
+                    raise e.with_hint(f"the checkpoints written before are intact; free space, then: clipood "
+                                      f"pretrain --resume {run.path}") from None
             if stopping and step < T:
                 bar.close()
                 raise Interrupted(f"stopped by signal {stop['signal']} at step {step}/{T}; checkpoint saved. "
@@ -362,25 +370,16 @@ def run_name(cfg: PretrainConfig) -> str:
 
 
 def create_run(cfg: PretrainConfig) -> RunDir:
-    path = Path(cfg.run.output_dir) / (cfg.run.name or run_name(cfg))
-    if (path / "results.json").exists():
-        raise ClipoodError(f"{path} already holds a finished run; choose another --name or delete it")
-    if ckpt.list_checkpoints(path):
-        raise ClipoodError(f"{path} holds an unfinished run; continue it with 'clipood pretrain --resume {path}' "
-                           f"or choose another --name")
-    path.mkdir(parents=True, exist_ok=True)
-    cfg.run.name = path.name
-    save_yaml(cfg, path / "config.yaml")
-    return RunDir(path)
+    return RunDir.create(cfg, name=run_name, command="pretrain")
 
 
 def open_run(path: str | Path) -> tuple[RunDir, PretrainConfig]:
-    path = Path(path)
-    if not (path / "config.yaml").is_file():
-        raise ClipoodError(f"--resume: {path} is not a pretraining run directory (no config.yaml)")
-    if (path / "results.json").exists():
-        raise ClipoodError(f"--resume: {path} is already finished (results.json exists)")
-    return RunDir(path), load_yaml(path / "config.yaml", PretrainConfig())
+    run, cfg = RunDir.open(path, base=PretrainConfig())
+    if (run.path / "results.json").exists():
+        with run.owned():
+            run.tidy()
+        raise ClipoodError(f"--resume: {run.path} is already finished (results.json exists)")
+    return run, cfg
 
 
 def _sha256(path: Path) -> str:
@@ -469,14 +468,26 @@ def install(p: Pretraining, model_dir: Path, tag: str) -> Path:
     return dest
 
 
-def run_pretrain(cfg: PretrainConfig, *, resume: Optional[RunDir] = None,
-                 progress: bool = True) -> tuple[RunDir, dict]:
+def run_pretrain(cfg: PretrainConfig, *, resume: Optional[RunDir] = None, progress: bool = True,
+                 allow_changed_data: bool = False) -> tuple[RunDir, dict]:
     """Read and check the table, pretrain (or continue), export the model folder, optionally install it."""
     table = read_table(cfg)                       # every data error before a run directory exists
-    run = resume or create_run(cfg)
+    if resume is not None:
+        run = resume.acquire()
+        run.tidy()
+    else:
+        run = create_run(cfg)
+    try:
+        return _pretrain_in(run, cfg, table, resume is not None, progress, allow_changed_data)
+    finally:
+        run.release()
+
+
+def _pretrain_in(run: RunDir, cfg: PretrainConfig, table: CaptionTable, resuming: bool, progress: bool,
+                 allow_changed_data: bool) -> tuple[RunDir, dict]:
     p = build(cfg, table)
-    state = ckpt.load_latest(run.path) if resume is not None else None
-    outcome = fit(p, run, resume_state=state, progress=progress)
+    state = ckpt.load_latest(run.path) if resuming else None
+    outcome = fit(p, run, resume_state=state, progress=progress, allow_changed_data=allow_changed_data)
     val = evaluate_pairs(p, p.val_rows, BadImages("skip", p.table.paths), progress=progress) if p.val_rows else {}
     run.log({"step": cfg.train.steps, "val": val, "final": True})
     results = provenance(p, outcome, val)
@@ -484,5 +495,5 @@ def run_pretrain(cfg: PretrainConfig, *, resume: Optional[RunDir] = None,
     if cfg.run.install_as:
         results["installed"] = str(install(p, run.model_dir, cfg.run.install_as))
     run.write_results(results)
-    ckpt.remove_checkpoints(run.path)
+    run.tidy()
     return run, results

@@ -1,23 +1,29 @@
-"""Resumable checkpoints, written atomically and read without unpickling code.
+"""Resumable checkpoints, written atomically, checked by checksum, read without unpickling code.
 
 A checkpoint holds everything that decides the rest of a run: the trained tensors,
 the optimiser and scheduler, the running average and its weight sum, the step (the
-data order is a function of the step), and the RNG states. ``torch.load`` with
-``weights_only=True`` accepts only tensors and plain containers.
+data order is a function of the step), the RNG states and a fingerprint of the data.
+``step-N.pt`` is written first, then ``step-N.pt.sha256`` with its SHA-256; a file
+whose checksum is missing or wrong is never resumed from: the newest good one is, and
+the run says which and why. ``torch.load`` with ``weights_only=True`` accepts only
+tensors and plain containers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from ..console import note
 from ..errors import ClipoodError
-from ..io import atomic_path
+from ..io import atomic_path, write_text
 
 PATTERN = re.compile(r"^step-(\d+)\.pt$")
+CHECKSUM = ".sha256"
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -56,32 +62,74 @@ def restore_optimisation(state: dict, optimizer, scheduler, scaler, bad_seen: di
     return int(state["step"])
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + CHECKSUM)
+
+
 def save_checkpoint(run_dir: Path, step: int, state: dict, keep: int) -> Path:
-    """Write checkpoints/step-N.pt atomically, then drop all but the newest ``keep``."""
+    """Write checkpoints/step-N.pt and its checksum atomically, then drop all but the newest ``keep``."""
     path = checkpoint_dir(run_dir) / f"step-{step:08d}.pt"
     with atomic_path(path) as tmp:
         torch.save({"step": step, **state}, tmp)
+        digest = _sha256(tmp)
+    write_text(checksum_path(path), f"{digest}  {path.name}\n")
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
+        checksum_path(old).unlink(missing_ok=True)
     return path
 
 
 def remove_checkpoints(run_dir: Path) -> None:
-    for _, path in list_checkpoints(run_dir):
-        path.unlink(missing_ok=True)
     d = checkpoint_dir(run_dir)
-    if d.is_dir() and not any(d.iterdir()):
+    if not d.is_dir():
+        return
+    for p in d.iterdir():
+        if PATTERN.match(p.name) or p.name.endswith(CHECKSUM) or p.name.endswith(".tmp"):
+            p.unlink(missing_ok=True)
+    if not any(d.iterdir()):
         d.rmdir()
 
 
-def load_latest(run_dir: Path, map_location="cpu") -> Optional[dict]:
-    """The newest readable checkpoint (a torn newer file would be skipped), or None."""
-    for step, path in reversed(list_checkpoints(run_dir)):
-        try:
-            return torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as e:  # corrupt file: fall back to the previous one
-            last_error = e
-            continue
-    if list_checkpoints(run_dir):
-        raise ClipoodError(f"--resume: no readable checkpoint in {checkpoint_dir(run_dir)} ({last_error})")
+def _why_unusable(path: Path) -> Optional[str]:
+    """None for a checkpoint whose bytes are those written, else the reason."""
+    sums = checksum_path(path)
+    if not sums.is_file():
+        return "no checksum beside it (the write did not finish)"
+    expected = sums.read_text(encoding="utf-8").split()[:1]
+    if not expected or expected[0] != _sha256(path):
+        return "checksum mismatch: the file changed after it was written"
     return None
+
+
+def load_latest(run_dir: Path, map_location="cpu", *, flag: str = "--resume") -> Optional[dict]:
+    """The newest intact checkpoint; a newer unusable one is reported and skipped. None if there are none."""
+    run_dir = Path(run_dir)
+    found = list_checkpoints(run_dir)
+    if not found:
+        if not checkpoint_dir(run_dir).is_dir() and (run_dir / "metrics.jsonl").is_file():
+            note(f"{flag}: {run_dir} has no checkpoints/ folder (deleted, or the run stopped before its first "
+                 f"checkpoint); starting again from step 0")
+        return None
+    skipped = []
+    for step, path in reversed(found):
+        reason = _why_unusable(path)
+        if reason is None:
+            try:
+                state = torch.load(path, map_location=map_location, weights_only=True)
+            except Exception as e:  # intact bytes that torch cannot read: a foreign file
+                reason = f"unreadable ({type(e).__name__})"
+            else:
+                for name, why in skipped:
+                    note(f"{flag}: skipped {name} ({why}); resuming from {path.name} (step {step})")
+                return state
+        skipped.append((path.name, reason))
+    raise ClipoodError(f"{flag}: no intact checkpoint in {checkpoint_dir(run_dir)} (newest: {skipped[0][0]}, "
+                       f"{skipped[0][1]}); delete the folder to start the run again from step 0")

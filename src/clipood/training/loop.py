@@ -24,6 +24,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.datasets import ImageDataset, collate
+from ..data.folder import check_same_data, fingerprint
+from ..io import DiskFull
 from ..data.sampling import DomainBalancedBatches
 from ..errors import ClipoodError, ConfigError, DataError
 from ..runs import RunDir
@@ -97,10 +99,13 @@ def training_state(exp: Experiment, bad: BadImages) -> dict:
         "scaler": exp.scaler.state_dict() if exp.scaler is not None else {},
         "rng": ckpt.rng_state(),
         "bad_images": [[p, r] for p, r in bad.items()],
+        "data_fingerprint": fingerprint(exp.index.paths, exp.index.root),
     }
 
 
-def restore_state(exp: Experiment, state: dict, bad: BadImages) -> int:
+def restore_state(exp: Experiment, state: dict, bad: BadImages, allow_changed_data: bool = False) -> int:
+    check_same_data(state.get("data_fingerprint"), fingerprint(exp.index.paths, exp.index.root), str(exp.index.root),
+                    allow_changed_data)
     with torch.no_grad():
         if len(state["trained"]) != len(exp.trained):
             raise ClipoodError("--resume: the checkpoint does not match this model (different trained tensors)")
@@ -170,13 +175,13 @@ def resume_command(exp: Experiment, run: RunDir) -> str:
 
 
 def fit(exp: Experiment, run: RunDir, *, resume_state: Optional[dict] = None, progress: bool = True,
-        evaluate_fn=None) -> BadImages:
+        evaluate_fn=None, allow_changed_data: bool = False) -> BadImages:
     """Algorithm 1 from step start+1 to T; leaves the averaged weights in the model."""
     cfg, t_cfg = exp.cfg, exp.cfg.train
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     start = 0
     if resume_state is not None:
-        start = restore_state(exp, resume_state, bad)
+        start = restore_state(exp, resume_state, bad, allow_changed_data)
     run.truncate_metrics(start)  # a resumed run logs steps after its checkpoint again (all of them without one)
     T = t_cfg.steps
     labels_all = torch.as_tensor(exp.index.labels, dtype=torch.long)
@@ -213,7 +218,12 @@ def fit(exp: Experiment, run: RunDir, *, resume_state: Optional[dict] = None, pr
             if due and step < T:
                 bad.gather(exp.dist)  # so a resumed run still lists what every rank skipped before it
                 if exp.dist.is_main:  # rank 0 writes; the state is the same on every rank
-                    ckpt.save_checkpoint(run.path, step, training_state(exp, bad), t_cfg.keep_checkpoints)
+                    try:
+                        ckpt.save_checkpoint(run.path, step, training_state(exp, bad), t_cfg.keep_checkpoints)
+                    except DiskFull as e:
+                        raise DiskFull(e.path).with_hint(
+                            f"the checkpoints written before are intact; free space, then: "
+                            f"{resume_command(exp, run)}") from None
             if stopping and step < T:
                 bar.close()
                 exp.dist.barrier()  # the checkpoint is on disk before any rank exits

@@ -19,7 +19,8 @@ from .. import __version__
 from ..config import Config
 from ..errors import ClipoodError, ModelError
 from ..evaluation import encode_images, evaluate
-from ..io import atomic_path, write_json
+from ..console import note
+from ..io import DiskFull, atomic_path, read_json, write_json
 from ..model import LinearHead
 from ..runs import RunDir
 from . import checkpoint as ckpt
@@ -70,17 +71,28 @@ def export_model(exp: Experiment, out_dir: Path) -> None:
     })
 
 
+def read_model_meta(model_dir: Path) -> dict:
+    """clipood.json of an exported model, or one error line (missing fields, not JSON)."""
+    meta = read_json(Path(model_dir) / META_FILE, "--model")
+    if not isinstance(meta, dict) or not isinstance(meta.get("class_names", []), list):
+        raise ModelError(f"--model: {Path(model_dir) / META_FILE} is not a clipood model record; re-export the model")
+    return meta
+
+
 def load_exported_head(exp: Experiment, model_dir: Path) -> None:
     """Put a saved linear head back (for `clipood eval` of an ERM run)."""
     meta_path = model_dir / META_FILE
     if not meta_path.is_file():
         return
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_model_meta(model_dir)
     if meta.get("head") != "linear":
         return
     if meta["class_names"] != exp.index.class_names:
         raise ModelError(f"{model_dir}: its linear head was trained on other classes than --root has; "
                          f"evaluate it on the same class set")
+    if not (model_dir / HEAD_FILE).is_file():
+        raise ModelError(f"--model: {model_dir} was trained with a linear head, but {HEAD_FILE} is missing; "
+                         f"re-export the model")
     sd = load_file(str(model_dir / HEAD_FILE))
     head = LinearHead(exp.text_features[meta["train_classes"]], exp.temperature, "random")
     head.linear.load_state_dict(sd)
@@ -118,8 +130,19 @@ def _environment(exp: Experiment) -> dict:
 
 def preflight(cfg: Config):
     """Check the data and the architecture before a run directory is made or anything loads."""
-    check_arch(cfg.model.arch, cfg.model.pretrained)
-    return prepare_data(cfg)
+    weights = check_arch(cfg.model.arch, cfg.model.pretrained)
+    data = prepare_data(cfg)
+    if weights.kind == "random":
+        note(f"starting from {weights.about}: zero-shot and fine-tuned numbers mean little without pretrained "
+             f"weights")
+    return data
+
+
+def _open_for_resume(run: RunDir) -> RunDir:
+    """Take the run (one process at a time) and clear what a killed writer left in it."""
+    run.acquire()
+    run.tidy()
+    return run
 
 
 def run_zeroshot(cfg: Config, *, progress: bool = True) -> tuple[RunDir, dict]:
@@ -131,6 +154,13 @@ def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext) ->
     cfg.averaging.name = "none"  # nothing trains
     data = preflight(cfg)
     run = distributed.create_run(dist, lambda: RunDir.create(cfg))
+    try:
+        return _zeroshot_in(run, cfg, data, progress, dist)
+    finally:
+        run.release()
+
+
+def _zeroshot_in(run: RunDir, cfg: Config, data, progress: bool, dist) -> tuple[RunDir, dict]:
     exp = build_experiment(cfg, data=data, dist=dist)
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     zeroshot = evaluate_experiment(exp, bad, progress=progress)
@@ -143,24 +173,28 @@ def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext) ->
     return run, results
 
 
-def run_train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True) -> tuple[RunDir, dict]:
+def run_train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True,
+              allow_changed_data: bool = False) -> tuple[RunDir, dict]:
     """Zero-shot eval (optional), Algorithm 1, final eval of the averaged model, export.
 
     Under torchrun every process runs this; see ``distributed`` for how the work is split.
     """
     with distributed.session(cfg.train.device) as dist:
-        return _run_train(cfg, resume, progress and dist.is_main, dist)
+        data = preflight(cfg)
+        if resume is not None:
+            run = distributed.create_run(dist, lambda: _open_for_resume(resume))
+        else:
+            run = distributed.create_run(dist, lambda: RunDir.create(cfg))
+        try:
+            return _run_train(cfg, run, data, resume is not None, progress and dist.is_main, dist, allow_changed_data)
+        finally:
+            run.release()
 
 
-def _run_train(cfg: Config, resume: Optional[RunDir], progress: bool,
-               dist: distributed.DistContext) -> tuple[RunDir, dict]:
-    data = preflight(cfg)
-    if resume is not None:
-        run = distributed.follower_view(dist, resume)
-    else:
-        run = distributed.create_run(dist, lambda: RunDir.create(cfg))
+def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, dist: distributed.DistContext,
+               allow_changed_data: bool) -> tuple[RunDir, dict]:
     exp = build_experiment(cfg, data=data, dist=dist)
-    state = ckpt.load_latest(run.path) if resume is not None else None
+    state = ckpt.load_latest(run.path) if resuming else None
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     zs_path = run.path / "zeroshot.json"
     zeroshot = None
@@ -172,14 +206,19 @@ def _run_train(cfg: Config, resume: Optional[RunDir], progress: bool,
         zeroshot = json.loads(zs_path.read_text(encoding="utf-8"))
 
     t0 = time.time()
-    bad = fit(exp, run, resume_state=state, progress=progress,
+    bad = fit(exp, run, resume_state=state, progress=progress, allow_changed_data=allow_changed_data,
               evaluate_fn=lambda progress: evaluate_experiment(exp, BadImages("skip", exp.index.paths),
                                                                progress=progress))
     train_time = time.time() - t0
     final = evaluate_experiment(exp, bad, progress=progress, desc="final eval")
     run.log({"step": cfg.train.steps, "eval": final, "final": True})
     if dist.is_main:
-        export_model(exp, run.model_dir)
+        try:
+            export_model(exp, run.model_dir)
+        except DiskFull as e:
+            raise e.with_hint("the model was not saved; the run's checkpoints are intact (they go only once the "
+                              "model and results are written); free space and continue with "
+                              f"'clipood train --resume {run.path}'") from None
     bad.gather(dist)
     if bad.items():
         run.write_bad_images(bad.items())
@@ -195,7 +234,7 @@ def _run_train(cfg: Config, resume: Optional[RunDir], progress: bool,
     }
     run.write_results(results)
     if dist.is_main:
-        ckpt.remove_checkpoints(run.path)  # the finished run's model/ supersedes them
+        run.tidy()  # the finished run's model/ supersedes its checkpoints; temporary files of killed writers go
     dist.barrier()  # every rank returns once rank 0's files are written
     return run, results
 
@@ -216,7 +255,7 @@ def _run_eval(cfg: Config, model_dir: Path, out: Optional[Path], progress: bool,
     cfg.averaging.name = "none"
     meta = model_dir / META_FILE
     if meta.is_file():
-        m = json.loads(meta.read_text(encoding="utf-8"))
+        m = read_model_meta(model_dir)
         cfg.model.templates = m.get("templates", cfg.model.templates)
         cfg.loss.temperature = m.get("temperature", cfg.loss.temperature)
     exp = build_experiment(cfg, dist=dist)
@@ -232,5 +271,7 @@ def _run_eval(cfg: Config, model_dir: Path, out: Optional[Path], progress: bool,
 def resume_config(run: RunDir) -> Config:
     _, cfg = RunDir.open(run.path)
     if (run.path / "results.json").exists():
+        with run.owned():
+            run.tidy()  # checkpoints a kill left between results.json and their removal
         raise ClipoodError(f"--resume: {run.path} is already finished (results.json exists)")
     return cfg

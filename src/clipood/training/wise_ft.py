@@ -14,7 +14,6 @@ training domains' 'out' splits) is exported as the run's model.
 from __future__ import annotations
 
 import copy
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -28,7 +27,7 @@ from ..io import write_json
 from ..runs import RunDir
 from .experiment import build_experiment
 from .loop import BadImages
-from .runner import META_FILE, _environment, _summary, evaluate_experiment, export_model, preflight
+from .runner import _environment, _summary, evaluate_experiment, export_model, preflight, read_model_meta
 
 
 def interpolate(theta0: dict[str, torch.Tensor], theta1: dict[str, torch.Tensor], alpha: float) -> dict:
@@ -68,7 +67,7 @@ def run_wise_ft(finetuned: Path, cfg: Config, alphas: Sequence[float], *, progre
     ft_results = ft.results()
     if ft_results is None or ft_results.get("kind") != "train":
         raise ClipoodError(f"WiSE-FT: {finetuned} is not a finished training run (no results.json); run it first")
-    meta = json.loads((ft.model_dir / META_FILE).read_text(encoding="utf-8"))
+    meta = read_model_meta(ft.model_dir)
     if meta.get("head") != "text":
         raise ModelError(f"WiSE-FT: {finetuned} trained a linear head; interpolation needs the class-text head "
                          f"(use a 'finetune' or CLIPood run)")
@@ -81,6 +80,14 @@ def run_wise_ft(finetuned: Path, cfg: Config, alphas: Sequence[float], *, progre
     cfg.averaging.name = "none"
     data = preflight(cfg)
     run = RunDir.create(cfg)
+    try:
+        return _wise_ft_in(run, ft, ft_results, cfg, data, alphas, progress)
+    finally:
+        run.release()
+
+
+def _wise_ft_in(run: RunDir, ft: RunDir, ft_results: dict, cfg: Config, data, alphas: Sequence[float],
+                progress: bool) -> tuple[RunDir, dict]:
     exp = build_experiment(cfg, data=data)
     model = exp.backbone.model
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -243,6 +243,9 @@ def build_emoji(out: str | Path, *, sources: Optional[str | Path] = None, size: 
            "sources": [[s["package"], s["version"]] for s in infos]}  # as it reads back from JSON
 
     old = _existing_manifest(out)
+    for folder in (out, pre_root) if pretrain else (out,):  # before minutes of rendering, not after
+        if folder.exists() and (not folder.is_dir() or _existing_manifest(folder) is None and any(folder.iterdir())):
+            raise DataError(f"--out: {folder} exists and was not built by clipood; choose another --out or remove it")
     if not force and old and old.get("build_key") == key and (
             not pretrain or (_existing_manifest(pre_root) or {}).get("build_key") == key):
         return BuildReport(out, pre_root if pretrain else None, old["domains"], [c["name"] for c in old["classes"]],

@@ -1,0 +1,68 @@
+"""What --arch/--pretrained load, said in words; nothing random without asking for it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from clipood.errors import ModelError
+from clipood.model.backbones import load_backbone, resolve_weights
+
+
+def _folder_without_weights(tiny_pretrained, tmp_path):
+    folder = tmp_path / "no-weights"
+    folder.mkdir()
+    shutil.copy(tiny_pretrained / "open_clip_config.json", folder)
+    return folder
+
+
+def test_a_folder_without_weights_is_an_error_and_none_is_the_way_to_random(tiny_pretrained, tmp_path):
+    folder = _folder_without_weights(tiny_pretrained, tmp_path)
+    with pytest.raises(ModelError, match="holds no weights.*--pretrained none"):
+        load_backbone(f"local-dir:{folder}")
+    b = load_backbone(f"local-dir:{folder}", "none")
+    assert b.weights.kind == "random" and "random weights" in b.weights.about
+
+
+@pytest.mark.parametrize("pretrained", ["openai", "/no/such/file.pt", "laion2b"])
+def test_pretrained_does_not_apply_to_a_folder(tiny_pretrained, pretrained):
+    with pytest.raises(ModelError, match=f"--pretrained {pretrained}: does not apply with --arch local-dir:"):
+        resolve_weights(f"local-dir:{tiny_pretrained}", pretrained)
+
+
+def test_random_bytes_as_a_checkpoint_file_fail_in_one_line(tmp_path):
+    junk = tmp_path / "weights.pt"
+    junk.write_bytes(b"\x00not a checkpoint" * 100)
+    with pytest.raises(ModelError) as e:
+        load_backbone("clipood-tiny", str(junk))
+    assert "could not load clipood-tiny" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_what_was_loaded_is_recorded(tiny_config, tiny_pretrained, capsys):
+    from clipood.training.runner import run_train
+    cfg = tiny_config
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
+    cfg.train.steps = 2
+    run, results = run_train(cfg, progress=False)
+    assert results["backbone"]["weights"] == f"the folder's weights ({tiny_pretrained / 'open_clip_model.safetensors'})"
+    meta = json.loads((run.path / "model" / "clipood.json").read_text())
+    assert meta["source_pretrained"] is None and meta["source_weights"] == results["backbone"]["weights"]
+    assert "random" not in capsys.readouterr().err
+
+    cfg.model.pretrained, cfg.run.name = "none", "random"
+    run, results = run_train(cfg, progress=False)
+    assert "random weights" in results["backbone"]["weights"]
+    err = capsys.readouterr().err
+    assert "clipood: note: starting from random weights" in err and len(err.strip().splitlines()) == 1
+
+
+def test_auto_picks_openai_then_the_clipood_tag_and_otherwise_says_what_to_pass():
+    assert resolve_weights("ViT-B-16").pretrained == "openai"
+    with pytest.raises(ModelError, match="the 'emoji' weights of clipood-lite0-minilm are not built here"):
+        resolve_weights("clipood-lite0-minilm")  # CLIPOOD_CACHE of the tests holds no tags
+    with pytest.raises(ModelError, match="clipood-tiny has no default weights; pass a tag"):
+        resolve_weights("clipood-tiny")
+    assert resolve_weights("clipood-tiny", "none").kind == "random"
+    assert resolve_weights("clipood-lite0-minilm", "towers").kind == "towers"

@@ -1,0 +1,192 @@
+"""Nothing silent, no traceback: options that do not apply, bad values, faults of the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from clipood.cli import build_parser, main
+
+
+def _run(capsys, argv):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.err.strip()
+
+
+def _base(shapes_root, tiny_pretrained, tmp_path, *extra):
+    return ["train", "--root", str(shapes_root), "--arch", f"local-dir:{tiny_pretrained}", "--steps", "2",
+            "--batch-size", "2", "--workers", "0", "--no-zeroshot", "--no-progress", "--eval-batch-size", "64",
+            "--output-dir", str(tmp_path / "runs"), *extra]
+
+
+@pytest.mark.parametrize("flags,expected", [
+    (["--loss", "linear", "--lambda", "0.2"], "--lambda does not apply (--loss linear has no margin)"),
+    (["--averaging", "none", "--beta", "0.1"], "--beta does not apply (--averaging none has no Beta weights)"),
+    (["--head-init", "random"], "--head-init does not apply (--loss mms has no linear head)"),
+    (["--averaging", "bma", "--ema-decay", "0.99"], "--ema-decay does not apply (--averaging bma has no decay)"),
+])
+def test_an_option_that_does_not_apply_is_one_warning(capsys, shapes_root, tiny_pretrained, tmp_path, flags,
+                                                      expected):
+    code, err = _run(capsys, _base(shapes_root, tiny_pretrained, tmp_path, *flags))
+    assert code == 0
+    warnings = [ln for ln in err.splitlines() if ln.startswith("clipood: warning:")]
+    assert warnings == [f"clipood: warning: {expected}; it is ignored"]
+
+
+def test_duplicate_yaml_keys_are_refused(capsys, tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("optim:\n  lr: 1.0e-5\n  lr: 1.0e-3\n")
+    code, err = _run(capsys, ["train", "--config", str(cfg), "--root", str(tmp_path)])
+    assert code == 2 and "key 'lr' is given twice" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--seed", "1180591620717411303424"], "--seed: 1180591620717411303424 is out of range"),
+    (["--template", "{}-{}"], "--template: '{}-{}' is out of range; allowed: a prompt with one '{}'"),
+    (["--lr", "-1e-3"], "--lr: -0.001 is out of range"),
+    (["--name", "../../escape"], "--name: '../../escape' is not a folder name inside --output-dir"),
+])
+def test_bad_values_are_one_line(capsys, shapes_root, tiny_pretrained, tmp_path, argv, expected):
+    code, err = _run(capsys, _base(shapes_root, tiny_pretrained, tmp_path, *argv))
+    assert code == 2 and err == f"clipood: error: {expected}" or (code == 2 and expected in err), err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "escape").exists()
+
+
+def test_output_dir_that_is_a_file_and_eval_out_that_is_a_folder(capsys, shapes_root, tiny_pretrained, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    argv = _base(shapes_root, tiny_pretrained, tmp_path)
+    argv[argv.index("--output-dir") + 1] = str(afile)
+    code, err = _run(capsys, argv)
+    assert code == 2 and "--output-dir: " in err and "is a file, not a folder" in err
+    code, err = _run(capsys, ["eval", "--model", str(tiny_pretrained), "--root", str(shapes_root), "--out",
+                              str(tmp_path)])
+    assert code == 2 and "--out: " in err and "is a folder" in err and len(err.splitlines()) == 1
+
+
+def test_a_corrupt_model_record_is_one_line(capsys, shapes_root, tiny_pretrained, tmp_path):
+    import shutil
+    model = tmp_path / "model"
+    shutil.copytree(tiny_pretrained, model)
+    (model / "clipood.json").write_text('{"class_names": [')
+    code, err = _run(capsys, ["eval", "--model", str(model), "--root", str(shapes_root), "--workers", "0",
+                              "--no-progress"])
+    assert code == 2 and "clipood.json is not valid JSON" in err and len(err.splitlines()) == 1
+
+
+def test_eval_offers_only_what_it_uses_and_models_has_a_description():
+    sub = build_parser()._subparsers._group_actions[0].choices
+    help_text = sub["eval"].format_help()
+    assert "--zeroshot" not in help_text and "--eval-batch-size" in help_text
+    assert "execution options:" in help_text and "train options" not in help_text
+    assert "--device" in help_text.split("execution options:")[1]
+    assert "List every architecture" in sub["models"].format_help()
+
+
+def test_python_dash_m_clipood_and_a_closed_pipe(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "clipood", "--version"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.startswith("clipood ")
+    piped = subprocess.run(f"'{sys.executable}' -m clipood models | head -1", shell=True, capture_output=True,
+                           text=True, env=env, timeout=120)
+    assert piped.stdout.strip() and "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
+
+
+def test_files_follow_the_umask(shapes_root, tiny_pretrained, tmp_path):
+    old = os.umask(0o022)
+    try:
+        code = main(_base(shapes_root, tiny_pretrained, tmp_path, "--name", "perm"))
+    finally:
+        os.umask(old)
+    assert code == 0
+    run = tmp_path / "runs" / "perm"
+    files = [p for p in run.rglob("*") if p.is_file() and p.name != ".lock"]
+    assert any(p.name == "open_clip_model.safetensors" for p in files)
+    modes = {p.relative_to(run).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in files}
+    assert {k: oct(m) for k, m in modes.items() if m != 0o644} == {}
+
+
+def test_oserror_is_one_line_and_debug_shows_the_traceback(capsys, shapes_root, tiny_pretrained, tmp_path,
+                                                           monkeypatch):
+    from clipood.training import runner
+
+    def unreadable(*a, **k):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "secret.png"))
+    monkeypatch.setattr(runner, "build_experiment", unreadable)
+    code, err = _run(capsys, _base(shapes_root, tiny_pretrained, tmp_path))
+    assert code == 2 and err == f"clipood: error: {tmp_path / 'secret.png'}: Permission denied " \
+                                "(CLIPOOD_DEBUG=1 shows where)"
+    monkeypatch.setenv("CLIPOOD_DEBUG", "1")
+    with pytest.raises(PermissionError):
+        main(_base(shapes_root, tiny_pretrained, tmp_path, "--name", "debug"))
+
+
+def _tmpfs(path, size):
+    path.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if res.returncode != 0:
+        pytest.skip("a small filesystem to fill needs root and mount (tmpfs); the simulated test covers the rest")
+    return path
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_debris(capsys, shapes_root, tiny_pretrained,
+                                                                      tmp_path):
+    disk = _tmpfs(tmp_path / "disk", "5m")  # two checkpoints (1.3 MB each) fit, the exported model (6.9 MB) does not
+    try:
+        argv = _base(shapes_root, tiny_pretrained, tmp_path, "--checkpoint-every", "1", "--steps", "3",
+                     "--name", "full")
+        argv[argv.index("--output-dir") + 1] = str(disk)
+        code, err = _run(capsys, argv)
+        assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert "the disk is full" in err and "open_clip_model.safetensors" in err
+        assert "checkpoints are intact" in err and f"clipood train --resume {disk / 'full'}" in err
+        assert not [p for p in disk.rglob("*.tmp")]
+        assert (disk / "full" / "checkpoints").is_dir()
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_earlier_checkpoints(capsys, shapes_root, tiny_pretrained, tmp_path,
+                                                                       monkeypatch):
+    """Simulated: torch.save fails as it does on a full disk (its C++ writer's message)."""
+    import torch
+
+    from clipood.training import checkpoint as ckpt
+    real, calls = torch.save, {"n": 0}
+
+    def save(obj, f, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with open(f, "wb") as fh:
+                fh.write(b"half")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1216 vs 1110")
+        return real(obj, f, *a, **k)
+    monkeypatch.setattr(ckpt.torch, "save", save)
+    code, err = _run(capsys, _base(shapes_root, tiny_pretrained, tmp_path, "--checkpoint-every", "1", "--steps", "4",
+                                   "--name", "ck"))
+    assert code == 2 and "the disk is full" in err and "step-00000002.pt" in err and len(err.splitlines()) == 1
+    run = tmp_path / "runs" / "ck"
+    assert [p.name for p in (run / "checkpoints").glob("step-*.pt")] == ["step-00000001.pt"]
+    assert not list(run.rglob("*.tmp"))
+    monkeypatch.setattr(ckpt.torch, "save", real)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert json.loads((run / "results.json").read_text())["resumed_from_step"] == 1
+
+
+def test_resume_takes_only_options_of_how_it_runs(capsys, shapes_root, tiny_pretrained, tmp_path):
+    run = tmp_path / "runs" / "r"
+    (run).mkdir(parents=True)
+    code, _ = _run(capsys, _base(shapes_root, tiny_pretrained, tmp_path, "--name", "r"))
+    assert code == 0
+    (run / "results.json").unlink()  # pretend it stopped
+    code, err = _run(capsys, ["train", "--resume", str(run), "--lr", "1e-3"])
+    assert code == 2 and "--resume: --lr cannot change a run that has started" in err
+    code, err = _run(capsys, ["train", "--allow-changed-data", "--root", str(shapes_root)])
+    assert code == 2 and "--allow-changed-data: applies only with --resume" in err

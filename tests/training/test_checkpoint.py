@@ -1,0 +1,138 @@
+"""Checkpoints: a changed byte is never resumed from, a fallback is said, a run owns its folder, data is checked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from clipood.errors import ClipoodError, DataError
+from clipood.runs import RunDir
+from clipood.training import checkpoint as ckpt
+from clipood.training.runner import run_train
+
+
+def _state(value: float) -> dict:
+    return {"w": torch.full((64,), value), "rng": ckpt.rng_state()}
+
+
+def test_a_flipped_byte_is_refused_and_the_older_checkpoint_used(tmp_path, capsys):
+    for step in (2, 4):
+        ckpt.save_checkpoint(tmp_path, step, _state(float(step)), keep=2)
+    newest = ckpt.checkpoint_dir(tmp_path) / "step-00000004.pt"
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the tensor data: torch would still load it, with a wrong value
+    newest.write_bytes(bytes(data))
+    state = ckpt.load_latest(tmp_path)
+    assert state["step"] == 2 and torch.equal(state["w"], torch.full((64,), 2.0))
+    err = capsys.readouterr().err
+    assert "skipped step-00000004.pt (checksum mismatch" in err and "resuming from step-00000002.pt (step 2)" in err
+
+    (ckpt.checkpoint_dir(tmp_path) / "step-00000002.pt.sha256").unlink()  # a write that never finished
+    with pytest.raises(ClipoodError, match="no intact checkpoint in .*delete the folder"):
+        ckpt.load_latest(tmp_path)
+
+
+def test_a_truncated_newest_checkpoint_is_skipped_with_a_note(tmp_path, capsys):
+    for step in (3, 6):
+        ckpt.save_checkpoint(tmp_path, step, _state(float(step)), keep=2)
+    newest = ckpt.checkpoint_dir(tmp_path) / "step-00000006.pt"
+    newest.write_bytes(newest.read_bytes()[:100])
+    assert ckpt.load_latest(tmp_path)["step"] == 3
+    assert "skipped step-00000006.pt" in capsys.readouterr().err
+
+
+def test_a_deleted_checkpoint_folder_restarts_from_zero_and_says_so(tmp_path, capsys):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 5, "loss": 1.0}\n')
+    assert ckpt.load_latest(tmp_path) is None
+    err = capsys.readouterr().err
+    assert "has no checkpoints/ folder" in err and "starting again from step 0" in err
+
+
+def _stopped_run(cfg, monkeypatch, at: int = 3):
+    """A run stopped after its checkpoint at step ``at`` (as SIGKILL would, minus the debris)."""
+    from clipood.training import loop
+    real = loop.ckpt.save_checkpoint
+
+    def save_then_die(run_dir, step, state, keep):
+        path = real(run_dir, step, state, keep)
+        if step == at:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(loop.ckpt, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(cfg, progress=False)
+    monkeypatch.setattr(loop.ckpt, "save_checkpoint", real)
+    return RunDir(cfg.run.output_dir + "/" + cfg.run.name)
+
+
+def test_resume_refuses_changed_images_unless_asked(tiny_config, shapes_root, tmp_path, monkeypatch):
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(shapes_root, root)
+    cfg = tiny_config
+    cfg.data.root, cfg.train.checkpoint_every = str(root), 3
+    run = _stopped_run(cfg, monkeypatch)
+    victim = sorted(root.glob("photo/*/*.png"))[0]
+    victim.unlink()
+    with pytest.raises(DataError, match=r"the images under .* changed since the checkpoint \(192 images then, 191"):
+        run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    _, results = run_train(RunDir.open(run.path)[1], resume=run, progress=False, allow_changed_data=True)
+    assert results["resumed_from_step"] == 3
+
+
+def test_resume_works_from_another_working_directory(tiny_config, tmp_path, monkeypatch):
+    cfg = tiny_config
+    cfg.train.checkpoint_every = 3
+    monkeypatch.chdir(tmp_path)
+    cfg.run.output_dir = "runs-here"  # relative, as a user types it
+    run = _stopped_run(cfg, monkeypatch)
+    saved = RunDir.open(tmp_path / "runs-here" / "run")[1]
+    assert os.path.isabs(saved.data.root) and os.path.isabs(saved.run.output_dir)
+    monkeypatch.chdir("/")
+    _, results = run_train(saved, resume=RunDir(tmp_path / "runs-here" / "run"), progress=False)
+    assert results["resumed_from_step"] == 3
+
+
+def test_a_second_process_cannot_take_a_run_that_is_in_use(tmp_path):
+    run = RunDir(tmp_path / "r").acquire()
+    code = textwrap.dedent(f"""
+        import sys
+        from clipood.errors import ClipoodError
+        from clipood.runs import RunDir
+        try:
+            RunDir({str(run.path)!r}).acquire()
+        except ClipoodError as e:
+            print(e); sys.exit(3)
+    """)
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert other.returncode == 3 and f"in use by another clipood process (PID {os.getpid()})" in other.stdout
+    run.release()
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stdout
+
+
+def test_a_resumed_or_finished_run_removes_what_killed_writers_left(tiny_config, monkeypatch):
+    cfg = tiny_config
+    cfg.train.checkpoint_every = 3
+    run = _stopped_run(cfg, monkeypatch)
+    debris = [run.path / "checkpoints" / ".step-00000006.pt.abc123.tmp", run.path / "model" / ".x.safetensors.q.tmp"]
+    for p in debris:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"partial")
+    run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert not any(p.exists() for p in debris) and not (run.path / "checkpoints").exists()
+
+    # killed between results.json and the removal of checkpoints: the next touch removes them
+    (run.path / "checkpoints").mkdir()
+    (run.path / "checkpoints" / "step-00000003.pt").write_bytes(b"old")
+    from clipood.training.runner import resume_config
+    with pytest.raises(ClipoodError, match="already finished"):
+        resume_config(run)
+    assert not (run.path / "checkpoints").exists()
