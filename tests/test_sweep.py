@@ -224,3 +224,17 @@ def test_bundled_specs_and_docs_cover_every_method():
         assert name in used, f"no bundled spec runs {name}"
     for path in specs:
         assert f"configs/{path.name}" in docs, path.name
+
+
+def test_a_sweep_with_relative_paths_is_rerun_as_the_same_runs(shapes_root, tiny_pretrained, tmp_path, monkeypatch):
+    """Run folders store absolute paths; a rerun from the same directory must see the same options."""
+    import shutil
+    shutil.copytree(shapes_root, tmp_path / "shapes")
+    shutil.copytree(tiny_pretrained, tmp_path / "tiny")
+    monkeypatch.chdir(tmp_path)
+    spec = _spec(tmp_path, "shapes", "tiny", methods=["finetune"], holdout=["sketch"], seeds=[0], output_dir="runs")
+    spec["overrides"]["model"]["arch"] = "local-dir:tiny"
+    first = run_sweep(spec_from_dict(spec), progress=False)
+    assert first.executed and not first.failed
+    again = run_sweep(spec_from_dict(spec), progress=False)
+    assert again.skipped == first.executed and not again.failed

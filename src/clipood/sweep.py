@@ -50,7 +50,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .config import (Config, execution_keys, flag_name, from_dict, iter_fields, load_yaml, parse_yaml, save_yaml,
-                     to_dict, validate)
+                     to_dict, validate, with_absolute_paths)
 from .errors import ClipoodError, ConfigError
 from .io import write_json, write_text
 from .methods import DEFAULT_WISE_ALPHAS, TRAIN, WISE_FT, ZEROSHOT, Method, get_method, irrelevant_keys
@@ -389,7 +389,7 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
 
 def config_differences(planned: Config, saved: Config) -> list[str]:
     """Options (other than execution ones) whose saved value differs from the planned one."""
-    a, b = _flat(to_dict(planned)), _flat(to_dict(saved))
+    a, b = _flat(to_dict(with_absolute_paths(planned))), _flat(to_dict(with_absolute_paths(saved)))  # as saved
     diffs = []
     for key in sorted(set(a) | set(b)):
         if key in EXECUTION_KEYS:
