@@ -16,9 +16,9 @@ import argparse
 import gc
 import sys
 
+import common
 import torch
 
-import common
 from clipood.averaging import build_averager
 from clipood.training.loop import train_step
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+import common
 import torch
 
-import common
 from clipood.evaluation import ClassWeights
 from clipood.model import ImageClassifier, TextHead, encode_class_texts, load_backbone
-from clipood.training.experiment import resolve_device, resolve_precision
+from clipood.training.device import resolve_device, resolve_precision
 
 
 def main(argv=None) -> int:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+import common
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import common
 from clipood.averaging import build_averager
 from clipood.training.loop import train_step
 

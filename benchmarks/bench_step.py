@@ -17,6 +17,7 @@ import dataclasses
 import sys
 
 import common
+
 from clipood.averaging import build_averager
 from clipood.losses import build_loss
 from clipood.training.loop import train_step

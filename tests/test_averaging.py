@@ -18,8 +18,17 @@ import scipy.stats
 import torch
 from torch import nn
 
-from clipood.averaging import (AVERAGERS, BetaMovingAverage, ExponentialMovingAverage, NoAverage,
-                               UniformAverage, averaged_tensors, beta_pdf, beta_weights, build_averager)
+from clipood.averaging import (
+    AVERAGERS,
+    BetaMovingAverage,
+    ExponentialMovingAverage,
+    NoAverage,
+    UniformAverage,
+    averaged_tensors,
+    beta_pdf,
+    beta_weights,
+    build_averager,
+)
 
 # The average is kept in fp32 (one copy); the reference is exact float64 arithmetic on
 # the same fp32 snapshots, so the difference is fp32 rounding of O(1) values.

@@ -11,6 +11,7 @@ import pytest
 from clipood.cli import build_parser, main
 from clipood.config import flag_name, iter_fields
 
+
 def _subcommands() -> list[str]:
     """Every subcommand the parser defines (nested ones as 'data build'), so none is missed."""
     names = []

@@ -115,7 +115,7 @@ def test_files_follow_the_umask(shapes_root, tiny_pretrained, tmp_path):
 
 def test_oserror_is_one_line_and_debug_shows_the_traceback(capsys, shapes_root, tiny_pretrained, tmp_path,
                                                            monkeypatch):
-    from clipood.training import runner
+    from clipood.commands import run as runner
 
     def unreadable(*a, **k):
         raise PermissionError(13, "Permission denied", str(tmp_path / "secret.png"))

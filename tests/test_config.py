@@ -10,8 +10,17 @@ import dataclasses
 import pytest
 
 from clipood.cli import build_parser, config_from_args
-from clipood.config import (SECTIONS, Config, flag_name, from_dict, iter_fields, load_yaml, options_markdown,
-                            save_yaml, validate)
+from clipood.config import (
+    SECTIONS,
+    Config,
+    flag_name,
+    from_dict,
+    iter_fields,
+    load_yaml,
+    options_markdown,
+    save_yaml,
+    validate,
+)
 from clipood.errors import ConfigError
 
 

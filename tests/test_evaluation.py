@@ -1,4 +1,4 @@
-"""evaluate(): accuracy per split, base/new/H, against a direct per-image argmax."""
+"""accuracies(): accuracy per split, base/new/H, against a direct per-image argmax."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from clipood.data.folder import ImageIndex
 from clipood.data.splits import EvalSet
-from clipood.evaluation import ClassWeights, evaluate, harmonic_mean
+from clipood.evaluation import ClassWeights, accuracies, harmonic_mean
 from clipood.model.heads import LinearHead
 from clipood.training.experiment import Experiment
 
@@ -70,7 +70,7 @@ def test_accuracy_is_the_argmax_accuracy(seed):
     text = F.normalize(torch.randn(C, D, generator=torch.Generator().manual_seed(seed + 10)), dim=-1)
     feats, ids = features_for(index, text, seed)
     evals = evals_of(index)
-    out = evaluate(feats, ids, index, evals, ClassWeights(text))
+    out = accuracies(feats, ids, index, evals, ClassWeights(text))
     assert list(out) == ["a/in", "b/out", "c/out"]
     for es in evals:
         acc, n = direct_accuracy(feats, ids.tolist(), index, es.indices, cos_score(text))
@@ -88,7 +88,7 @@ def test_base_new_and_harmonic_mean(seed):
     feats, ids = features_for(index, text, seed + 1)
     base, new = [0, 1, 2], [3, 4, 5]
     evals = evals_of(index)
-    out = evaluate(feats, ids, index, evals, ClassWeights(text), base=base, new=new)
+    out = accuracies(feats, ids, index, evals, ClassWeights(text), base=base, new=new)
     for es in evals:
         r = out[es.name]
         b, nb = direct_accuracy(feats, ids.tolist(), index, es.indices, cos_score(text), base)
@@ -112,12 +112,12 @@ def test_uneven_class_subsets():
     feats, ids = features_for(index, text, 4)
     es = EvalSet("a", "in", "test", list(range(N)))
     base, new = [5, 0], [2, 4, 3, 1]
-    r = evaluate(feats, ids, index, [es], ClassWeights(text), base=base, new=new)["a/in"]
+    r = accuracies(feats, ids, index, [es], ClassWeights(text), base=base, new=new)["a/in"]
     b, _ = direct_accuracy(feats, ids.tolist(), index, es.indices, cos_score(text), base)
     w, _ = direct_accuracy(feats, ids.tolist(), index, es.indices, cos_score(text), new)
     assert (r["base"], r["new"]) == (pytest.approx(b), pytest.approx(w))
     only_base = [i for i in range(N) if index.labels[i] in base]
-    r = evaluate(feats, ids, index, [EvalSet("a", "in", "test", only_base)], ClassWeights(text),
+    r = accuracies(feats, ids, index, [EvalSet("a", "in", "test", only_base)], ClassWeights(text),
                  base=base, new=new)["a/in"]
     assert r["n_new"] == 0 and math.isnan(r["new"]) and math.isnan(r["H"])
     assert r["n_base"] == r["n"] > 0
@@ -128,7 +128,7 @@ def test_empty_eval_set():
     text = F.normalize(torch.randn(C, D), dim=-1)
     feats, ids = features_for(index, text, 5)
     missing = sorted(set(range(N)) - set(ids.tolist()))
-    r = evaluate(feats, ids, index, [EvalSet("a", "in", "test", missing)], ClassWeights(text))["a/in"]
+    r = accuracies(feats, ids, index, [EvalSet("a", "in", "test", missing)], ClassWeights(text))["a/in"]
     assert r["n"] == 0 and math.isnan(r["accuracy"])
 
 
@@ -139,7 +139,7 @@ def test_harmonic_mean():
 
 
 def test_linear_head_weights_score_like_the_head():
-    """ClassWeights with a bias: evaluate() ranks classes exactly as the trained head does."""
+    """ClassWeights with a bias: accuracies() ranks classes exactly as the trained head does."""
     index = make_index(6)
     g = torch.Generator().manual_seed(6)
     text = F.normalize(torch.randn(C, D, generator=g), dim=-1)
@@ -150,14 +150,14 @@ def test_linear_head_weights_score_like_the_head():
     weights = ClassWeights(head.linear.weight.detach(), head.linear.bias.detach())
     torch.testing.assert_close(weights.scores(feats), head(feats).detach())
     es = EvalSet("a", "in", "test", list(range(N)))
-    r = evaluate(feats, ids, index, [es], weights)["a/in"]
+    r = accuracies(feats, ids, index, [es], weights)["a/in"]
     acc, _ = direct_accuracy(feats, ids.tolist(), index, es.indices,
                              lambda f, c: float(head(f[None]).detach()[0, c]))
     assert r["accuracy"] == pytest.approx(acc, abs=1e-12)
     # the bias is part of the scores: without it some predictions change
     w = head.linear.weight.detach()
     assert (head(feats).detach().argmax(1) != (feats @ w.T).argmax(1)).any()
-    no_bias = evaluate(feats, ids, index, [es], ClassWeights(w))["a/in"]
+    no_bias = accuracies(feats, ids, index, [es], ClassWeights(w))["a/in"]
     acc, _ = direct_accuracy(feats, ids.tolist(), index, es.indices, lambda f, c: float(f @ w[c]))
     assert no_bias["accuracy"] == pytest.approx(acc, abs=1e-12)
 

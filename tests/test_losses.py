@@ -14,8 +14,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipood.losses import (LOSSES, MetricSoftmaxLoss, build_loss, class_distances, fixed_margin_softmax,
-                            margin_metric_softmax)
+from clipood.losses import (
+    LOSSES,
+    MetricSoftmaxLoss,
+    build_loss,
+    class_distances,
+    fixed_margin_softmax,
+    margin_metric_softmax,
+)
 
 LAMBDAS = (0.0, 0.1, 0.3, 1.0)
 TAUS = (0.01, 0.07, 1.0)

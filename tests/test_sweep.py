@@ -11,6 +11,7 @@ import statistics
 import pytest
 import torch
 import yaml
+from clipood.commands.wise_ft import interpolate
 
 from clipood.cli import main
 from clipood.config import save_yaml
@@ -18,8 +19,7 @@ from clipood.errors import ConfigError
 from clipood.methods import METHODS, get_method
 from clipood.sweep import load_spec, plan, run_sweep, spec_from_dict
 from clipood.training import loop
-from clipood.training.loop import Interrupted
-from clipood.training.wise_ft import interpolate
+from clipood.errors import Interrupted
 
 STEPS = 3
 

@@ -18,10 +18,19 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import __version__
-from .config import (Config, execution_keys, field_type, flag_name, from_dict, given_keys, iter_fields, parse_yaml,
-                     validate)
+from .config import (
+    Config,
+    execution_keys,
+    field_type,
+    flag_name,
+    from_dict,
+    given_keys,
+    iter_fields,
+    parse_yaml,
+    validate,
+)
 from .console import warn
-from .errors import ClipoodError
+from .errors import ClipoodError, Interrupted
 from .pretraining.config import SECTIONS as PRETRAIN_SECTIONS
 from .pretraining.config import PretrainConfig
 
@@ -285,7 +294,7 @@ def _is_main_process() -> bool:
 
 
 def print_results(results: dict) -> None:
-    from .report import results_table
+    from .reporting.text import results_table
     if _is_main_process():
         print(results_table(results))
 
@@ -315,7 +324,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if _debug():
             raise
         print(f"clipood: error: {e}", file=sys.stderr)
-        return 130 if type(e).__name__ == "Interrupted" else 2
+        return 130 if isinstance(e, Interrupted) else 2
     except OSError as e:  # the environment: a file that cannot be read or written, a full disk
         if _debug():
             raise
@@ -338,8 +347,8 @@ def dispatch(args: argparse.Namespace) -> int:
             print(name + (f"  [{', '.join(tags)}]" if tags else ""))
         return 0
     if args.command == "datasets":
-        from .data.registry import status_rows
-        from .tables import markdown_table
+        from .data.datasets import status_rows
+        from .reporting.text import markdown_table
         where = "folder under ROOT" if args.root is None else f"status under {args.root}"
         print(markdown_table(["dataset", "family", "domains", "classes", where], status_rows(args.root)))
         return 0
@@ -360,8 +369,7 @@ def dispatch(args: argparse.Namespace) -> int:
         print(out)
         return 0
     if args.command == "demo":
-        from .demo import run_demo
-        from .demo import DemoSettings
+        from .demo import DemoSettings, run_demo
         align = tuple(args.align_domain or DemoSettings().align_domains)
         tag = args.pretrained or (DemoSettings().pretrained if align == DemoSettings().align_domains
                                   else "emoji-" + "+".join(align))
@@ -382,13 +390,13 @@ def dispatch(args: argparse.Namespace) -> int:
         print(f"\nreport: {report.html_path} (markdown, CSV tables and plots in {report.out_dir})")
         return 0
 
-    from .training import runner
-    from .runs import RunDir
+    from . import commands
+    from .rundir import RunDir
     if args.command == "train":
         if args.resume:
             run = RunDir(args.resume)
-            cfg = validate(resume_overrides(args, runner.resume_config(run)))
-            run, results = runner.run_train(cfg, resume=run, progress=progress,
+            cfg = validate(resume_overrides(args, commands.resume_config(run)))
+            run, results = commands.train(cfg, resume=run, progress=progress,
                                             allow_changed_data=args.allow_changed_data)
         else:
             if args.allow_changed_data:
@@ -396,14 +404,14 @@ def dispatch(args: argparse.Namespace) -> int:
             cfg, given = config_from_args(args)
             validate(cfg)
             warn_inapplicable(cfg, given)
-            run, results = runner.run_train(cfg, progress=progress)
+            run, results = commands.train(cfg, progress=progress)
         print_results(results)
         if _is_main_process():
             print(f"run directory: {run.path}")
         return 0
     if args.command == "pretrain":
         from .pretraining.config import validate as validate_pretrain
-        from .pretraining.report import summary
+        from .pretraining.summary import summary
         from .pretraining.trainer import open_run, run_pretrain
         if args.resume:
             run, cfg = open_run(args.resume)
@@ -421,7 +429,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "zeroshot":
         cfg = validate(config_from_args(args)[0], training=False)
-        run, results = runner.run_zeroshot(cfg, progress=progress)
+        run, results = commands.zeroshot(cfg, progress=progress)
         print_results(results)
         if _is_main_process():
             print(f"run directory: {run.path}")
@@ -431,7 +439,7 @@ def dispatch(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else None
         if out is not None and out.is_dir():
             raise ClipoodError(f"--out: {out} is a folder; give the JSON file to write, e.g. {out / 'eval.json'}")
-        results = runner.run_eval(cfg, Path(args.model), out, progress=progress)
+        results = commands.evaluate(cfg, Path(args.model), out, progress=progress)
         print_results(results)
         return 0
     raise AssertionError(args.command)

@@ -32,8 +32,8 @@ from .cache import cache_root
 from .data.emoji import DEFAULT_HOLDOUT, DOMAINS, build_emoji
 from .errors import ClipoodError, ModelError
 from .methods import get_method
-from .report import mean_std
-from .tables import markdown_table
+from .reporting.stats import fmt_stat
+from .reporting.text import markdown_table
 
 METHODS = {m: get_method(m).label for m in ("zeroshot", "finetune", "clipood")}  # name -> table label
 SCRATCH_ARCH = "clipood-emoji-s"  # the earlier backbone: CLIP's loss from scratch (docs/pretrained.md)
@@ -121,7 +121,7 @@ def heldout_table(out: Path, holdout: str) -> str:
         method = next((m for m in METHODS if name.startswith(f"emoji-{m}-")), None)
         if method is not None:
             rows[method].append(res["zeroshot" if method == "zeroshot" else "final"][f"{holdout}/in"])
-    table = [[label] + [mean_std([e[k] for e in rows[m]]) for k in ("base", "new", "H", "accuracy")]
+    table = [[label] + [fmt_stat([e[k] for e in rows[m]]) for k in ("base", "new", "H", "accuracy")]
              + ["1 (no randomness)" if m == "zeroshot" else len(rows[m])] for m, label in METHODS.items()]
     if num_classes:
         base, new = (100 / len(c) for c in base_new_classes(num_classes))
@@ -169,7 +169,8 @@ def _provenance(arch: str, pretrained: str) -> tuple[Optional[dict], str]:
 def _align(s: DemoSettings, classes: list[str], progress: bool) -> None:
     """LiT: the packaged towers locked, their projections and logit scale aligned on the alignment designers'
     pretraining set of the demo's classes (their emoji, as many others, names as captions)."""
-    from .pretraining.config import PretrainConfig, validate as validate_pretrain
+    from .pretraining.config import PretrainConfig
+    from .pretraining.config import validate as validate_pretrain
     from .pretraining.trainer import run_pretrain
     root = cache_root() / "datasets" / f"emoji-{len(classes)}-align-{'+'.join(s.align_domains)}"
     build = build_emoji(root, classes=classes, domains=list(s.align_domains), pretrain=True, progress=progress)
@@ -192,7 +193,8 @@ def _align(s: DemoSettings, classes: list[str], progress: bool) -> None:
 
 def _pretrain_from_scratch(s: DemoSettings, data_root: Path, progress: bool) -> None:
     """The earlier backbone: CLIP's loss from scratch on every designer but the held-out one."""
-    from .pretraining.config import PretrainConfig, validate as validate_pretrain
+    from .pretraining.config import PretrainConfig
+    from .pretraining.config import validate as validate_pretrain
     from .pretraining.trainer import run_pretrain
     build = build_emoji(data_root, max_classes=s.classes, pretrain=True, progress=progress)
     print(f"no '{s.pretrained}' weights for {s.arch} yet: pretraining them ({s.pretrain_steps} steps on "

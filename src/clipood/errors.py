@@ -20,3 +20,11 @@ class DataError(ClipoodError):
 
 class ModelError(ClipoodError):
     """The backbone cannot be created or its weights cannot be loaded."""
+
+
+class Interrupted(ClipoodError):
+    """SIGTERM/SIGINT: the state was checkpointed; the run can be resumed."""
+
+
+class NonFiniteLoss(ClipoodError):
+    """The loss became NaN/inf; the average never saw that step."""

@@ -15,8 +15,8 @@ from typing import Callable, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .data.datasets import ImageDataset, collate
 from .data.folder import ImageIndex
+from .data.loading import ImageDataset, collate
 from .data.splits import EvalSet
 
 
@@ -88,7 +88,7 @@ def _accuracy(scores: torch.Tensor, labels: torch.Tensor, classes: Optional[Sequ
     return int((pred == labels[keep]).sum()) / n, n  # exact count ratio, not a float32 mean
 
 
-def evaluate(features: torch.Tensor, image_ids: torch.Tensor, index: ImageIndex, evals: Sequence[EvalSet],
+def accuracies(features: torch.Tensor, image_ids: torch.Tensor, index: ImageIndex, evals: Sequence[EvalSet],
              weights: ClassWeights, base: Optional[Sequence[int]] = None,
              new: Optional[Sequence[int]] = None) -> dict[str, dict]:
     """Per eval set: role, n, accuracy (and base, new, H with a class split)."""

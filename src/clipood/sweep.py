@@ -49,12 +49,31 @@ from typing import Any, Callable, Optional
 import yaml
 from tqdm.auto import tqdm
 
-from .config import (Config, execution_keys, flag_name, from_dict, iter_fields, load_yaml, parse_yaml, save_yaml,
-                     to_dict, validate, with_absolute_paths)
+from .config import (
+    Config,
+    execution_keys,
+    flag_name,
+    from_dict,
+    iter_fields,
+    load_yaml,
+    parse_yaml,
+    save_yaml,
+    to_dict,
+    validate,
+    with_absolute_paths,
+)
 from .errors import ClipoodError, ConfigError
 from .io import write_json, write_text
-from .methods import DEFAULT_WISE_ALPHAS, TRAIN, WISE_FT, ZEROSHOT, Method, get_method, irrelevant_keys
-from .runs import RunDir
+from .methods import (
+    DEFAULT_WISE_ALPHAS,
+    TRAIN,
+    WISE_FT,
+    ZEROSHOT,
+    Method,
+    get_method,
+    irrelevant_keys,
+)
+from .rundir import RunDir
 
 SIDECAR = "sweep.json"  # in each run directory: what the run is within its sweep (for reports)
 STATE_DIR = ".sweep"
@@ -273,7 +292,7 @@ def _domains(cfg: Config) -> list[str]:
     from .training.experiment import prepare_data
     probe = copy.deepcopy(cfg)
     probe.data.holdout_domains, probe.data.base_to_new = [], False
-    index, _ = prepare_data(validate(probe, training=False))
+    index, _ = prepare_data(validate(probe, training=False), training=False)
     return list(index.domains)
 
 
@@ -414,7 +433,7 @@ def _check_same(run: PlannedRun) -> None:
 
 def _prepare_unfinished(run: PlannedRun) -> bool:
     """Before resuming: True when a checkpoint exists; otherwise the run restarts in place."""
-    from .runs import RunDir
+    from .rundir import RunDir
     from .training import checkpoint as ckpt
     has_ckpt = bool(ckpt.list_checkpoints(run.path))
     if not has_ckpt:
@@ -429,13 +448,13 @@ def _write_sidecar(run: PlannedRun, sweep: str) -> None:
 
 def execute_in_process(run: PlannedRun, *, progress: bool) -> dict:
     """One run in this process: zero-shot, training (new or resumed) or WiSE-FT."""
-    from .runs import RunDir
-    from .training import runner
+    from . import commands
+    from .rundir import RunDir
     cfg = copy.deepcopy(run.cfg)
     if run.method.kind == ZEROSHOT:
-        return runner.run_zeroshot(cfg, progress=progress)[1]
+        return commands.zeroshot(cfg, progress=progress)[1]
     if run.method.kind == WISE_FT:
-        from .training.wise_ft import run_wise_ft
+        from .commands.wise_ft import run_wise_ft
         if (run.path / "metrics.jsonl").exists():
             (run.path / "metrics.jsonl").unlink()
         return run_wise_ft(run.path.parent / run.base, cfg, run.alphas, progress=progress)[1]
@@ -443,7 +462,7 @@ def execute_in_process(run: PlannedRun, *, progress: bool) -> dict:
     if run.status() == "unfinished":
         _prepare_unfinished(run)
         resume = RunDir(run.path)
-    return runner.run_train(cfg, resume=resume, progress=progress)[1]
+    return commands.train(cfg, resume=resume, progress=progress)[1]
 
 
 def subprocess_command(run: PlannedRun, state_dir: Path) -> list[str]:
@@ -508,7 +527,7 @@ def run_sweep(spec: SweepSpec, *, jobs: int = 1, progress: bool = True,
     Errors of single runs (a bad image, a diverging loss) are collected and the sweep goes on;
     SIGINT/SIGTERM stop it (the running run checkpoints) with a message saying how to continue.
     """
-    from .training.loop import Interrupted
+    from .errors import Interrupted
     if jobs < 1:
         raise ConfigError(f"--jobs: {jobs} is out of range; allowed: an integer >= 1")
     runs = plan(spec) if runs is None else runs
@@ -572,7 +591,8 @@ def run_sweep(spec: SweepSpec, *, jobs: int = 1, progress: bool = True,
 
 
 def _run_parallel(spec, todo, jobs, state_dir, outcome, finished, blocked, stop_hint, progress) -> None:
-    from .training.loop import Interrupted, handling_stop_signals
+    from .errors import Interrupted
+    from .training.signals import handling_stop_signals
     children = _Children()
     threads = max(1, (os.cpu_count() or 1) // jobs)
     separate = [r for r in todo if r.method.kind != WISE_FT]
@@ -613,7 +633,7 @@ def spec_to_dict(spec: SweepSpec) -> dict:
 
 
 def plan_table(runs: list[PlannedRun]) -> str:
-    from .tables import markdown_table
+    from .reporting.text import markdown_table
     return markdown_table(["run", "method", "dataset", "held out", "seed", "status"],
                           [[r.name, r.method.name, r.dataset, "+".join(r.holdout) or "-", r.seed, r.status()]
                            for r in runs])

@@ -16,8 +16,7 @@ from PIL import Image
 
 from clipood.cli import main
 from clipood.data import in_out_split, readable_name, scan
-from clipood.data.emoji import DEFAULT_HOLDOUT, DOMAINS, build_emoji
-from clipood.data.emoji import catalog
+from clipood.data.emoji import DEFAULT_HOLDOUT, DOMAINS, build_emoji, catalog
 from clipood.data.emoji.catalog import Emoji
 from clipood.data.emoji.iconify import IconSet
 from clipood.data.emoji.render import Pose, render

@@ -41,7 +41,7 @@ def test_random_bytes_as_a_checkpoint_file_fail_in_one_line(tmp_path):
 
 
 def test_what_was_loaded_is_recorded(tiny_config, tiny_pretrained, capsys):
-    from clipood.training.runner import run_train
+    from clipood.commands import train as run_train
     cfg = tiny_config
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
     cfg.train.steps = 2

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from clipood.errors import ConfigError, DataError, ModelError
+from clipood.errors import ConfigError, DataError, Interrupted, ModelError
 
 TINY = "clipood-tiny"
 
@@ -167,7 +167,7 @@ def test_resume_after_sigterm_is_bit_exact(captions_csv, tmp_path, monkeypatch):
         return real_step(p, images, idx, texts)
 
     monkeypatch.setattr(trainer, "train_step", step_then_sigterm)
-    with pytest.raises(trainer.Interrupted, match="--resume"):
+    with pytest.raises(Interrupted, match="--resume"):
         trainer.run_pretrain(cfg, progress=False)
     monkeypatch.setattr(trainer, "train_step", real_step)
     assert [s for s, _ in trainer.ckpt.list_checkpoints(tmp_path / "broken")] == [7]

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 import torch
+from clipood.commands import train as run_train
 
 from clipood.errors import ClipoodError, DataError
 from clipood.training import checkpoint as ckpt
-from clipood.training.runner import run_train
 
 
 @pytest.fixture

@@ -9,12 +9,11 @@ import textwrap
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from clipood.commands import train as run_train
 
 from clipood.errors import ClipoodError, DataError
-from clipood.runs import RunDir
+from clipood.rundir import RunDir
 from clipood.training import checkpoint as ckpt
-from clipood.training.runner import run_train
 
 
 def _state(value: float) -> dict:
@@ -92,7 +91,7 @@ def test_resume_works_from_another_working_directory(tiny_config, tmp_path, monk
     cfg.train.checkpoint_every = 3
     monkeypatch.chdir(tmp_path)
     cfg.run.output_dir = "runs-here"  # relative, as a user types it
-    run = _stopped_run(cfg, monkeypatch)
+    _stopped_run(cfg, monkeypatch)
     saved = RunDir.open(tmp_path / "runs-here" / "run")[1]
     assert os.path.isabs(saved.data.root) and os.path.isabs(saved.run.output_dir)
     monkeypatch.chdir("/")
@@ -105,7 +104,7 @@ def test_a_second_process_cannot_take_a_run_that_is_in_use(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from clipood.errors import ClipoodError
-        from clipood.runs import RunDir
+        from clipood.rundir import RunDir
         try:
             RunDir({str(run.path)!r}).acquire()
         except ClipoodError as e:
@@ -132,7 +131,7 @@ def test_a_resumed_or_finished_run_removes_what_killed_writers_left(tiny_config,
     # killed between results.json and the removal of checkpoints: the next touch removes them
     (run.path / "checkpoints").mkdir()
     (run.path / "checkpoints" / "step-00000003.pt").write_bytes(b"old")
-    from clipood.training.runner import resume_config
+    from clipood.commands import resume_config
     with pytest.raises(ClipoodError, match="already finished"):
         resume_config(run)
     assert not (run.path / "checkpoints").exists()

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from clipood.commands import train as run_train
 from safetensors.torch import load_file
-
-from clipood.training.runner import run_train
 
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
 
@@ -97,7 +96,7 @@ def _collectives_worker(rank: int, port: int, out_dir: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     from clipood.training import distributed
-    from clipood.training.loop import BadImages
+    from clipood.data.bad_images import BadImages
     with distributed.session("cpu") as ctx:
         rows = torch.arange(6, dtype=torch.float32).reshape(3, 2) if rank == 0 else torch.empty(0, 0)
         ids = torch.tensor([7, 8, 9]) if rank == 0 else torch.empty(0, dtype=torch.long)
@@ -130,7 +129,6 @@ def test_collectives_over_gloo(tmp_path):
 
 def test_single_process_context_is_a_no_op(monkeypatch):
     from clipood.training import distributed
-    from clipood.training.loop import BadImages
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with distributed.session("cpu") as ctx:
         assert ctx is distributed.SINGLE and not ctx.enabled and ctx.is_main
@@ -142,7 +140,6 @@ def test_single_process_context_is_a_no_op(monkeypatch):
 def test_bad_launch_environment_is_a_one_line_error(monkeypatch):
     from clipood.errors import ConfigError
     from clipood.training import distributed
-    from clipood.training.loop import BadImages
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "zero")
     with pytest.raises(ConfigError, match="RANK='zero' is not an integer"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from clipood.commands import train as run_train
 from safetensors.torch import load_file
 
 from clipood.config import Config
@@ -12,7 +13,6 @@ from clipood.errors import ConfigError
 from clipood.training import execution
 from clipood.training.experiment import build_experiment
 from clipood.training.loop import train_step
-from clipood.training.runner import run_train
 
 
 def _config(root, pretrained, out, name, **train) -> Config:

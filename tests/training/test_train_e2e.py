@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
+from clipood.commands import train as run_train
 from safetensors.torch import load_file
 
 from clipood.cli import main
-from clipood.training.runner import run_train
 
 
 def _train(cfg, tiny_pretrained, **changes):
@@ -77,7 +77,7 @@ def test_exported_model_is_the_bma_of_the_trajectory(tiny_config, tiny_pretraine
         exp.averager.update = update
         return exp
 
-    monkeypatch.setattr("clipood.training.runner.build_experiment", recording_build)
+    monkeypatch.setattr("clipood.commands.run.build_experiment", recording_build)
     run, _ = run_train(cfg, progress=False)
     T = cfg.train.steps
     assert len(trajectory) == T + 1

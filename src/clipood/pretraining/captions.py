@@ -21,7 +21,7 @@ from ..errors import DataError
 
 @dataclass
 class CaptionTable:
-    """The pairs kept for pretraining; ``paths`` is what ``data.datasets.ImageDataset`` reads."""
+    """The pairs kept for pretraining; ``paths`` is what ``data.loading.ImageDataset`` reads."""
 
     csv: Path
     paths: list[str] = field(repr=False)

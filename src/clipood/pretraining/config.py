@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..config import MAX_SEED, _check, _finite, check_name, check_output_dir, opt, options_markdown
+from ..config import (
+    MAX_SEED,
+    _check,
+    _finite,
+    check_name,
+    check_output_dir,
+    opt,
+    options_markdown,
+)
 from ..errors import ConfigError
 
 

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..cache import cache_root
-from ..data.datasets import ImageDataset, collate
+from ..data.loading import ImageDataset, collate
 from ..errors import ConfigError, DataError
 from ..evaluation import input_format
 from ..io import atomic_path

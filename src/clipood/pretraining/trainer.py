@@ -27,20 +27,25 @@ from typing import Optional
 
 import torch
 from open_clip.loss import ClipLoss
-from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.datasets import ImageDataset, collate
+from ..data.bad_images import BadImages
 from ..data.folder import check_same_data, fingerprint
+from ..data.loading import ImageDataset, collate
 from ..data.sampling import DomainBalancedBatches, mix
-from ..errors import ClipoodError, ConfigError, DataError
+from ..errors import ClipoodError, ConfigError
 from ..evaluation import encode_images
-from ..io import DiskFull, atomic_path, write_json
-from ..model.backbones import Backbone, installed_dir, load_backbone, save_open_clip_folder
-from ..runs import RunDir
+from ..io import atomic_path, write_json
+from ..model.backbones import (
+    Backbone,
+    installed_dir,
+    load_backbone,
+    save_open_clip_folder,
+)
+from ..rundir import RunDir
 from ..training import checkpoint as ckpt
-from ..training.experiment import resolve_device, resolve_precision
-from ..training.loop import BadImages, Interrupted, NonFiniteLoss, stop_signals
+from ..training.device import resolve_device, resolve_precision
+from ..training.housekeeping import Housekeeping
 from ..training.optim import apply_gradients, build_optimizer, build_scheduler
 from . import lit
 from .captions import CaptionTable, drop_tags, read_caption_table, split_validation
@@ -298,66 +303,52 @@ def evaluate_pairs(p: Pretraining, rows: list[int], bad: BadImages, *, progress:
     return {"n": len(caps), "loss": round(float(loss), 5), "i2t_top1": round(i2t, 5), "t2i_top1": round(t2i, 5)}
 
 
+def housekeeping(p: Pretraining, run: RunDir, bad: BadImages, start: int, progress: bool) -> Housekeeping:
+    """Logging (loss, logit scale, lr, pairs/s), held-out pairs, checkpoints and signals for ``fit``."""
+    t = p.cfg.train
+    t0 = time.time()
+
+    def log_fields() -> dict:
+        elapsed = max(time.time() - t0, 1e-9)
+        return {"logit_scale": round(float(p.model.logit_scale.detach().exp()), 4),
+                "lr": p.scheduler.get_last_lr()[0], "pairs_per_s": round((house.step - start) * t.batch_size / elapsed, 2)}
+
+    def evaluate() -> dict:
+        record = {"val": evaluate_pairs(p, p.val_rows, bad)}
+        lit.set_train_mode(p.model, p.cfg.model.lock_image)
+        return record
+    house = Housekeeping(
+        total=t.steps, start=start, bad=bad, state=lambda: training_state(p, bad), run=run, log_every=t.log_every,
+        eval_every=t.eval_every, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+        evaluate=evaluate if p.val_rows else None, log_fields=log_fields, min_batch=2,
+        resume_command=f"clipood pretrain --resume {run.path}", progress=progress, desc="pretrain",
+        advice="Lower --lr or set --grad-clip")
+    return house
+
+
 def fit(p: Pretraining, run: RunDir, *, resume_state: Optional[dict] = None, progress: bool = True,
         allow_changed_data: bool = False) -> dict:
-    """Steps start+1..T; returns timing and the last train loss."""
-    t_cfg = p.cfg.train
+    """CLIP's loss, steps start+1..T; returns timing and the last train loss."""
     bad = BadImages(p.cfg.data.bad_images, p.table.paths)
-    start = 0
-    if resume_state is not None:
-        start = restore_state(p, resume_state, bad, allow_changed_data)
-        run.truncate_metrics(start)
+    start = restore_state(p, resume_state, bad, allow_changed_data) if resume_state is not None else 0
     if p.cache_features and p.features is None:
         p.features = lit.frozen_features(p.model, p.table, p.tokens, p.backbone.preprocess_val, p.backbone.preprocess_cfg,
                                          device=p.device, autocast_dtype=p.autocast_dtype, workers=p.cfg.data.workers,
                                          on_bad=bad, progress=progress)
-    T, B = t_cfg.steps, t_cfg.batch_size
     lit.set_train_mode(p.model, p.cfg.model.lock_image)
-    bar = tqdm(total=T, initial=start, desc="pretrain", unit="step", disable=not progress, dynamic_ncols=True)
-    t0, loss_value, step = time.time(), float("nan"), start
-    with stop_signals() as stop:
-        for step, (images, idx, bad_batch) in enumerate(batches(p, start), start=start + 1):
-            bad(bad_batch)
-            if len(idx) < 2 or (images is None and p.features is None):
-                raise DataError("a training batch had fewer than 2 readable images; check bad_images.txt")
+    t0, loss = time.time(), float("nan")
+    with housekeeping(p, run, bad, start, progress) as house:
+        for step, images, idx in house.steps(batches(p, start)):                 # B pairs (rows when cached)
             if p.features is None:
                 images = images.to(p.device, non_blocking=True)
-                texts = batch_texts(p, idx, step).to(p.device, non_blocking=True)
-            else:
-                texts = None
-            loss = train_step(p, images, idx, texts)
-            if not math.isfinite(loss_value := float(loss)):
-                run.log({"step": step, "event": "non-finite loss", "loss": loss_value})
-                raise NonFiniteLoss(f"loss became {loss_value} at step {step}; the last checkpoint is untouched. "
-                                    f"Lower --lr or set --grad-clip")
-            bar.update(1)
-            if step % t_cfg.log_every == 0 or step == T:
-                lr, scale = p.scheduler.get_last_lr()[0], float(p.model.logit_scale.detach().exp())
-                elapsed = time.time() - t0
-                run.log({"step": step, "loss": loss_value, "logit_scale": round(scale, 4), "lr": lr,
-                         "elapsed_s": round(elapsed, 3), "pairs_per_s": round((step - start) * B / elapsed, 2)})
-                bar.set_postfix(loss=f"{loss_value:.3f}", scale=f"{scale:.1f}", lr=f"{lr:.1e}")
-            if p.val_rows and t_cfg.eval_every and step % t_cfg.eval_every == 0 and step < T:
-                run.log({"step": step, "val": evaluate_pairs(p, p.val_rows, bad)})
-                lit.set_train_mode(p.model, p.cfg.model.lock_image)
-            stopping = stop["signal"] is not None
-            if step < T and ((t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0) or stopping):
-                try:
-                    ckpt.save_checkpoint(run.path, step, training_state(p, bad), t_cfg.keep_checkpoints)
-                except DiskFull as e:
-                    raise e.with_hint(f"the checkpoints written before are intact; free space, then: clipood "
-                                      f"pretrain --resume {run.path}") from None
-            if stopping and step < T:
-                bar.close()
-                raise Interrupted(f"stopped by signal {stop['signal']} at step {step}/{T}; checkpoint saved. "
-                                  f"Continue with: clipood pretrain --resume {run.path}")
-    bar.close()
-    if step < T:
-        raise ClipoodError(f"pretraining stopped early at step {step} of {T}")
+            texts = batch_texts(p, idx, step).to(p.device, non_blocking=True) if p.features is None else None
+            loss = house.check(train_step(p, images, idx, texts))                # CLIP loss, AdamW, clamp the scale
+            house.after_step(loss)                                               # log, evaluate, checkpoint, signals
     elapsed = time.time() - t0
     if bad.items():
         run.write_bad_images(bad.items())
-    return {"final_train_loss": loss_value, "train_time_s": round(elapsed, 2),
+    T = p.cfg.train.steps
+    return {"final_train_loss": loss, "train_time_s": round(elapsed, 2),
             "steps_per_s": round((T - start) / elapsed, 4) if elapsed > 0 else None, "bad_images": len(bad.items())}
 
 

@@ -15,7 +15,6 @@ from torchvision import transforms as T
 
 from ..data.transforms import INTERPOLATION
 
-
 ZOOM_OUT_SCALE = (0.5, 0.9)  # size of the shrunk drawing, as a fraction of the image side
 WHITE = (255, 255, 255)
 

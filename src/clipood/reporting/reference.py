@@ -16,7 +16,7 @@ REFERENCE_FILE = "clipood_icml2023.yaml"
 @functools.lru_cache(maxsize=1)
 def load_reference() -> dict:
     """Tables 1-4 of the CLIPood paper as data (see the YAML file for the source)."""
-    text = resources.files("clipood.reference").joinpath(REFERENCE_FILE).read_text(encoding="utf-8")
+    text = resources.files("clipood.reporting").joinpath("published", REFERENCE_FILE).read_text(encoding="utf-8")
     return yaml.safe_load(text)
 
 

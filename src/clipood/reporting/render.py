@@ -7,9 +7,9 @@ import html
 import io
 from typing import Optional
 
-from ..tables import markdown_table
 from .layouts import Table
 from .stats import Stat
+from .text import markdown_table
 
 
 def _fmt(c: Optional[Stat]) -> str:

@@ -34,6 +34,12 @@ def stat(values: Iterable[Optional[float]], *, scale: float = 100.0) -> Optional
     return Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals))
 
 
+def fmt_stat(values: Iterable[Optional[float]]) -> str:
+    """'mean ± std' in percent of accuracies in [0, 1] ('mean' for one value, '-' for none)."""
+    s = stat(values)
+    return "-" if s is None else s.fmt()
+
+
 def mean(values: Iterable[Optional[float]]) -> float:
     vals = finite(values)
     return statistics.fmean(vals) if vals else math.nan

@@ -40,7 +40,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import ClipoodError, ConfigError
-from ..runs import RunDir
+from ..rundir import RunDir
 
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 

@@ -14,39 +14,26 @@ import torch
 
 from ..averaging import WeightAverage, averaged_tensors, build_averager
 from ..config import Config
+from ..data.datasets import prepare_benchmark
 from ..data.folder import ImageIndex, scan
-from ..data.registry import prepare_benchmark
 from ..data.splits import Splits, make_splits
 from ..data.transforms import train_transform
 from ..errors import ConfigError
 from ..evaluation import ClassWeights
 from ..losses import build_loss
-from ..model import Backbone, ImageClassifier, LinearHead, TextHead, encode_class_texts, load_backbone, set_trainable
+from ..model import (
+    Backbone,
+    ImageClassifier,
+    LinearHead,
+    TextHead,
+    encode_class_texts,
+    load_backbone,
+    set_trainable,
+)
+from .device import resolve_device, resolve_precision
 from .distributed import SINGLE, DistContext, wrap
 from .execution import apply_execution_options
 from .optim import build_optimizer, build_scheduler
-
-
-def resolve_device(name: str, dist: DistContext = SINGLE) -> torch.device:
-    if dist.enabled:  # one process per device: torchrun's LOCAL_RANK picks the GPU
-        return dist.device
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device: {name!r} asked for but CUDA is not available here; use --device cpu or auto")
-    return dev
-
-
-def resolve_precision(name: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype (None: fp32). Master weights and the average are always fp32."""
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if name == "fp32":
-        return None
-    if name == "fp16" and device.type != "cuda":
-        raise ConfigError("--precision: fp16 needs CUDA; use bf16 or fp32 on CPU")
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
 def resolve_temperature(temperature: Optional[float], backbone: Backbone) -> float:
@@ -60,10 +47,10 @@ def resolve_temperature(temperature: Optional[float], backbone: Backbone) -> flo
     return 1.0 / scale
 
 
-def prepare_data(cfg: Config) -> tuple[ImageIndex, Splits]:
+def prepare_data(cfg: Config, training: bool = True) -> tuple[ImageIndex, Splits]:
     d = cfg.data
     if d.dataset is not None:  # a named benchmark: its own layout, class names and splits
-        return prepare_benchmark(d.dataset, d.root, holdout_domains=d.holdout_domains, val_fraction=d.val_fraction,
+        return prepare_benchmark(d.dataset, d.root, training=training, holdout_domains=d.holdout_domains, val_fraction=d.val_fraction,
                                  split_seed=d.split_seed, base_to_new=d.base_to_new, shots=d.shots,
                                  shot_seed=cfg.train.seed, class_names_file=d.class_names)
     index = scan(d.root, d.layout, d.class_names)

@@ -8,86 +8,31 @@
         alpha_t (Eq. 6) and fold theta_t into the average (Eq. 7)
     output the averaged model
 
-Around it: checkpoints (every N steps and on SIGTERM/SIGINT), a stop on a non-finite
-loss before it reaches the average, metrics, and the bad-image policy.
+``fit`` is those lines; the bad-image policy, metrics, evaluations, checkpoints (every N
+steps and on SIGTERM/SIGINT) and the stop on a non-finite loss before it reaches the
+average are ``housekeeping.Housekeeping``'s.
 """
 
 from __future__ import annotations
 
-import math
-import signal
-import time
-from contextlib import contextmanager
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
-from tqdm.auto import tqdm
 
-from ..data.datasets import ImageDataset, collate
+from ..data.bad_images import BadImages
 from ..data.folder import check_same_data, fingerprint
-from ..io import DiskFull
+from ..data.loading import ImageDataset, collate
 from ..data.sampling import DomainBalancedBatches
 from ..errors import ClipoodError, ConfigError, DataError
-from ..runs import RunDir
+from ..rundir import RunDir
 from . import checkpoint as ckpt
 from .distributed import no_sync
 from .execution import micro_batches, to_device
 from .experiment import Experiment
+from .housekeeping import Housekeeping
 from .optim import apply_gradients
 
-
-class Interrupted(ClipoodError):
-    """SIGTERM/SIGINT: the state was checkpointed; the run can be resumed."""
-
-
-class NonFiniteLoss(ClipoodError):
-    """The loss became NaN/inf; the average never saw that step."""
-
-
-class BadImages:
-    """Applies --bad-images: 'fail' raises naming the file, 'skip' collects them."""
-
-    def __init__(self, policy: str, paths: list[str]):
-        self.policy, self.paths, self.seen = policy, paths, {}
-
-    def __call__(self, bad: list) -> None:
-        for i, reason in bad:
-            path = self.paths[i]
-            if self.policy == "fail":
-                raise DataError(f"{path}: unreadable image ({reason}); fix or remove it, or pass --bad-images skip")
-            self.seen[path] = reason
-
-    def items(self) -> list[tuple[str, str]]:
-        return sorted(self.seen.items())
-
-    def gather(self, dist) -> None:
-        """Each rank skips images of its own share; afterwards every rank knows all of them (collective)."""
-        for items in dist.all_gather_objects(self.items()) if dist.enabled else []:
-            self.seen.update(dict(items))
-
-
-@contextmanager
-def handling_stop_signals(on_signal):
-    """Call ``on_signal(signum)`` on SIGTERM/SIGINT instead of dying; the old handlers come back after."""
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            previous[sig] = signal.signal(sig, lambda signum, frame: on_signal(signum))
-        except ValueError:  # not the main thread
-            pass
-    try:
-        yield
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
-
-
-@contextmanager
-def stop_signals():
-    """Turn SIGTERM/SIGINT into a flag the loop checks after each step."""
-    flag = {"signal": None}
-    with handling_stop_signals(lambda signum: flag.__setitem__("signal", signum)):
-        yield flag
+__all__ = ["fit", "train_loader", "train_step"]
 
 
 def training_state(exp: Experiment, bad: BadImages) -> dict:
@@ -167,70 +112,48 @@ def train_step(exp: Experiment, images: torch.Tensor, labels: torch.Tensor) -> t
     return loss
 
 
-def resume_command(exp: Experiment, run: RunDir) -> str:
+def resume_command(exp: Experiment, run: Optional[RunDir]) -> str:
     """The command that continues this run (under torchrun when it ran under torchrun)."""
+    if run is None:
+        return ""
     if exp.dist.world_size > 1:
         return f"torchrun --nproc_per_node={exp.dist.world_size} -m clipood.cli train --resume {run.path}"
     return f"clipood train --resume {run.path}"
 
 
-def fit(exp: Experiment, run: RunDir, *, resume_state: Optional[dict] = None, progress: bool = True,
-        evaluate_fn=None, allow_changed_data: bool = False) -> BadImages:
-    """Algorithm 1 from step start+1 to T; leaves the averaged weights in the model."""
-    cfg, t_cfg = exp.cfg, exp.cfg.train
-    bad = BadImages(cfg.data.bad_images, exp.index.paths)
-    start = 0
-    if resume_state is not None:
-        start = restore_state(exp, resume_state, bad, allow_changed_data)
-    run.truncate_metrics(start)  # a resumed run logs steps after its checkpoint again (all of them without one)
-    T = t_cfg.steps
-    labels_all = torch.as_tensor(exp.index.labels, dtype=torch.long)
-    exp.classifier.train()
-    bar = tqdm(total=T, initial=start, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
-    t0 = time.time()
-    with stop_signals() as stop:
-        step = start
-        for step, (images, idx, bad_batch) in enumerate(train_loader(exp, start), start=start + 1):
-            bad(bad_batch)
-            if images is None:
-                raise DataError("a whole training batch was unreadable; check the images listed in bad_images.txt")
-            images = to_device(images, exp.device, exp.channels_last)
-            labels = exp.label_map[labels_all[idx]].to(exp.device, non_blocking=True)
-            loss = train_step(exp, images, labels)                     # sample, loss, step
-            if not math.isfinite(loss_value := float(loss)):
-                run.log({"step": step, "event": "non-finite loss", "loss": loss_value})
-                raise NonFiniteLoss(
-                    f"loss became {loss_value} at step {step}; the average and the last checkpoint are untouched. "
-                    f"Lower --lr, enable --grad-clip, or check the data")
-            exp.averager.update(step)                                  # alpha_t, average (Eq. 6-7)
+def housekeeping(exp: Experiment, run: Optional[RunDir], bad: BadImages, start: int, progress: bool,
+                 evaluate_fn: Optional[Callable]) -> Housekeeping:
+    """Logging, evaluation of the averaged model, checkpoints and signals for ``fit``."""
+    t = exp.cfg.train
 
-            bar.update(1)
-            if step % t_cfg.log_every == 0 or step == T:
-                lr = exp.scheduler.get_last_lr()[0]
-                run.log({"step": step, "loss": loss_value, "lr": lr, "elapsed_s": round(time.time() - t0, 3)})
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
-            if evaluate_fn is not None and t_cfg.eval_every and step % t_cfg.eval_every == 0 and step < T:
-                with exp.averager.swapped():
-                    run.log({"step": step, "eval": evaluate_fn(progress=False)})
-                exp.classifier.train()
-            stopping = exp.dist.any(stop["signal"] is not None)  # a signal to any rank stops all
-            due = (t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0) or stopping
-            if due and step < T:
-                bad.gather(exp.dist)  # so a resumed run still lists what every rank skipped before it
-                if exp.dist.is_main:  # rank 0 writes; the state is the same on every rank
-                    try:
-                        ckpt.save_checkpoint(run.path, step, training_state(exp, bad), t_cfg.keep_checkpoints)
-                    except DiskFull as e:
-                        raise DiskFull(e.path).with_hint(
-                            f"the checkpoints written before are intact; free space, then: "
-                            f"{resume_command(exp, run)}") from None
-            if stopping and step < T:
-                bar.close()
-                exp.dist.barrier()  # the checkpoint is on disk before any rank exits
-                raise Interrupted(f"stopped by signal {stop['signal'] or 'on another rank'} at step {step}/{T}; "
-                                  f"checkpoint saved. Continue with: {resume_command(exp, run)}")
-    bar.close()
-    if step < T:
-        raise ClipoodError(f"training stopped early at step {step} of {T}")
-    exp.averager.copy_to()  # output the averaged model
+    def evaluate() -> dict:
+        with exp.averager.swapped():  # the model that will be exported: the average
+            record = {"eval": evaluate_fn(progress=False)}
+        exp.classifier.train()
+        return record
+    return Housekeeping(
+        total=t.steps, start=start, bad=bad, state=lambda: training_state(exp, bad), run=run, log_every=t.log_every,
+        eval_every=t.eval_every, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+        evaluate=evaluate if evaluate_fn is not None else None,
+        log_fields=lambda: {"lr": exp.scheduler.get_last_lr()[0]}, resume_command=resume_command(exp, run),
+        dist=exp.dist, progress=progress)
+
+
+def fit(exp: Experiment, run: Optional[RunDir] = None, *, resume_state: Optional[dict] = None, progress: bool = True,
+        evaluate_fn: Optional[Callable] = None, allow_changed_data: bool = False) -> BadImages:
+    """Algorithm 1 from step start+1 to T; leaves the averaged weights in the model.
+
+    ``run`` None trains in memory (nothing logged or checkpointed)."""
+    bad = BadImages(exp.cfg.data.bad_images, exp.index.paths)
+    start = restore_state(exp, resume_state, bad, allow_changed_data) if resume_state is not None else 0
+    labels = torch.as_tensor(exp.index.labels, dtype=torch.long)
+    exp.classifier.train()
+    with housekeeping(exp, run, bad, start, progress, evaluate_fn) as house:
+        for step, images, idx in house.steps(train_loader(exp, start)):      # sample a batch from every domain
+            images = to_device(images, exp.device, exp.channels_last)
+            y = exp.label_map[labels[idx]].to(exp.device, non_blocking=True)
+            loss = house.check(train_step(exp, images, y))                     # MMS loss (Eq. 3-4), AdamW step
+            exp.averager.update(step)                                          # alpha_t (Eq. 6), BMA (Eq. 7)
+            house.after_step(loss)                                             # log, evaluate, checkpoint, signals
+    exp.averager.copy_to()                                                     # output the averaged model
     return bad

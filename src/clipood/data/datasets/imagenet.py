@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import ClassVar, Optional
 
 from ...errors import DataError
-from ..folder import ImageIndex
+from ..folder import ImageIndex, class_images, make_index
 from ..images import is_image_file
-from ..registry import DOCS, Benchmark, Predefined, register
 from ..splits import EvalSet
-from .folders import class_images, make_index
+from .base import DOCS, Benchmark, Predefined
 
 COOP_DATASETS = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
 CLASS_SOURCE = ("CLIP's ImageNet class names (`open_clip.zero_shot_metadata.IMAGENET_CLASSNAMES`, the list of "
@@ -64,7 +63,6 @@ def _first_dir(base: Path, candidates: tuple[str, ...]) -> Path:
     return base / candidates[0]
 
 
-@register
 class ImageNet(Benchmark):
     name = "imagenet"
     title = "ImageNet"
@@ -225,7 +223,6 @@ class ImageNetShift(Benchmark):
                                                           classes=classes)])
 
 
-@register
 class ImageNetV2(ImageNetShift):
     name = "imagenet-v2"
     title = "ImageNet-V2"
@@ -243,7 +240,6 @@ class ImageNetV2(ImageNetShift):
         return wnids[int(folder)]
 
 
-@register
 class ImageNetSketch(ImageNetShift):
     name = "imagenet-sketch"
     title = "ImageNet-Sketch"
@@ -252,7 +248,6 @@ class ImageNetSketch(ImageNetShift):
     url = "https://github.com/HaohanWang/ImageNet-Sketch"
 
 
-@register
 class ImageNetA(ImageNetShift):
     name = "imagenet-a"
     title = "ImageNet-A"
@@ -265,7 +260,6 @@ class ImageNetA(ImageNetShift):
     example_folder = "n01498041"
 
 
-@register
 class ImageNetR(ImageNetShift):
     name = "imagenet-r"
     title = "ImageNet-R"
@@ -279,3 +273,6 @@ class ImageNetR(ImageNetShift):
 
 
 SHIFT_SETS = (ImageNetV2, ImageNetSketch, ImageNetA, ImageNetR)
+
+
+DATASETS = (ImageNet, ImageNetV2, ImageNetSketch, ImageNetA, ImageNetR)

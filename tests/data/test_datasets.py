@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from clipood.config import Config, validate
-from clipood.data import registry
-from clipood.data.benchmarks.imagenet import PartialImageNet
+from clipood.data import datasets as registry
+from clipood.data.datasets.imagenet import PartialImageNet
 from clipood.data.folder import scan
 from clipood.data.splits import EvalSet, make_splits
 from clipood.errors import ConfigError, DataError
-from clipood.evaluation import ClassWeights, evaluate
+from clipood.evaluation import ClassWeights, accuracies
 
 OPTS = dict(holdout_domains=[], val_fraction=0.5, split_seed=0)
 
@@ -221,7 +221,7 @@ def test_imagenet_plain_train_val_layout_is_accepted(tmp_path):
 ])
 def test_imagenet_shift_set_on_its_own(tmp_path, name, classes, subset):
     make_imagenet(tmp_path)
-    index, splits = registry.prepare_benchmark(name, tmp_path, **OPTS)
+    index, splits = registry.prepare_benchmark(name, tmp_path, training=False, **OPTS)
     assert index.num_classes == 1000  # the classes an ImageNet model was trained on
     assert index.class_names[0] == "tench" and index.class_folders[0] == "n01440764"
     assert index.domains == [name] and splits.train == []
@@ -235,14 +235,14 @@ def test_imagenet_a_rejects_a_folder_outside_its_200_classes(tmp_path):
     make_imagenet(tmp_path, shifts=("a",))
     image(tmp_path / "imagenet-adversarial" / "imagenet-a" / WNIDS["tench"] / "x.jpg")
     with pytest.raises(DataError, match="is not one of the 200 ImageNet-A classes"):
-        registry.prepare_benchmark("imagenet-a", tmp_path, **OPTS)
+        registry.prepare_benchmark("imagenet-a", tmp_path, training=False, **OPTS)
 
 
 def test_imagenet_v2_folders_must_be_label_indices(tmp_path):
     make_imagenet(tmp_path, shifts=("v2",))
     image(tmp_path / "imagenetv2" / "imagenetv2-matched-frequency-format-val" / "1000" / "x.jpg")
     with pytest.raises(DataError, match="label indices 0..999"):
-        registry.prepare_benchmark("imagenet-v2", tmp_path, **OPTS)
+        registry.prepare_benchmark("imagenet-v2", tmp_path, training=False, **OPTS)
 
 
 # ----------------------------------------------------------------------------- CoOp datasets
@@ -316,7 +316,7 @@ def test_coop_dataset_reads_its_split_file(tmp_path, name):
     else:
         _, raw = make_coop(tmp_path, name)
         readable = COOP[name][5]
-    index, splits = registry.prepare_benchmark(name, tmp_path, **OPTS)
+    index, splits = registry.prepare_benchmark(name, tmp_path, training=not registry.get(name).test_only, **OPTS)
     assert index.domains == [name]
     assert index.class_folders == raw  # label order of the split file, not sorted
     assert index.class_names == readable
@@ -365,7 +365,7 @@ def test_fixed_test_sets_refuse_holdout_domains(tmp_path):
 def test_missing_dataset_gives_the_documented_error(tmp_path, name):
     bench = registry.get(name)
     with pytest.raises(DataError) as err:
-        registry.prepare_benchmark(name, tmp_path, **OPTS)
+        registry.prepare_benchmark(name, tmp_path, training=False, **OPTS)
     msg = str(err.value)
     assert len(msg.splitlines()) == 1
     expected = tmp_path / bench.folders[0]
@@ -387,7 +387,7 @@ def test_missing_part_of_a_dataset_names_that_part(tmp_path):
 def test_docs_list_every_dataset_and_are_generated_from_the_registry():
     doc = Path(__file__).parents[2] / "docs" / "datasets.md"
     assert doc.read_text(encoding="utf-8") == registry.datasets_markdown(), \
-        "regenerate: python -m clipood.data.registry > docs/datasets.md"
+        "regenerate: python -m clipood.data.datasets > docs/datasets.md"
     text = doc.read_text(encoding="utf-8")
     for name in registry.names():
         bench = registry.get(name)
@@ -398,16 +398,16 @@ def test_docs_list_every_dataset_and_are_generated_from_the_registry():
 
 
 def test_config_dataset_option(tmp_path):
+    from clipood.training.experiment import prepare_data
     cfg = Config()
     cfg.data.root, cfg.data.dataset = str(tmp_path), "pacs_typo"
     with pytest.raises(ConfigError, match="--dataset: unknown dataset 'pacs_typo'; known: pacs, vlcs"):
-        validate(cfg)
+        prepare_data(validate(cfg))
     cfg.data.dataset = "imagenet-a"
     with pytest.raises(ConfigError, match="imagenet-a is a test set only"):
-        validate(cfg)
-    assert validate(cfg, training=False) is cfg
-    cfg.data.dataset = "PACS"
-    assert validate(cfg) is cfg
+        prepare_data(validate(cfg))
+    with pytest.raises(DataError, match="ImageNet-A not found"):  # evaluation may use it: it is just missing
+        prepare_data(validate(cfg, training=False), training=False)
     for name in registry.names():  # the flag's help names every dataset
         assert name in Config.__dataclass_fields__["data"].default_factory.__dataclass_fields__["dataset"] \
             .metadata["help"]
@@ -461,7 +461,7 @@ def test_evaluation_scores_a_class_subset_among_its_classes_only():
     ids = torch.arange(40)
     evals = [EvalSet("d", "test", "test", list(range(40)), classes=subset),
              EvalSet("d", "all", "test", list(range(40)))]
-    out = evaluate(feats, ids, index, evals, ClassWeights(weight), base=[0, 1, 2], new=[3, 4, 5])
+    out = accuracies(feats, ids, index, evals, ClassWeights(weight), base=[0, 1, 2], new=[3, 4, 5])
     y = torch.tensor(labels)
     sub = torch.tensor(subset)
     expect_sub = float((sub[scores[:, sub].argmax(1)] == y).float().mean())
@@ -478,7 +478,7 @@ def test_evaluation_scores_a_class_subset_among_its_classes_only():
 
 
 def test_zeroshot_run_on_imagenet_reports_each_shift_set(tmp_path, tiny_pretrained):
-    from clipood.training.runner import run_zeroshot
+    from clipood.commands import zeroshot as run_zeroshot
     make_imagenet(tmp_path / "data")
     cfg = Config()
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
@@ -498,7 +498,7 @@ def test_zeroshot_run_on_imagenet_reports_each_shift_set(tmp_path, tiny_pretrain
 
 
 def test_train_base_to_new_on_a_coop_dataset(tmp_path, tiny_pretrained):
-    from clipood.training.runner import run_train
+    from clipood.commands import train as run_train
     make_coop(tmp_path / "data", "eurosat")
     cfg = Config()
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"

@@ -1,12 +1,27 @@
-"""Result tables for a run and for comparisons of methods over seeds."""
+"""Plain-text tables (markdown pipe tables): one run's results, summaries and reports."""
 
 from __future__ import annotations
 
 import math
-import statistics
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from .tables import fmt_pct, markdown_table
+__all__ = ["fmt_pct", "markdown_table", "results_table"]
+
+
+def fmt_pct(x: Any) -> str:
+    """Accuracy in [0, 1] as a percentage with one decimal; '-' when missing."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{100.0 * x:.1f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    def line(r):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
 
 
 def _metrics(entry: Optional[dict]) -> list[str]:
@@ -39,13 +54,3 @@ def results_table(results: dict) -> str:
             row += [fmt_pct(e.get(k)) for k in keys]
         rows.append(row)
     return markdown_table(headers, rows)
-
-
-def mean_std(values: Sequence[float]) -> str:
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    if not vals:
-        return "-"
-    m = 100 * statistics.fmean(vals)
-    if len(vals) == 1:
-        return f"{m:.1f}"
-    return f"{m:.1f} ± {100 * statistics.stdev(vals):.1f}"

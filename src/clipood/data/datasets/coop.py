@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import ClassVar, Optional
 
 from ...errors import DataError
-from ..folder import ImageIndex, readable_name
-from ..registry import DOCS, Benchmark, Predefined, register
+from ..folder import ImageIndex, make_index, readable_name
 from ..splits import EvalSet
-from .folders import make_index
+from .base import DOCS, Benchmark, Predefined
 
 COOP_DATASETS = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
 SPLITS = ("train", "val", "test")
@@ -136,7 +135,6 @@ class CoOpDataset(Benchmark):
         return index, Predefined(train=parts["train"], evals=evals)
 
 
-@register
 class Caltech101(CoOpDataset):
     name = "caltech101"
     title = "Caltech101"
@@ -147,7 +145,6 @@ class Caltech101(CoOpDataset):
     num_classes = 100
 
 
-@register
 class OxfordPets(CoOpDataset):
     name = "oxfordpets"
     title = "OxfordPets"
@@ -159,7 +156,6 @@ class OxfordPets(CoOpDataset):
     num_classes = 37
 
 
-@register
 class StanfordCars(CoOpDataset):
     name = "stanfordcars"
     title = "StanfordCars"
@@ -171,7 +167,6 @@ class StanfordCars(CoOpDataset):
     num_classes = 196
 
 
-@register
 class Flowers102(CoOpDataset):
     name = "flowers102"
     title = "Flowers102"
@@ -184,7 +179,6 @@ class Flowers102(CoOpDataset):
     num_classes = 102
 
 
-@register
 class Food101(CoOpDataset):
     name = "food101"
     title = "Food101"
@@ -196,7 +190,6 @@ class Food101(CoOpDataset):
     num_classes = 101
 
 
-@register
 class FGVCAircraft(CoOpDataset):
     """The official variant split files instead of a CoOp JSON (CoOp reads them the same way)."""
 
@@ -241,7 +234,6 @@ class FGVCAircraft(CoOpDataset):
         return out, variants_file
 
 
-@register
 class SUN397(CoOpDataset):
     name = "sun397"
     title = "SUN397"
@@ -252,7 +244,6 @@ class SUN397(CoOpDataset):
     num_classes = 397
 
 
-@register
 class DTD(CoOpDataset):
     name = "dtd"
     title = "DTD"
@@ -265,7 +256,6 @@ class DTD(CoOpDataset):
     num_classes = 47
 
 
-@register
 class EuroSAT(CoOpDataset):
     name = "eurosat"
     title = "EuroSAT"
@@ -276,7 +266,6 @@ class EuroSAT(CoOpDataset):
     num_classes = 10
 
 
-@register
 class UCF101(CoOpDataset):
     name = "ucf101"
     title = "UCF101"
@@ -286,3 +275,6 @@ class UCF101(CoOpDataset):
     image_dir = "UCF-101-midframes"
     split_file = "split_zhou_UCF101.json"
     num_classes = 101
+
+
+DATASETS = (Caltech101, OxfordPets, StanfordCars, Flowers102, Food101, FGVCAircraft, SUN397, DTD, EuroSAT, UCF101)

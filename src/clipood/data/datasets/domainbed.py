@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Optional
 
-from ..folder import ImageIndex, readable_name
-from ..registry import Benchmark, Predefined, register
-from .folders import index_domain_folders
+from ..folder import ImageIndex, index_domain_folders, readable_name
+from .base import Benchmark, Predefined
 
 DOMAINBED_SCRIPT = "https://github.com/facebookresearch/DomainBed/blob/main/domainbed/scripts/download.py"
 SPLIT_DOC = ("clipood's DomainBed protocol: leave-one-domain-out (`--holdout-domain`), each domain split per "
@@ -71,7 +70,6 @@ def _same(*names: str) -> dict[str, tuple[str, ...]]:
     return {n: (n,) for n in names}
 
 
-@register
 class PACS(DomainBedDataset):
     name = "pacs"
     title = "PACS"
@@ -82,7 +80,6 @@ class PACS(DomainBedDataset):
     example_class = "dog"
 
 
-@register
 class VLCS(DomainBedDataset):
     name = "vlcs"
     title = "VLCS"
@@ -99,7 +96,6 @@ def office_home_name(folder: str) -> str:
     return " ".join(w if (w.isupper() and len(w) > 1) else w.lower() for w in words)
 
 
-@register
 class OfficeHome(DomainBedDataset):
     name = "officehome"
     title = "OfficeHome"
@@ -117,7 +113,6 @@ class OfficeHome(DomainBedDataset):
         return office_home_name(folder)
 
 
-@register
 class TerraIncognita(DomainBedDataset):
     name = "terraincognita"
     title = "TerraIncognita"
@@ -131,7 +126,6 @@ class TerraIncognita(DomainBedDataset):
                     "squirrel), as the paper's prompts use them; a class may have no images in some location")
 
 
-@register
 class DomainNet(DomainBedDataset):
     name = "domainnet"
     title = "DomainNet"
@@ -141,3 +135,6 @@ class DomainNet(DomainBedDataset):
     num_classes = 345
     example_class = "aircraft_carrier"
     class_source = "the class folder names with `_` read as a space (`The_Eiffel_Tower` -> `The Eiffel Tower`)"
+
+
+DATASETS = (PACS, VLCS, OfficeHome, TerraIncognita, DomainNet)

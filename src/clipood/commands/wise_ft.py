@@ -22,12 +22,13 @@ import torch
 from safetensors.torch import load_file
 
 from ..config import Config
+from ..data.bad_images import BadImages
 from ..errors import ClipoodError, ModelError
 from ..io import write_json
-from ..runs import RunDir
-from .experiment import build_experiment
-from .loop import BadImages
-from .runner import _environment, _summary, evaluate_experiment, export_model, preflight, read_model_meta
+from ..rundir import RunDir
+from ..training.experiment import build_experiment
+from .export import export_model, read_model_meta
+from .run import environment, evaluate_experiment, preflight, results_summary
 
 
 def interpolate(theta0: dict[str, torch.Tensor], theta1: dict[str, torch.Tensor], alpha: float) -> dict:
@@ -105,11 +106,11 @@ def _wise_ft_in(run: RunDir, ft: RunDir, ft_results: dict, cfg: Config, data, al
     export_model(exp, run.model_dir)
     results = {
         "kind": "wise-ft", "base_run": str(ft.path), "method": ft_results.get("method"),
-        **_summary(exp), "seed": cfg.train.seed, "steps": ft_results.get("steps"),
+        **results_summary(exp), "seed": cfg.train.seed, "steps": ft_results.get("steps"),
         "alphas": list(alphas), "variants": per_alpha, "selected_alpha": chosen,
         "selection": "training-domain validation" if valid else "no validation split: alpha closest to 0.5",
         "zeroshot": ft_results.get("zeroshot"), "final": per_alpha[alpha_key(chosen)],
-        "environment": _environment(exp),
+        "environment": environment(exp),
     }
     write_json(run.path / "results.json", results)
     return run, results

@@ -1,11 +1,11 @@
-"""Whole runs: zero-shot evaluation, training (with resume), evaluation of an exported model.
-
-Each function takes a validated Config, writes into its run directory, and returns the
-results dict that ``results.json`` holds.
+"""The commands of one run: zero-shot evaluation, training (Algorithm 1, with resume), evaluation of an
+exported model. Each takes a Config (copied: the caller's is never changed), writes its run
+directory, and returns it with the results dict that ``results.json`` holds.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import platform
 import time
@@ -13,24 +13,22 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from .. import __version__
 from ..config import Config
-from ..errors import ClipoodError, ModelError
-from ..evaluation import encode_images, evaluate
 from ..console import note
-from ..io import DiskFull, atomic_path, read_json, write_json
-from ..model import LinearHead
-from ..runs import RunDir
-from . import checkpoint as ckpt
-from . import distributed
-from ..model.backbones import check_arch, save_open_clip_folder
-from .experiment import Experiment, build_experiment, prepare_data
-from .loop import BadImages, fit
+from ..data.bad_images import BadImages
+from ..errors import ClipoodError
+from ..evaluation import accuracies, encode_images
+from ..io import DiskFull, write_json
+from ..model.backbones import check_arch
+from ..rundir import RunDir
+from ..training import checkpoint as ckpt
+from ..training import distributed
+from ..training.experiment import Experiment, build_experiment, prepare_data
+from ..training.loop import fit
+from .export import META_FILE, export_model, load_exported_head, read_model_meta
 
-HEAD_FILE = "clipood_head.safetensors"
-META_FILE = "clipood.json"
+__all__ = ["evaluate", "evaluate_experiment", "resume_config", "train", "zeroshot"]
 
 
 def evaluate_experiment(exp: Experiment, bad: BadImages, *, progress: bool = True, desc: str = "eval") -> dict:
@@ -46,61 +44,11 @@ def evaluate_experiment(exp: Experiment, bad: BadImages, *, progress: bool = Tru
         batch_size=exp.cfg.eval.batch_size, device=exp.device, workers=exp.cfg.data.workers,
         autocast_dtype=exp.autocast_dtype, on_bad=bad, desc=desc, progress=progress and dist.is_main)
     feats, ids = dist.all_gather_rows(feats), dist.all_gather_rows(ids)
-    return evaluate(feats, ids, exp.index, exp.splits.evals, exp.class_weights(),
+    return accuracies(feats, ids, exp.index, exp.splits.evals, exp.class_weights(),
                     exp.splits.base_classes, exp.splits.new_classes)
 
 
-def export_model(exp: Experiment, out_dir: Path) -> None:
-    """The trained (averaged) model as an open_clip local-dir folder, plus clipood's head and class list."""
-    save_open_clip_folder(exp.backbone, out_dir)
-    head = exp.classifier.head
-    if isinstance(head, LinearHead):
-        with atomic_path(out_dir / HEAD_FILE) as tmp:
-            save_file({"weight": head.linear.weight.detach().float().cpu().contiguous(),
-                       "bias": head.linear.bias.detach().float().cpu().contiguous()}, str(tmp))
-    write_json(out_dir / META_FILE, {
-        "clipood_version": __version__,
-        "class_names": exp.index.class_names,
-        "train_classes": exp.splits.train_classes,
-        "templates": exp.cfg.model.templates,
-        "temperature": exp.temperature,
-        "head": "linear" if isinstance(head, LinearHead) else "text",
-        "source_arch": exp.backbone.arch,
-        "source_pretrained": exp.backbone.pretrained,
-        "source_weights": exp.backbone.weights.about if exp.backbone.weights else None,
-    })
-
-
-def read_model_meta(model_dir: Path) -> dict:
-    """clipood.json of an exported model, or one error line (missing fields, not JSON)."""
-    meta = read_json(Path(model_dir) / META_FILE, "--model")
-    if not isinstance(meta, dict) or not isinstance(meta.get("class_names", []), list):
-        raise ModelError(f"--model: {Path(model_dir) / META_FILE} is not a clipood model record; re-export the model")
-    return meta
-
-
-def load_exported_head(exp: Experiment, model_dir: Path) -> None:
-    """Put a saved linear head back (for `clipood eval` of an ERM run)."""
-    meta_path = model_dir / META_FILE
-    if not meta_path.is_file():
-        return
-    meta = read_model_meta(model_dir)
-    if meta.get("head") != "linear":
-        return
-    if meta["class_names"] != exp.index.class_names:
-        raise ModelError(f"{model_dir}: its linear head was trained on other classes than --root has; "
-                         f"evaluate it on the same class set")
-    if not (model_dir / HEAD_FILE).is_file():
-        raise ModelError(f"--model: {model_dir} was trained with a linear head, but {HEAD_FILE} is missing; "
-                         f"re-export the model")
-    sd = load_file(str(model_dir / HEAD_FILE))
-    head = LinearHead(exp.text_features[meta["train_classes"]], exp.temperature, "random")
-    head.linear.load_state_dict(sd)
-    exp.classifier.head = head.to(exp.device)
-    exp.splits.train_classes = list(meta["train_classes"])
-
-
-def _summary(exp: Experiment) -> dict:
+def results_summary(exp: Experiment) -> dict:
     s = exp.splits
     return {
         "dataset": str(exp.index.root), "domains": exp.index.domains, "num_classes": exp.index.num_classes,
@@ -120,7 +68,7 @@ def _summary(exp: Experiment) -> dict:
     }
 
 
-def _environment(exp: Experiment) -> dict:
+def environment(exp: Experiment) -> dict:
     dev = exp.device
     return {"torch": torch.__version__, "python": platform.python_version(), "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
@@ -128,10 +76,10 @@ def _environment(exp: Experiment) -> dict:
             "world_size": exp.dist.world_size}
 
 
-def preflight(cfg: Config):
+def preflight(cfg: Config, training: bool = True):
     """Check the data and the architecture before a run directory is made or anything loads."""
     weights = check_arch(cfg.model.arch, cfg.model.pretrained)
-    data = prepare_data(cfg)
+    data = prepare_data(cfg, training)
     if weights.kind == "random":
         note(f"starting from {weights.about}: zero-shot and fine-tuned numbers mean little without pretrained "
              f"weights")
@@ -145,14 +93,16 @@ def _open_for_resume(run: RunDir) -> RunDir:
     return run
 
 
-def run_zeroshot(cfg: Config, *, progress: bool = True) -> tuple[RunDir, dict]:
+def zeroshot(cfg: Config, *, progress: bool = True) -> tuple[RunDir, dict]:
+    """The pre-trained model's accuracy on every split of the protocol (no training)."""
+    cfg = copy.deepcopy(cfg)
     with distributed.session(cfg.train.device) as dist:
         return _run_zeroshot(cfg, progress and dist.is_main, dist)
 
 
 def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext) -> tuple[RunDir, dict]:
     cfg.averaging.name = "none"  # nothing trains
-    data = preflight(cfg)
+    data = preflight(cfg, training=False)
     run = distributed.create_run(dist, lambda: RunDir.create(cfg))
     try:
         return _zeroshot_in(run, cfg, data, progress, dist)
@@ -165,20 +115,21 @@ def _zeroshot_in(run: RunDir, cfg: Config, data, progress: bool, dist) -> tuple[
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     zeroshot = evaluate_experiment(exp, bad, progress=progress)
     bad.gather(dist)
-    results = {"kind": "zeroshot", **_summary(exp), "zeroshot": zeroshot,
-               "environment": _environment(exp), "bad_images": len(bad.items())}
+    results = {"kind": "zeroshot", **results_summary(exp), "zeroshot": zeroshot,
+               "environment": environment(exp), "bad_images": len(bad.items())}
     if bad.items():
         run.write_bad_images(bad.items())
     run.write_results(results)
     return run, results
 
 
-def run_train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True,
-              allow_changed_data: bool = False) -> tuple[RunDir, dict]:
+def train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True,
+          allow_changed_data: bool = False) -> tuple[RunDir, dict]:
     """Zero-shot eval (optional), Algorithm 1, final eval of the averaged model, export.
 
     Under torchrun every process runs this; see ``distributed`` for how the work is split.
     """
+    cfg = copy.deepcopy(cfg)
     with distributed.session(cfg.train.device) as dist:
         data = preflight(cfg)
         if resume is not None:
@@ -226,10 +177,10 @@ def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, d
         "kind": "train", "method": {"loss": cfg.loss.name, "averaging": cfg.averaging.name,
                                     "lambda": cfg.loss.margin_lambda, "beta": cfg.averaging.beta,
                                     "temperature": exp.temperature, "norm_layers": cfg.train.norm_layers},
-        **_summary(exp), "steps": cfg.train.steps, "seed": cfg.train.seed,
+        **results_summary(exp), "steps": cfg.train.steps, "seed": cfg.train.seed,
         "zeroshot": zeroshot, "final": final, "train_time_s": round(train_time, 2),
         "resumed_from_step": int(state["step"]) if state is not None else None,  # train_time_s: since then
-        "average_extra_bytes": exp.averager.nbytes(), "environment": _environment(exp),
+        "average_extra_bytes": exp.averager.nbytes(), "environment": environment(exp),
         "bad_images": len(bad.items()),
     }
     run.write_results(results)
@@ -239,8 +190,11 @@ def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, d
     return run, results
 
 
-def run_eval(cfg: Config, model_dir: Path, out: Optional[Path] = None, *, progress: bool = True) -> dict:
-    """Evaluate an exported model folder on cfg's dataset and protocol."""
+def evaluate(cfg: Config, model_dir: Path, out: Optional[Path] = None, *, progress: bool = True) -> dict:
+    """Evaluate an exported model folder (``RUN/model``) on cfg's dataset and protocol."""
+    cfg = copy.deepcopy(cfg)
+    if out is not None and Path(out).is_dir():
+        raise ClipoodError(f"--out: {out} is a folder; give the JSON file to write, e.g. {Path(out) / 'eval.json'}")
     with distributed.session(cfg.train.device) as dist:
         return _run_eval(cfg, model_dir, out, progress and dist.is_main, dist)
 
@@ -258,11 +212,11 @@ def _run_eval(cfg: Config, model_dir: Path, out: Optional[Path], progress: bool,
         m = read_model_meta(model_dir)
         cfg.model.templates = m.get("templates", cfg.model.templates)
         cfg.loss.temperature = m.get("temperature", cfg.loss.temperature)
-    exp = build_experiment(cfg, dist=dist)
+    exp = build_experiment(cfg, data=prepare_data(cfg, training=False), dist=dist)
     load_exported_head(exp, model_dir)
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
-    results = {"kind": "eval", "model": str(model_dir), **_summary(exp),
-               "final": evaluate_experiment(exp, bad, progress=progress), "environment": _environment(exp)}
+    results = {"kind": "eval", "model": str(model_dir), **results_summary(exp),
+               "final": evaluate_experiment(exp, bad, progress=progress), "environment": environment(exp)}
     if out is not None and dist.is_main:
         write_json(out, results)
     return results

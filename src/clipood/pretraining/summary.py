@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..tables import fmt_pct, markdown_table
+from ..reporting.text import fmt_pct, markdown_table
 
 
 def summary(results: dict, run_dir: Path) -> str:

@@ -1,0 +1,123 @@
+"""An exported model folder: the open_clip ``local-dir:`` folder plus clipood's record of its classifier.
+
+    MODEL/open_clip_config.json, open_clip_model.safetensors   the (averaged) open_clip model
+    MODEL/config.json, tokenizer*.json                         a Hugging Face text tower's own files
+    MODEL/clipood.json                                         class names, templates, tau, head type
+    MODEL/clipood_head.safetensors                             a linear head (ERM) when there is one
+
+``load_classifier`` gives back what a user's code needs to classify with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .. import __version__
+from ..errors import ModelError
+from ..io import atomic_path, read_json, write_json
+from ..model import Backbone, LinearHead, load_backbone
+from ..model.backbones import save_open_clip_folder
+from ..model.heads import encode_class_texts
+from ..training.experiment import Experiment
+
+__all__ = ["Classifier", "HEAD_FILE", "META_FILE", "export_model", "load_classifier", "load_exported_head",
+           "read_model_meta"]
+
+HEAD_FILE = "clipood_head.safetensors"
+META_FILE = "clipood.json"
+
+
+def export_model(exp: Experiment, out_dir: Path) -> None:
+    """The trained (averaged) model as an open_clip local-dir folder, plus clipood's head and class list."""
+    save_open_clip_folder(exp.backbone, out_dir)
+    head = exp.classifier.head
+    if isinstance(head, LinearHead):
+        with atomic_path(out_dir / HEAD_FILE) as tmp:
+            save_file({"weight": head.linear.weight.detach().float().cpu().contiguous(),
+                       "bias": head.linear.bias.detach().float().cpu().contiguous()}, str(tmp))
+    write_json(out_dir / META_FILE, {
+        "clipood_version": __version__,
+        "class_names": exp.index.class_names,
+        "train_classes": exp.splits.train_classes,
+        "templates": exp.cfg.model.templates,
+        "temperature": exp.temperature,
+        "head": "linear" if isinstance(head, LinearHead) else "text",
+        "source_arch": exp.backbone.arch,
+        "source_pretrained": exp.backbone.pretrained,
+        "source_weights": exp.backbone.weights.about if exp.backbone.weights else None,
+    })
+
+
+def read_model_meta(model_dir: Path) -> dict:
+    """clipood.json of an exported model, or one error line (missing fields, not JSON)."""
+    meta = read_json(Path(model_dir) / META_FILE, "--model")
+    if not isinstance(meta, dict) or not isinstance(meta.get("class_names", []), list):
+        raise ModelError(f"--model: {Path(model_dir) / META_FILE} is not a clipood model record; re-export the model")
+    return meta
+
+
+def load_exported_head(exp: Experiment, model_dir: Path) -> None:
+    """Put a saved linear head back (for `clipood eval` of an ERM run)."""
+    meta_path = model_dir / META_FILE
+    if not meta_path.is_file():
+        return
+    meta = read_model_meta(model_dir)
+    if meta.get("head") != "linear":
+        return
+    if meta["class_names"] != exp.index.class_names:
+        raise ModelError(f"{model_dir}: its linear head was trained on other classes than --root has; "
+                         f"evaluate it on the same class set")
+    if not (model_dir / HEAD_FILE).is_file():
+        raise ModelError(f"--model: {model_dir} was trained with a linear head, but {HEAD_FILE} is missing; "
+                         f"re-export the model")
+    sd = load_file(str(model_dir / HEAD_FILE))
+    head = LinearHead(exp.text_features[meta["train_classes"]], exp.temperature, "random")
+    head.linear.load_state_dict(sd)
+    exp.classifier.head = head.to(exp.device)
+    exp.splits.train_classes = list(meta["train_classes"])
+
+
+
+
+@dataclass
+class Classifier:
+    """An exported run's classifier: ``scores(images)`` are the logits over ``class_names``."""
+
+    model: torch.nn.Module          # the open_clip model (image and text towers)
+    preprocess: Callable            # PIL image -> tensor, the model's eval transform
+    class_names: list[str]
+    head: torch.Tensor              # (C, D) normalised class-text embeddings, or a linear head's weights / tau
+    bias: Optional[torch.Tensor]    # the linear head's bias (None for the class-text head)
+    temperature: float
+    backbone: Backbone
+
+    @torch.no_grad()
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        feats = torch.nn.functional.normalize(self.model.encode_image(images).float(), dim=-1)
+        logits = feats @ self.head.T
+        return logits + self.bias if self.bias is not None else logits / self.temperature
+
+
+def load_classifier(model_dir: str | Path, *, device: str | torch.device = "cpu") -> Classifier:
+    """The model, its preprocessing, class names and head of an exported run (``RUN/model``)."""
+    model_dir = Path(model_dir)
+    backbone = load_backbone(f"local-dir:{model_dir}", device=device)
+    meta = read_model_meta(model_dir)
+    names = list(meta.get("class_names", []))
+    tau = float(meta.get("temperature") or 1.0 / (backbone.logit_scale or 100.0))
+    backbone.model.eval()
+    text = encode_class_texts(backbone.model, backbone.tokenizer, names, meta.get("templates", ["a photo of a {}."]))
+    head, bias = text, None
+    if meta.get("head") == "linear":
+        sd = load_file(str(model_dir / HEAD_FILE))
+        rows = torch.as_tensor(meta["train_classes"])
+        head = text / tau
+        bias = torch.zeros(len(names))
+        head[rows], bias[rows] = sd["weight"].float(), sd["bias"].float()
+    return Classifier(backbone.model, backbone.preprocess_val, names, head.to(device),
+                      None if bias is None else bias.to(device), tau, backbone)

@@ -1,1 +1,0 @@
-"""Published reference numbers, as package data (``clipood_icml2023.yaml``)."""
