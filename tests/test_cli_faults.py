@@ -26,10 +26,10 @@ def _base(shapes_root, tiny_pretrained, tmp_path, *extra):
 
 
 @pytest.mark.parametrize("flags,expected", [
-    (["--loss", "linear", "--lambda", "0.2"], "--lambda does not apply (--loss linear has no margin)"),
-    (["--averaging", "none", "--beta", "0.1"], "--beta does not apply (--averaging none has no Beta weights)"),
-    (["--head-init", "random"], "--head-init does not apply (--loss mms has no linear head)"),
-    (["--averaging", "bma", "--ema-decay", "0.99"], "--ema-decay does not apply (--averaging bma has no decay)"),
+    (["--loss", "linear", "--lambda", "0.2"], "--lambda does not apply with --loss linear (only with mms, fixed_margin)"),
+    (["--averaging", "none", "--beta", "0.1"], "--beta does not apply with --averaging none (only with bma)"),
+    (["--head-init", "random"], "--head-init does not apply with --loss mms (only with linear)"),
+    (["--averaging", "bma", "--ema-decay", "0.99"], "--ema-decay does not apply with --averaging bma (only with ema)"),
 ])
 def test_an_option_that_does_not_apply_is_one_warning(capsys, shapes_root, tiny_pretrained, tmp_path, flags,
                                                       expected):

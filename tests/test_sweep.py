@@ -11,15 +11,14 @@ import statistics
 import pytest
 import torch
 import yaml
-from clipood.commands.wise_ft import interpolate
 
 from clipood.cli import main
+from clipood.commands.wise_ft import interpolate
 from clipood.config import save_yaml
-from clipood.errors import ConfigError
+from clipood.errors import ConfigError, Interrupted
 from clipood.methods import METHODS, get_method
 from clipood.sweep import load_spec, plan, run_sweep, spec_from_dict
 from clipood.training import loop
-from clipood.errors import Interrupted
 
 STEPS = 3
 

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator, Sequence
+from typing import Callable, ClassVar, Iterator, Sequence
 
 import torch
 
-AVERAGERS = ("bma", "ema", "uniform", "none")
+__all__ = ["AVERAGERS", "BetaMovingAverage", "ExponentialMovingAverage", "NoAverage", "UniformAverage",
+           "WeightAverage", "averaged_tensors", "beta_pdf", "beta_weights", "build_averager"]
 
 
 def beta_pdf(x: float, a: float, b: float) -> float:
@@ -45,38 +46,45 @@ def beta_weights(total_steps: int, beta: float) -> list[float]:
 
 
 class WeightAverage:
-    """Online weighted average of live tensors (theta_0 is their value at construction)."""
+    """Online weighted average of live tensors (theta_0 is their value at construction).
 
-    name = "base"
+    A scheme is a pure ``fraction(first, last, total)``: the lerp weight of theta_last standing
+    for steps first..last, given the weight sum so far, and the sum after. ``update`` is the one
+    in-place step (timm's model_ema: get_decay / apply_update_)."""
+
+    name: ClassVar[str]
+    keeps_copy: ClassVar[bool] = True
 
     def __init__(self, tensors: Sequence[torch.Tensor], total_steps: int, every: int = 1):
         self.live = list(tensors)
         self.total_steps = int(total_steps)
         self.every = int(every)
         self.last_step = 0
-        self.total_weight = self.member_weight(0)
+        self.total_weight = self.initial_total()
         with torch.no_grad():
-            self.average = [t.detach().clone(memory_format=torch.preserve_format).float() for t in self.live]
+            self.average = [t.detach().clone(memory_format=torch.preserve_format).float()
+                            for t in self.live] if self.keeps_copy else []
 
-    # --- the scheme: weight of member t, and the lerp weight of a (covered) update
-    def member_weight(self, t: int) -> float:
+    # --- the scheme (pure)
+    def initial_total(self) -> float:
+        return 0.0
+
+    def fraction(self, first: int, last: int, total: float) -> tuple[float, float]:
         raise NotImplementedError
-
-    def lerp_weight(self, first: int, last: int) -> float:
-        """Weight of theta_last standing for steps first..last; updates total_weight."""
-        w = sum(self.member_weight(s) for s in range(first, last + 1))
-        self.total_weight += w
-        return w / self.total_weight if self.total_weight > 0 else 0.0
 
     def due(self, step: int) -> bool:
         return step % self.every == 0 or step == self.total_steps
 
+    # --- the in-place update
     @torch.no_grad()
     def update(self, step: int) -> bool:
         """Fold in the live tensors at step t (1..T); returns whether the average changed."""
+        if not self.keeps_copy:
+            self.last_step = step
+            return False
         if not self.due(step) or step <= self.last_step:
             return False
-        w = self.lerp_weight(self.last_step + 1, step)
+        w, self.total_weight = self.fraction(self.last_step + 1, step, self.total_weight)
         self.last_step = step
         if w == 0.0:
             return True
@@ -86,9 +94,11 @@ class WeightAverage:
 
     @torch.no_grad()
     def copy_to(self, tensors: Sequence[torch.Tensor] | None = None) -> None:
-        """Write the average into the live tensors (or the given ones)."""
+        """Write the average (the live tensors, without a copy) into the live tensors or the given ones."""
         dst = self.live if tensors is None else list(tensors)
-        torch._foreach_copy_(dst, self.average)
+        src = self.average if self.keeps_copy else self.live
+        if dst is not src:
+            torch._foreach_copy_(dst, src)
 
     @contextlib.contextmanager
     def swapped(self) -> Iterator[None]:
@@ -118,14 +128,30 @@ class WeightAverage:
             raise ValueError(f"checkpoint holds a {state['name']} average, this run uses {self.name}")
         self.last_step = int(state["last_step"])
         self.total_weight = float(state["total_weight"])
-        with torch.no_grad():
-            torch._foreach_copy_(self.average, [a.to(self.average[0].device) for a in state["average"]])
+        if self.average:
+            with torch.no_grad():
+                torch._foreach_copy_(self.average, [a.to(self.average[0].device) for a in state["average"]])
 
     def nbytes(self) -> int:
         return sum(a.numel() * a.element_size() for a in self.average)
 
 
-class BetaMovingAverage(WeightAverage):
+class NormalisedAverage(WeightAverage):
+    """sum_t alpha_t theta_t / sum_t alpha_t over the members so far (Eq. 7), from alpha_t = member_weight(t)."""
+
+    def member_weight(self, t: int) -> float:
+        raise NotImplementedError
+
+    def initial_total(self) -> float:
+        return self.member_weight(0)
+
+    def fraction(self, first: int, last: int, total: float) -> tuple[float, float]:
+        w = sum(self.member_weight(s) for s in range(first, last + 1))
+        total = total + w
+        return (w / total if total > 0 else 0.0), total
+
+
+class BetaMovingAverage(NormalisedAverage):
     """BMA (Eq. 5-7): the pre-trained weights and the last steps weigh most when beta < 1."""
 
     name = "bma"
@@ -139,7 +165,7 @@ class BetaMovingAverage(WeightAverage):
         return self.alphas[t]
 
 
-class UniformAverage(WeightAverage):
+class UniformAverage(NormalisedAverage):
     """theta_AVG = mean of theta_1..theta_T (Fig. 5); theta_0 is not a member."""
 
     name = "uniform"
@@ -157,60 +183,39 @@ class ExponentialMovingAverage(WeightAverage):
         self.decay = float(decay)
         super().__init__(tensors, total_steps, every)
 
-    def member_weight(self, t: int) -> float:
-        return 1.0  # not used: EMA is not a normalised sum
-
-    def lerp_weight(self, first: int, last: int) -> float:
+    def fraction(self, first: int, last: int, total: float) -> tuple[float, float]:
         # k skipped steps with the same theta: avg <- d^k avg + (1 - d^k) theta.
-        return 1.0 - self.decay ** (last - first + 1)
+        return 1.0 - self.decay ** (last - first + 1), total
 
 
 class NoAverage(WeightAverage):
     """No averaging: keeps no copy; the final weights are the result."""
 
     name = "none"
+    keeps_copy = False
 
     def __init__(self, tensors, total_steps: int, every: int = 1):
-        self.live = list(tensors)
-        self.total_steps = int(total_steps)
-        self.every = 1
-        self.last_step = 0
-        self.total_weight = 0.0
-        self.average = []
+        super().__init__(tensors, total_steps, 1)
 
-    def update(self, step: int) -> bool:
-        self.last_step = step
-        return False
+    def fraction(self, first: int, last: int, total: float) -> tuple[float, float]:
+        return 0.0, total
 
-    def copy_to(self, tensors=None) -> None:
-        if tensors is not None:
-            with torch.no_grad():
-                torch._foreach_copy_(list(tensors), self.live)
 
-    def _swap(self) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return {"name": self.name, "last_step": self.last_step, "total_weight": 0.0, "average": []}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state["name"] != self.name:
-            raise ValueError(f"checkpoint holds a {state['name']} average, this run uses {self.name}")
-        self.last_step = int(state["last_step"])
+# The averaging schemes by name (--averaging): each builds from the live tensors, T and the options.
+AVERAGERS: dict[str, Callable[..., WeightAverage]] = {
+    "bma": lambda tensors, T, *, beta, ema_decay, every: BetaMovingAverage(tensors, T, beta, every),
+    "ema": lambda tensors, T, *, beta, ema_decay, every: ExponentialMovingAverage(tensors, T, ema_decay, every),
+    "uniform": lambda tensors, T, *, beta, ema_decay, every: UniformAverage(tensors, T, every),
+    "none": lambda tensors, T, *, beta, ema_decay, every: NoAverage(tensors, T),
+}
 
 
 def build_averager(name: str, tensors, total_steps: int, *, beta: float = 0.5,
                    ema_decay: float = 0.999, every: int = 1) -> WeightAverage:
-    """The averaging registry; ``tensors`` are the live trained tensors (theta_0 now)."""
-    if name == "bma":
-        return BetaMovingAverage(tensors, total_steps, beta, every)
-    if name == "ema":
-        return ExponentialMovingAverage(tensors, total_steps, ema_decay, every)
-    if name == "uniform":
-        return UniformAverage(tensors, total_steps, every)
-    if name == "none":
-        return NoAverage(tensors, total_steps)
-    raise ValueError(f"unknown averaging {name!r}; known: {', '.join(AVERAGERS)}")
+    """The averaging scheme ``name`` over the live trained tensors (theta_0 now)."""
+    if name not in AVERAGERS:
+        raise ValueError(f"unknown averaging {name!r}; known: {', '.join(AVERAGERS)}")
+    return AVERAGERS[name](tensors, total_steps, beta=beta, ema_decay=ema_decay, every=every)
 
 
 def averaged_tensors(module: torch.nn.Module, buffers: bool = True) -> list[torch.Tensor]:

@@ -10,7 +10,6 @@ apply is one ``clipood: warning:`` line. ``CLIPOOD_DEBUG=1`` shows the traceback
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 import sys
@@ -19,7 +18,10 @@ from typing import Optional, Sequence
 
 from . import __version__
 from .config import (
+    SECTION_SCOPE,
     Config,
+    allowed,
+    default_of,
     execution_keys,
     field_type,
     flag_name,
@@ -31,16 +33,9 @@ from .config import (
 )
 from .console import warn
 from .errors import ClipoodError, Interrupted
-from .pretraining.config import SECTIONS as PRETRAIN_SECTIONS
 from .pretraining.config import PretrainConfig
 
-TRAIN_SECTIONS = ("model", "data", "loss", "averaging", "optim", "train", "eval", "run")
-ZEROSHOT_SECTIONS = ("model", "data", "eval", "run", "train")
-EVAL_SECTIONS = ("data", "eval", "train")
-# sections a command uses only in part: section -> the fields it offers
-ZEROSHOT_FIELDS = {"train": ("device", "precision", "seed", "channels_last"), "eval": ("batch_size",)}
-EVAL_FIELDS = {"train": ("device", "precision", "channels_last"), "eval": ("batch_size",)}
-GROUP_TITLES = {"train": "execution options"}  # for commands that take only how to run from 'train'
+GROUP_TITLES = {"train": "execution options"}  # 'train' options for commands that take only how to run
 # argparse reads '-1e-3' as an option; accept negative numbers in every notation as values
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
@@ -53,23 +48,21 @@ def _fmt_default(v) -> str:
     return "none" if v is None else str(v)
 
 
-def add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str],
-                     only: Optional[dict[str, Sequence[str]]] = None, root=Config) -> None:
-    """One flag per option of ``sections`` (``only``: the fields offered of a section used in part)."""
-    only = only or {}
+def add_config_flags(parser: argparse.ArgumentParser, command: str, root=Config) -> None:
+    """One flag per option ``command`` takes (a field's ``scope``, else its section's), grouped by section."""
     groups = {}
     for sec, sec_cls, f in iter_fields(root):
-        if sec not in sections:
-            continue
-        if sec in only and f.name not in only[sec]:
+        scope = (f.metadata.get("scope") or SECTION_SCOPE.get(sec, ("train",))) if root is Config else (command,)
+        if command not in scope:
             continue
         if sec not in groups:
-            title = GROUP_TITLES.get(sec, f"{sec} options") if sec in only else f"{sec} options"
-            groups[sec] = parser.add_argument_group(title)
+            partial = command != "train" and root is Config and sec == "train"
+            groups[sec] = parser.add_argument_group(GROUP_TITLES[sec] if partial else f"{sec} options")
         g = groups[sec]
         tp, optional, is_list = field_type(sec_cls, f)
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        help_text = f"{f.metadata['help']} (default: {_fmt_default(default)})".replace("%", "%%")
+        default = default_of(f)
+        limits = "" if "choices" in f.metadata else allowed(f)  # argparse lists the choices itself
+        help_text = f"{f.metadata['help']}{limits} (default: {_fmt_default(default)})".replace("%", "%%")
         name = "--" + flag_name(f)
         dest = f"{sec}.{f.name}"
         kw = dict(dest=dest, default=argparse.SUPPRESS, help=help_text)
@@ -117,12 +110,12 @@ def _flag(key: str, root=Config) -> str:
 def warn_inapplicable(cfg, given: set[str], root=Config) -> None:
     """One warning line per option the user set that this configuration does not use."""
     if root is Config:
-        from .methods import irrelevant_keys
+        from .config import irrelevant_keys
     else:
         from .pretraining.config import irrelevant_keys
     for key, why in sorted(irrelevant_keys(cfg).items()):
         if key in given:
-            warn(f"{_flag(key, root)} does not apply ({why}); it is ignored")
+            warn(f"{_flag(key, root)} does not apply {why}; it is ignored")
 
 
 def resume_overrides(args: argparse.Namespace, cfg, root=Config):
@@ -163,12 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "given).")
     p.add_argument("--allow-changed-data", action="store_true", help="with --resume: continue even though the "
                    "images under --root changed since the run started (by default that is refused).")
-    add_config_flags(p, TRAIN_SECTIONS)
+    add_config_flags(p, "train")
 
     p = sub.add_parser("zeroshot", help="evaluate the pre-trained model zero-shot (no training).",
                        description="Zero-shot accuracy of the pre-trained model on every split of the protocol.")
     _add_common(p)
-    add_config_flags(p, ZEROSHOT_SECTIONS, ZEROSHOT_FIELDS)
+    add_config_flags(p, "zeroshot")
 
     p = sub.add_parser("eval", help="evaluate a saved model (RUN_DIR/model) on a dataset.",
                        description="Evaluate an exported model folder (RUN_DIR/model, an open_clip local-dir "
@@ -176,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--model", required=True, metavar="DIR", help="exported model folder, e.g. runs/NAME/model.")
     p.add_argument("--out", metavar="JSON", help="also write the results to this file.")
-    add_config_flags(p, EVAL_SECTIONS, EVAL_FIELDS)
+    add_config_flags(p, "eval")
 
     p = sub.add_parser("pretrain", help="contrastive image-text pretraining (CLIP's loss) of a small backbone, offline.",
                        description="Pretrain an open_clip model with CLIP's contrastive loss on an image-caption "
@@ -188,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars.")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted pretraining run from its last "
                    "checkpoint (its saved config is used; other options are ignored).")
-    add_config_flags(p, PRETRAIN_SECTIONS, root=PretrainConfig)
+    add_config_flags(p, "pretrain", root=PretrainConfig)
     p.add_argument("--allow-changed-data", action="store_true", help="with --resume: continue even though the "
                    "caption table or its images changed since the run started (by default that is refused).")
 

@@ -8,15 +8,20 @@ image embedding is computed once and the class texts never per step.
 * Margin Metric Softmax (Eq. 3-4): every other class c gets the adaptive margin
   lambda * D(T_y, T_c), D = 1 - S(T_y, T_c), added inside the softmax.
 * fixed margin (Fig. 5 ablation): the same with a constant margin lambda for c != y.
-* linear (Eq. 1, the ERM baseline) is a cross-entropy on a linear head's logits; it has
-  no text geometry and lives in ``model.heads``.
+* linear (Eq. 1, the ERM baseline) is a cross-entropy on a linear head's logits
+  (``LogitCrossEntropy``); the head lives in ``model.heads``.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+__all__ = ["LOSSES", "LogitCrossEntropy", "MetricSoftmaxLoss", "build_loss", "class_distances",
+           "fixed_margin_softmax", "margin_metric_softmax"]
 
 
 def class_distances(text_features: torch.Tensor) -> torch.Tensor:
@@ -60,17 +65,26 @@ def fixed_margin_softmax(num_classes: int, margin_lambda: float, temperature: fl
     return MetricSoftmaxLoss(temperature, margins)
 
 
-LOSSES = ("mms", "metric_softmax", "fixed_margin", "linear")
+class LogitCrossEntropy(nn.Module):
+    """Eq. 1, the ERM baseline: cross-entropy on a linear head's logits (no cosine, no temperature)."""
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        return F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), labels,
+                               reduction=reduction)
+
+
+# The losses by name (--loss), in the order the docs list them. Each builder takes the training
+# classes' text embeddings (C, D), lambda and tau.
+LOSSES: dict[str, Callable[[torch.Tensor, float, float], nn.Module]] = {
+    "mms": lambda text, lam, tau: margin_metric_softmax(text, lam, tau),
+    "metric_softmax": lambda text, lam, tau: MetricSoftmaxLoss(tau),
+    "linear": lambda text, lam, tau: LogitCrossEntropy(),
+    "fixed_margin": lambda text, lam, tau: fixed_margin_softmax(text.shape[0], lam, tau),
+}
 
 
 def build_loss(name: str, text_features: torch.Tensor, margin_lambda: float, temperature: float) -> nn.Module:
-    """The loss registry. 'linear' scores with a head's logits, so it has no temperature."""
-    if name == "mms":
-        return margin_metric_softmax(text_features, margin_lambda, temperature)
-    if name == "metric_softmax":
-        return MetricSoftmaxLoss(temperature)
-    if name == "fixed_margin":
-        return fixed_margin_softmax(text_features.shape[0], margin_lambda, temperature)
-    if name == "linear":
-        return MetricSoftmaxLoss(1.0)
-    raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")
+    """The loss named ``name`` for these class texts. 'linear' scores a head's logits: no temperature."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")
+    return LOSSES[name](text_features, margin_lambda, temperature)

@@ -92,25 +92,3 @@ def infer_method(results: dict) -> str:
         if method.kind == TRAIN and method.loss_averaging == key:
             return method.name
     return f"{key[0]}+{key[1]}"  # a combination no named method uses: still reported, by its parts
-
-
-def irrelevant_keys(cfg: Config) -> dict[str, str]:
-    """Options ("section.field") that do not change what this configuration computes, with the reason.
-
-    A sweep's grid over, e.g., lambda needs only one run of a method that has no margin;
-    variants that differ only in these keys are the same run. The CLI warns when one of
-    them is given explicitly.
-    """
-    keys = {}
-    loss, avg = cfg.loss.name, cfg.averaging.name
-    if loss not in ("mms", "fixed_margin"):
-        keys["loss.margin_lambda"] = f"--loss {loss} has no margin"
-    if loss != "linear":
-        keys["loss.head_init"] = f"--loss {loss} has no linear head"
-    if avg != "bma":
-        keys["averaging.beta"] = f"--averaging {avg} has no Beta weights"
-    if avg != "ema":
-        keys["averaging.ema_decay"] = f"--averaging {avg} has no decay"
-    if avg == "none":
-        keys["averaging.every"] = "--averaging none keeps no average"
-    return keys

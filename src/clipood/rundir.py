@@ -23,14 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .config import (
-    Config,
-    check_name,
-    check_output_dir,
-    load_yaml,
-    save_yaml,
-    with_absolute_paths,
-)
+from .config import Config, check_name, check_output_dir, load_yaml, save_yaml, with_absolute_paths
 from .errors import ClipoodError
 from .io import read_json, remove_debris, write_json, write_text
 

@@ -54,6 +54,7 @@ from .config import (
     execution_keys,
     flag_name,
     from_dict,
+    irrelevant_keys,
     iter_fields,
     load_yaml,
     parse_yaml,
@@ -64,22 +65,11 @@ from .config import (
 )
 from .errors import ClipoodError, ConfigError
 from .io import write_json, write_text
-from .methods import (
-    DEFAULT_WISE_ALPHAS,
-    TRAIN,
-    WISE_FT,
-    ZEROSHOT,
-    Method,
-    get_method,
-    irrelevant_keys,
-)
+from .methods import DEFAULT_WISE_ALPHAS, TRAIN, WISE_FT, ZEROSHOT, Method, get_method
 from .rundir import RunDir
 
 SIDECAR = "sweep.json"  # in each run directory: what the run is within its sweep (for reports)
 STATE_DIR = ".sweep"
-SPEC_KEYS = ("name", "output_dir", "methods", "datasets", "holdout", "seeds", "base_to_new", "overrides",
-             "method_overrides", "grid", "wise_ft_alphas")
-DATASET_KEYS = ("name", "root", "dataset", "holdout", "overrides")
 # Options that change how a run executes, not what it computes: a run may resume with other values.
 EXECUTION_KEYS = execution_keys()
 ZEROSHOT_SECTIONS = ("model", "data", "eval")  # the only sections that change a zero-shot evaluation
@@ -109,6 +99,10 @@ class SweepSpec:
     wise_ft_alphas: list[float] = field(default_factory=lambda: list(DEFAULT_WISE_ALPHAS))
     output_dir: str = "runs/sweep"
     name: str = "sweep"
+
+
+SPEC_KEYS = tuple(f.name for f in dataclasses.fields(SweepSpec))  # the keys a spec file may have
+DATASET_KEYS = ("dataset",) + tuple(f.name for f in dataclasses.fields(DatasetSpec))  # and a dataset entry
 
 
 def option_key(key: str) -> str:

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 import torch
-from clipood.commands import train as run_train
 
+from clipood.commands import train as run_train
 from clipood.errors import ClipoodError, DataError
 from clipood.training import checkpoint as ckpt
 

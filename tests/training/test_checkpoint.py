@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 import torch
-from clipood.commands import train as run_train
 
+from clipood.commands import train as run_train
 from clipood.errors import ClipoodError, DataError
 from clipood.rundir import RunDir
 from clipood.training import checkpoint as ckpt

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from clipood.commands import train as run_train
 from safetensors.torch import load_file
+
+from clipood.commands import train as run_train
 
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
 
@@ -95,8 +96,8 @@ def _free_port() -> int:
 def _collectives_worker(rank: int, port: int, out_dir: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
-    from clipood.training import distributed
     from clipood.data.bad_images import BadImages
+    from clipood.training import distributed
     with distributed.session("cpu") as ctx:
         rows = torch.arange(6, dtype=torch.float32).reshape(3, 2) if rank == 0 else torch.empty(0, 0)
         ids = torch.tensor([7, 8, 9]) if rank == 0 else torch.empty(0, dtype=torch.long)

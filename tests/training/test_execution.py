@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from clipood.commands import train as run_train
 from safetensors.torch import load_file
 
+from clipood.commands import train as run_train
 from clipood.config import Config
 from clipood.errors import ConfigError
 from clipood.training import execution

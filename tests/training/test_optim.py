@@ -8,12 +8,7 @@ import warnings
 import pytest
 import torch
 
-from clipood.training.optim import (
-    apply_gradients,
-    build_optimizer,
-    build_scheduler,
-    cosine_with_warmup,
-)
+from clipood.training.optim import apply_gradients, build_optimizer, build_scheduler, cosine_with_warmup
 
 LR = 5e-6
 

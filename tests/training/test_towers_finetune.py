@@ -8,10 +8,10 @@ import shutil
 
 import pytest
 import torch
-from clipood.commands import train as run_train
 from safetensors.torch import load_file
 
 from clipood.cli import main
+from clipood.commands import train as run_train
 
 TOWERS = "clipood-tiny-towers"
 

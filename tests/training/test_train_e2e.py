@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from clipood.commands import train as run_train
 from safetensors.torch import load_file
 
 from clipood.cli import main
+from clipood.commands import train as run_train
 
 
 def _train(cfg, tiny_pretrained, **changes):

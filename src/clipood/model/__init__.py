@@ -1,12 +1,6 @@
 """Backbones (open_clip) and the heads that score classes on image features."""
 
-from .backbones import (
-    Backbone,
-    export_config,
-    list_architectures,
-    load_backbone,
-    set_trainable,
-)
+from .backbones import Backbone, export_config, list_architectures, load_backbone, set_trainable
 from .heads import ImageClassifier, LinearHead, TextHead, encode_class_texts
 
 __all__ = [

@@ -15,14 +15,19 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import (
-    MAX_SEED,
-    _check,
-    _finite,
+    LoopConfig,
+    OptimConfig,
+    Range,
+    RunConfig,
+    again,
+    check_device,
+    check_fields,
     check_name,
     check_output_dir,
     opt,
     options_markdown,
 )
+from ..config.validation import _check
 from ..errors import ConfigError
 
 
@@ -46,8 +51,7 @@ class PretrainModelConfig:
         "inference (its BatchNorm statistics unchanged); its projection still trains.",
     )
     lock_image_unlocked_groups: int = opt(
-        0, "with --lock-image: leave the last N layer groups of the image trunk trainable (open_clip's option).",
-    )
+        0, "with --lock-image: leave the last N layer groups of the image trunk trainable (open_clip's option).", within=Range(0))
     lock_text: bool = opt(
         False, "LiT: freeze the text tower's transformer (open_clip's --lock-text); a projection after it still trains.",
     )
@@ -92,41 +96,33 @@ class PretrainDataConfig:
     val_size: int = opt(
         256,
         "pairs held out of training (chosen by a hash of the image path) to report the contrastive "
-        "loss and image-to-text / text-to-image top-1 retrieval accuracy; 0 disables.",
-    )
+        "loss and image-to-text / text-to-image top-1 retrieval accuracy; 0 disables.", within=Range(0))
     crop_min_scale: float = opt(
-        0.6, "training augmentation: RandomResizedCrop's smallest area fraction (1 disables cropping)."
-    )
+        0.6, "training augmentation: RandomResizedCrop's smallest area fraction (1 disables cropping).", within=Range(0.05, 1))
     rotation: float = opt(
-        10.0, "training augmentation: largest random rotation in degrees (icons stay upright enough)."
-    )
+        10.0, "training augmentation: largest random rotation in degrees (icons stay upright enough).", within=Range(0, 180, name="degrees"))
     color_jitter: float = opt(
         0.2,
         "training augmentation: brightness/contrast/saturation jitter strength. No hue jitter and no "
-        "flips: captions name colours and directions ('red heart', 'left arrow').",
-    )
+        "flips: captions name colours and directions ('red heart', 'left arrow').", within=Range(0, 1))
     zoom_out: float = opt(
         0.0,
         "training augmentation: probability of shrinking an image's drawing to 50-90 % of its size "
-        "inside a white frame, so small drawings with wide margins (OpenMoji's) look familiar. 0 disables.",
-    )
+        "inside a white frame, so small drawings with wide margins (OpenMoji's) look familiar. 0 disables.", within=Range(0, 1, name="p"))
     grayscale: float = opt(
         0.0,
         "training augmentation: probability of turning an image grey, so shape carries more than "
-        "colour (captions that name colours lose their cue on those images). 0 disables.",
-    )
+        "colour (captions that name colours lose their cue on those images). 0 disables.", within=Range(0, 1, name="p"))
     caption_tag_dropout: float = opt(
         0.0,
         "for captions written as 'name, tag, tag, ...' (the emoji set's): drop each comma-separated "
         "part after the first with this probability, drawn anew every step, so the text tower also "
-        "learns the bare names that zero-shot prompts use. 0 keeps captions as written (open_clip).",
-    )
+        "learns the bare names that zero-shot prompts use. 0 keeps captions as written (open_clip).", within=Range(0, 1, name="p"))
     caption_max_tags: Optional[int] = opt(
         None,
         "for captions written as 'name, tag, tag, ...': keep at most N comma-separated parts after the first "
-        "(0: the name only, as zero-shot prompts name a class). none keeps captions as written.",
-    )
-    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", execution=True)
+        "(0: the name only, as zero-shot prompts name a class). none keeps captions as written.", within=Range(0, name="N"))
+    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", execution=True, within=Range(0))
     bad_images: str = opt(
         "fail",
         "unreadable image policy: 'fail' names the file and stops; 'skip' leaves it out and lists it "
@@ -137,47 +133,47 @@ class PretrainDataConfig:
 
 
 @dataclass
-class PretrainOptimConfig:
-    lr: float = opt(5e-4, "AdamW peak learning rate. open_clip: 5e-4.")
-    weight_decay: float = opt(
-        0.2,
+class PretrainOptimConfig(OptimConfig):
+    lr: float = again(OptimConfig, "lr", 5e-4, "AdamW peak learning rate. open_clip: 5e-4.", variant=False)
+    weight_decay: float = again(
+        OptimConfig, "weight_decay", 0.2,
         "AdamW weight decay on weight matrices; gains, biases, embeddings' 1-D parameters and the "
         "logit scale get none (open_clip's exclusion). open_clip: 0.2.",
     )
-    betas: list = opt([0.9, 0.98], "AdamW betas. open_clip (ViT): 0.9 0.98.", flag="adam-betas")
-    eps: float = opt(1e-6, "AdamW epsilon. open_clip (ViT): 1e-6.", flag="adam-eps")
-    warmup_steps: int = opt(
-        100, "linear warm-up steps before the cosine decay (open_clip: 10000, for far longer runs)."
+    betas: list = again(OptimConfig, "betas", [0.9, 0.98], "AdamW betas. open_clip (ViT): 0.9 0.98.")
+    eps: float = again(OptimConfig, "eps", 1e-6, "AdamW epsilon. open_clip (ViT): 1e-6.")
+    warmup_steps: int = again(
+        OptimConfig, "warmup_steps", 100,
+        "linear warm-up steps before the cosine decay (open_clip: 10000, for far longer runs).",
     )
-    min_lr_ratio: float = opt(0.0, "final learning rate of the cosine decay, as a fraction of --lr.")
-    grad_clip: Optional[float] = opt(
-        None, "clip the gradient norm to this value ('none': no clipping, as open_clip's default)."
+    grad_clip: Optional[float] = again(
+        OptimConfig, "grad_clip", None, "clip the gradient norm to this value ('none': no clipping, as open_clip's "
+        "default).",
     )
 
 
 @dataclass
-class PretrainTrainConfig:
-    steps: int = opt(2000, "optimisation steps.")
-    batch_size: int = opt(
-        128, "image-caption pairs per step; every other pair of the batch is a negative in CLIP's loss."
+class PretrainTrainConfig(LoopConfig):
+    steps: int = again(LoopConfig, "steps", 2000, "optimisation steps.", variant=False)
+    batch_size: int = again(
+        LoopConfig, "batch_size", 128,
+        "image-caption pairs per step; every other pair of the batch is a negative in CLIP's loss.",
+        within=Range(2, 65536, note="the contrastive loss needs negatives"),
     )
-    seed: int = opt(0, "seed of the initialisation, the data order and the augmentation.")
-    device: str = opt("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'.", execution=True)
-    precision: str = opt(
-        "auto",
+    seed: int = again(LoopConfig, "seed", 0, "seed of the initialisation, the data order and the augmentation.")
+    precision: str = again(
+        LoopConfig, "precision", "auto",
         "'auto' (bf16 autocast on CUDA, fp32 on CPU), 'fp32', 'bf16' or 'fp16' (with a grad scaler). "
         "Master weights stay fp32.",
-        choices=("auto", "fp32", "bf16", "fp16"),
     )
-    log_every: int = opt(10, "write train loss, logit scale and learning rate to metrics.jsonl every N steps.",
-                         execution=True)
-    eval_every: int = opt(
-        250, "report the held-out pairs' loss and retrieval accuracy every N steps (0: only at the end)."
+    log_every: int = again(LoopConfig, "log_every", 10,
+                           "write train loss, logit scale and learning rate to metrics.jsonl every N steps.")
+    eval_every: int = again(
+        LoopConfig, "eval_every", 250,
+        "report the held-out pairs' loss and retrieval accuracy every N steps (0: only at the end).",
     )
-    checkpoint_every: int = opt(
-        100, "write a resumable checkpoint every N steps (and on SIGTERM/SIGINT); 0 disables.", execution=True
-    )
-    keep_checkpoints: int = opt(2, "keep the last K checkpoints.", execution=True)
+    checkpoint_every: int = again(LoopConfig, "checkpoint_every", 100,
+                                  "write a resumable checkpoint every N steps (and on SIGTERM/SIGINT); 0 disables.")
     feature_cache: str = opt(
         "auto",
         "with both towers fully locked (--lock-image --lock-text): 'auto' encodes every image (eval "
@@ -188,10 +184,9 @@ class PretrainTrainConfig:
 
 
 @dataclass
-class PretrainRunConfig:
-    output_dir: str = opt("runs", "parent folder of run directories.", execution=True)
-    name: Optional[str] = opt(None, "run directory name (default: pretrain-<arch>-seed<seed>-<timestamp>).",
-                              execution=True)
+class PretrainRunConfig(RunConfig):
+    name: Optional[str] = again(RunConfig, "name", None,
+                                "run directory name (default: pretrain-<arch>-seed<seed>-<timestamp>).")
     install_as: Optional[str] = opt(
         None,
         "when done, also install the weights as clipood pretrained tag TAG of --arch in "
@@ -209,56 +204,22 @@ class PretrainConfig:
     run: PretrainRunConfig = field(default_factory=PretrainRunConfig)
 
 
-SECTIONS = ("model", "data", "optim", "train", "run")
 
 
 def validate(cfg: PretrainConfig) -> PretrainConfig:
     """Check every value before any work starts; raise ConfigError naming the option."""
+    check_fields(cfg)
     m, d, o, t, r = cfg.model, cfg.data, cfg.optim, cfg.train, cfg.run
     _check(bool(m.arch), "arch", m.arch, "an open_clip architecture name or local-dir:PATH")
     for key in ("csv_img_key", "csv_caption_key", "csv_domain_key"):
         _check(bool(getattr(d, key)), key.replace("_", "-"), getattr(d, key), "a column name")
     _check(d.csv_separator == "auto" or len(d.csv_separator.replace("\\t", "\t")) == 1, "csv-separator",
            d.csv_separator, "'auto' or one character (\\t for tab)")
-    _check(d.val_size >= 0, "val-size", d.val_size, "an integer >= 0")
-    _check(_finite(d.crop_min_scale) and 0.05 <= d.crop_min_scale <= 1.0, "crop-min-scale", d.crop_min_scale,
-           "0.05 <= x <= 1")
-    _check(_finite(d.rotation) and 0.0 <= d.rotation <= 180.0, "rotation", d.rotation, "0 <= degrees <= 180")
-    _check(_finite(d.color_jitter) and 0.0 <= d.color_jitter <= 1.0, "color-jitter", d.color_jitter, "0 <= x <= 1")
-    for key in ("zoom_out", "grayscale", "caption_tag_dropout"):  # probabilities
-        _check(_finite(getattr(d, key)) and 0.0 <= getattr(d, key) <= 1.0, key.replace("_", "-"), getattr(d, key),
-               "0 <= p <= 1")
-    _check(d.caption_max_tags is None or d.caption_max_tags >= 0, "caption-max-tags", d.caption_max_tags,
-           "an integer >= 0 or none")
-    _check(m.lock_image_unlocked_groups >= 0, "lock-image-unlocked-groups", m.lock_image_unlocked_groups,
-           "an integer >= 0")
     if m.lock_image_unlocked_groups and not m.lock_image:
         raise ConfigError("--lock-image-unlocked-groups: applies only with --lock-image (the whole image tower "
                           "trains without it); add --lock-image or drop the option")
-    _check(d.workers >= 0, "workers", d.workers, "an integer >= 0")
-    _check(d.bad_images in ("fail", "skip"), "bad-images", d.bad_images, "fail, skip")
-    _check(_finite(o.lr) and 0.0 < o.lr <= 1.0, "lr", o.lr, "0 < lr <= 1")
-    _check(_finite(o.weight_decay) and 0.0 <= o.weight_decay <= 10.0, "weight-decay", o.weight_decay,
-           "0 <= wd <= 10")
-    _check(len(o.betas) == 2 and all(_finite(b) and 0.0 <= b < 1.0 for b in o.betas), "adam-betas", o.betas,
-           "two numbers in [0, 1)")
-    _check(_finite(o.eps) and o.eps > 0, "adam-eps", o.eps, "eps > 0")
-    _check(_finite(o.min_lr_ratio) and 0.0 <= o.min_lr_ratio <= 1.0, "min-lr-ratio", o.min_lr_ratio, "0 <= x <= 1")
-    _check(o.grad_clip is None or (_finite(o.grad_clip) and o.grad_clip > 0), "grad-clip", o.grad_clip,
-           "a positive number or none")
-    _check(1 <= t.steps <= 10_000_000, "steps", t.steps, "1 <= steps <= 10,000,000")
-    _check(0 <= o.warmup_steps < t.steps, "warmup-steps", o.warmup_steps, f"0 <= warm-up < --steps ({t.steps})")
-    _check(2 <= t.batch_size <= 65536, "batch-size", t.batch_size,
-           "2 <= batch size <= 65536 (the contrastive loss needs negatives)")
-    _check(t.precision in ("auto", "fp32", "bf16", "fp16"), "precision", t.precision, "auto, fp32, bf16, fp16")
-    dev = t.device
-    _check(dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()), "device", dev,
-           "auto, cpu, cuda, cuda:N")
-    _check(t.log_every >= 1, "log-every", t.log_every, "an integer >= 1")
-    _check(t.eval_every >= 0, "eval-every", t.eval_every, "an integer >= 0")
-    _check(t.checkpoint_every >= 0, "checkpoint-every", t.checkpoint_every, "an integer >= 0")
-    _check(t.keep_checkpoints >= 1, "keep-checkpoints", t.keep_checkpoints, "an integer >= 1")
-    _check(0 <= t.seed <= MAX_SEED, "seed", t.seed, f"0 <= seed <= {MAX_SEED}")
+    _check(o.warmup_steps < t.steps, "warmup-steps", o.warmup_steps, f"fewer than --steps ({t.steps})")
+    check_device(t.device)
     check_name(r.name)
     check_output_dir(r.output_dir)
     if r.install_as is not None:
@@ -282,7 +243,7 @@ def irrelevant_keys(cfg: PretrainConfig) -> dict[str, str]:
     if m.lock_image and not m.lock_image_unlocked_groups and m.lock_text and cfg.train.feature_cache == "auto":
         why = "both towers are locked: features of the eval preprocessing are cached, without augmentation"
         for key in ("crop_min_scale", "rotation", "color_jitter", "zoom_out", "grayscale"):
-            keys[f"data.{key}"] = why
+            keys[f"data.{key}"] = f"({why})"
     return keys
 
 

@@ -36,12 +36,7 @@ from ..data.sampling import DomainBalancedBatches, mix
 from ..errors import ClipoodError, ConfigError
 from ..evaluation import encode_images
 from ..io import atomic_path, write_json
-from ..model.backbones import (
-    Backbone,
-    installed_dir,
-    load_backbone,
-    save_open_clip_folder,
-)
+from ..model.backbones import Backbone, installed_dir, load_backbone, save_open_clip_folder
 from ..rundir import RunDir
 from ..training import checkpoint as ckpt
 from ..training.device import resolve_device, resolve_precision

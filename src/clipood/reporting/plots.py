@@ -19,9 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional
 
-from matplotlib.figure import (
-    Figure,  # drawn without pyplot: the Agg renderer, no display, no global state
-)
+from matplotlib.figure import Figure  # drawn without pyplot: the Agg renderer, no display, no global state
 
 from ..averaging import beta_weights
 from ..methods import METHODS

@@ -17,12 +17,13 @@ from typing import Any, Optional
 
 import yaml
 
-from ..methods import METHODS, infer_method, irrelevant_keys
+from ..config import irrelevant_keys, variant_keys
+from ..methods import METHODS, infer_method
 from .stats import harmonic, mean
 
 SKIP_DIRS = {".sweep", "model", "checkpoints", "report"}
 # Options that make two runs of a method different variants when no sweep.json says so.
-VARIANT_KEYS = ("loss.margin_lambda", "averaging.beta", "averaging.ema_decay", "optim.lr", "train.steps")
+VARIANT_KEYS = variant_keys()
 
 
 @dataclass

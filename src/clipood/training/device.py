@@ -6,6 +6,7 @@ from typing import Optional
 
 import torch
 
+from ..config import PRECISIONS
 from ..errors import ConfigError
 from .distributed import SINGLE, DistContext
 
@@ -23,12 +24,15 @@ def resolve_device(name: str, dist: DistContext = SINGLE) -> torch.device:
     return dev
 
 
+# --precision (config.PRECISIONS) -> the autocast dtype; None: fp32, no autocast. 'auto' is resolved below.
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+assert set(PRECISIONS) == {"auto", *AUTOCAST}, "config.PRECISIONS and AUTOCAST name the same precisions"
+
+
 def resolve_precision(name: str, device: torch.device) -> Optional[torch.dtype]:
     """The autocast dtype (None: fp32). Master weights and the average are always fp32."""
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
-    if name == "fp32":
-        return None
     if name == "fp16" and device.type != "cuda":
         raise ConfigError("--precision: fp16 needs CUDA; use bf16 or fp32 on CPU")
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
+    return AUTOCAST[name]

@@ -21,15 +21,7 @@ from ..data.transforms import train_transform
 from ..errors import ConfigError
 from ..evaluation import ClassWeights
 from ..losses import build_loss
-from ..model import (
-    Backbone,
-    ImageClassifier,
-    LinearHead,
-    TextHead,
-    encode_class_texts,
-    load_backbone,
-    set_trainable,
-)
+from ..model import Backbone, ImageClassifier, LinearHead, TextHead, encode_class_texts, load_backbone, set_trainable
 from .device import resolve_device, resolve_precision
 from .distributed import SINGLE, DistContext, wrap
 from .execution import apply_execution_options

@@ -35,14 +35,7 @@ from . import catalog
 from .catalog import Emoji
 from .iconify import IconSet
 from .render import RENDERER, png_bytes, render, renderer_version, variant_pose
-from .sources import (
-    DOMAIN_BY_NAME,
-    DOMAINS,
-    METADATA_PACKAGE,
-    Domain,
-    find_sources,
-    package_info,
-)
+from .sources import DOMAIN_BY_NAME, DOMAINS, METADATA_PACKAGE, Domain, find_sources, package_info
 
 FORMAT = 1
 MANIFEST = "manifest.json"

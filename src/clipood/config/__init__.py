@@ -1,0 +1,41 @@
+"""One typed configuration tree, the single source of defaults, choices and ranges.
+
+``tree``: the fine-tuning tree (``Config``); ``sections``: the sections pretraining shares;
+``fields``: the option metadata everything reads (help, flag, choices, range, scope);
+``io``: dicts, YAML and derived key sets; ``validation``: the checks; ``docs``: the tables.
+"""
+
+from .docs import allowed, options_markdown
+from .fields import Range, again, check_value, coerce, default_of, field_type, flag_name, iter_fields, opt
+from .io import (
+                 execution_keys,
+                 from_dict,
+                 given_keys,
+                 irrelevant_keys,
+                 load_yaml,
+                 parse_yaml,
+                 save_yaml,
+                 to_dict,
+                 variant_keys,
+                 with_absolute_paths,
+)
+from .sections import ALL_COMMANDS, MAX_SEED, PRECISIONS, LoopConfig, OptimConfig, RunConfig
+from .tree import (
+                 SECTION_SCOPE,
+                 SECTIONS,
+                 AveragingConfig,
+                 Config,
+                 DataConfig,
+                 EvalConfig,
+                 LossConfig,
+                 ModelConfig,
+                 TrainConfig,
+)
+from .validation import check_device, check_fields, check_name, check_output_dir, check_templates, validate
+
+__all__ = ["ALL_COMMANDS", "AveragingConfig", "Config", "DataConfig", "EvalConfig", "LoopConfig", "LossConfig",
+           "MAX_SEED", "ModelConfig", "OptimConfig", "PRECISIONS", "Range", "RunConfig", "SECTIONS", "SECTION_SCOPE",
+           "TrainConfig", "again", "allowed", "check_device", "check_fields", "check_name", "check_output_dir",
+           "check_templates", "check_value", "coerce", "default_of", "execution_keys", "field_type", "flag_name",
+           "from_dict", "given_keys", "irrelevant_keys", "iter_fields", "load_yaml", "opt", "options_markdown",
+           "parse_yaml", "save_yaml", "to_dict", "validate", "variant_keys", "with_absolute_paths"]

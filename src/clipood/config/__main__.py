@@ -1,0 +1,5 @@
+"""``python -m clipood.config > docs/configuration.md``"""
+
+from .docs import options_markdown
+
+print(options_markdown(), end="")

@@ -1,0 +1,138 @@
+"""Reading and writing config trees: nested dicts and YAML (duplicate keys refused), what a user set,
+absolute paths for a run's ``config.yaml``, and the keys that derive from field metadata."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from ..errors import ConfigError
+from .fields import coerce, flag_name, iter_fields
+from .tree import Config
+
+__all__ = ["execution_keys", "from_dict", "given_keys", "irrelevant_keys", "load_yaml", "parse_yaml", "save_yaml",
+           "to_dict", "variant_keys", "with_absolute_paths"]
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict, base: Optional[Config] = None, source: str = "config") -> Config:
+    """Merge a nested dict (as in a YAML file) over ``base``; unknown keys are errors."""
+    cfg = base if base is not None else Config()
+    sections = [f.name for f in dataclasses.fields(cfg)]  # any config tree (Config, PretrainConfig)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections {sections}, got {type(data).__name__}")
+    for sec_name, values in data.items():
+        if sec_name not in sections:
+            raise ConfigError(f"{source}: unknown section {sec_name!r} (known: {', '.join(sections)})")
+        section = getattr(cfg, sec_name)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: section {sec_name!r} must be a mapping, got {values!r}")
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        for key, value in values.items():
+            if key not in fields:
+                raise ConfigError(
+                    f"{source}: unknown option {sec_name}.{key!r} (known: {', '.join(fields)})"
+                )
+            setattr(section, key, coerce(value, sec_name, type(section), fields[key]))
+    return cfg
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (not 'last wins')."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(path: str | Path, flag: str = "--config") -> Any:
+    """A YAML file's data, or one ConfigError line: missing, unreadable, invalid, or with a duplicate key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{flag}: file not found: {path}")
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        msg = " ".join(str(e).split()) if str(e) else type(e).__name__
+        raise ConfigError(f"{flag}: {path} is not valid YAML: {msg}") from None
+    except OSError as e:
+        raise ConfigError(f"{flag}: {path}: cannot be read ({e.strerror})") from None
+
+
+def given_keys(data: Any) -> set[str]:
+    """'section.field' for every option a YAML mapping sets (to tell what the user chose from defaults)."""
+    if not isinstance(data, dict):
+        return set()
+    return {f"{sec}.{key}" for sec, values in data.items() if isinstance(values, dict) for key in values}
+
+
+def load_yaml(path: str | Path, base: Optional[Config] = None) -> Config:
+    path = Path(path)
+    return from_dict(parse_yaml(path), base, source=str(path))
+
+
+def save_yaml(cfg, path: str | Path) -> None:
+    from ..io import write_text
+    write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def _absolute(path: Optional[str]) -> Optional[str]:
+    return None if path is None else str(Path(path).expanduser().absolute())
+
+
+def with_absolute_paths(cfg):
+    """A copy of a config tree with every path absolute, so a run resumes from any working directory."""
+    cfg = copy.deepcopy(cfg)
+    m = cfg.model
+    if m.arch.startswith("local-dir:"):
+        m.arch = "local-dir:" + _absolute(m.arch[len("local-dir:"):])
+    if m.pretrained and os.path.isfile(os.path.expanduser(m.pretrained)):
+        m.pretrained = _absolute(m.pretrained)
+    m.cache_dir = _absolute(m.cache_dir)
+    for section, key in (("data", "root"), ("data", "class_names"), ("data", "csv"), ("run", "output_dir")):
+        sec = getattr(cfg, section, None)
+        if sec is not None and hasattr(sec, key):
+            setattr(sec, key, _absolute(getattr(sec, key)))
+    return cfg
+
+
+def execution_keys(cls=Config) -> set[str]:
+    """'section.field' of the options that change how a run executes, not what it computes."""
+    return {f"{sec}.{f.name}" for sec, _, f in iter_fields(cls) if f.metadata.get("execution")}
+
+
+def variant_keys(cls=Config) -> tuple[str, ...]:
+    """'section.field' of the hyper-parameters that make two runs of a method different variants."""
+    return tuple(f"{sec}.{f.name}" for sec, _, f in iter_fields(cls) if f.metadata.get("variant"))
+
+
+def irrelevant_keys(cfg) -> dict[str, str]:
+    """Options ('section.field') this configuration does not use, each with the reason (field ``applies``).
+
+    A sweep's grid over, e.g., lambda needs only one run of a method that has no margin; the
+    CLI warns when one of them is given."""
+    out = {}
+    for sec, _, f in iter_fields(type(cfg)):
+        for key, allowed in (f.metadata.get("applies") or {}).items():
+            s, name = key.split(".", 1)
+            value = getattr(getattr(cfg, s), name)
+            if value not in allowed:
+                flag = "--" + next(flag_name(g) for t, _, g in iter_fields(type(cfg)) if t == s and g.name == name)
+                out[f"{sec}.{f.name}"] = f"with {flag} {value} (only with {', '.join(allowed)})"
+    return out

@@ -1,0 +1,210 @@
+"""The fine-tuning configuration tree, the single source of defaults (``clipood train|zeroshot|eval``).
+
+Every option of every command is a field below; the CLI flags, the YAML file format, the
+saved ``config.yaml`` of a run and the docs table (``docs/configuration.md``) are all
+generated from these dataclasses. Each field carries its help text and, where the default
+comes from the paper's official implementation, says so ("paper:"); its metadata holds
+its choices, range and where it applies (``fields.opt``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..averaging import AVERAGERS
+from ..losses import LOSSES
+from .fields import Range, opt
+from .sections import ALL_COMMANDS, MAX_SEED, LoopConfig, OptimConfig, RunConfig
+
+__all__ = ["AveragingConfig", "Config", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "SECTIONS",
+           "SECTION_SCOPE", "TrainConfig"]
+
+
+@dataclass
+class ModelConfig:
+    arch: str = opt(
+        "ViT-B-16",
+        "open_clip architecture name (e.g. ViT-B-16), 'local-dir:PATH' (a folder with "
+        "open_clip_config.json and weights), 'hf-hub:ORG/REPO' (online only), or a bundled "
+        "tiny config such as clipood-tiny (tests).",
+        scope=("train", "zeroshot"),
+    )
+    pretrained: Optional[str] = opt(
+        "auto",
+        "weights for --arch: 'auto' (the folder's own weights for local-dir:, open_clip's 'openai' where it "
+        "exists, else the architecture's clipood tag, e.g. 'emoji' for clipood-lite0-minilm), a pretrained tag "
+        "(open_clip's, downloaded when online, or clipood's: 'clipood models --tags'), a local checkpoint file "
+        "(.pt/.bin/.safetensors), or 'none' for random weights.",
+        scope=("train", "zeroshot"),
+    )
+    trainable: str = opt(
+        "all",
+        "which image-tower parameters train: 'all' (paper) or 'last:N', the last N parameter "
+        "groups as open_clip's lock_image_tower counts them (ViT: projection, final norm, then "
+        "blocks from the end).",
+        scope=("train",),
+    )
+    templates: list = opt(
+        ["a photo of a {}."],
+        "prompt templates for the class texts; several give an ensemble (the mean of the "
+        "normalised embeddings). Paper: 'a photo of a {}.'",
+        flag="template",
+        scope=("train", "zeroshot"),
+    )
+    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights.", execution=True,
+                                   scope=("train", "zeroshot"))
+
+
+@dataclass
+class DataConfig:
+    root: Optional[str] = opt(
+        None,
+        "dataset root: ROOT/<domain>/<class>/<image> (DomainBed layout) or "
+        "ROOT/<class>/<image> (flat ImageFolder layout, one domain). With --dataset: the "
+        "folder holding the benchmark datasets (DomainBed's data_dir, CoOp's $DATA).", scope=ALL_COMMANDS)
+    dataset: Optional[str] = opt(
+        None,
+        "a named benchmark under --root, read with its own layout, class names and splits: "
+        "pacs, vlcs, officehome, terraincognita, domainnet, imagenet (with its shift sets), "
+        "imagenet-v2, imagenet-sketch, imagenet-a, imagenet-r, caltech101, oxfordpets, "
+        "stanfordcars, flowers102, food101, fgvcaircraft, sun397, dtd, eurosat, ucf101 "
+        "(docs/datasets.md; 'clipood datasets' lists them). None: scan --root as a folder.", scope=ALL_COMMANDS)
+    layout: str = opt(
+        "auto",
+        "folder layout of --root: 'domains', 'imagefolder', or 'auto' (domains when every "
+        "sub-folder of ROOT holds class folders).",
+        choices=("auto", "domains", "imagefolder"),
+        scope=ALL_COMMANDS,
+    )
+    class_names: Optional[str] = opt(
+        None,
+        "file overriding class names: one 'folder_name<TAB>readable name' per line "
+        "(or one readable name per line, in sorted folder order).", scope=ALL_COMMANDS)
+    holdout_domains: list = opt(
+        [],
+        "domains held out of training and tested on (leave-one-domain-out); repeat the flag "
+        "for several.",
+        flag="holdout-domain", scope=ALL_COMMANDS)
+    base_to_new: bool = opt(
+        False,
+        "split classes (sorted) in half: train on the first half (base) only, report "
+        "accuracy on base, new and their harmonic mean H (CoOp protocol).", scope=ALL_COMMANDS)
+    val_fraction: float = opt(
+        0.2,
+        "fraction of each domain held out as its 'out' split (DomainBed: 0.2); training "
+        "uses the 'in' split of the training domains, their 'out' split is validation.", within=Range(0, 1, hi_open=True), scope=ALL_COMMANDS)
+    split_seed: int = opt(0, "seed of the in/out split (fixed across runs, as DomainBed's).", within=Range(0, MAX_SEED, name="seed"), scope=ALL_COMMANDS)
+    shots: Optional[int] = opt(
+        None, "use at most N training images per class and domain (few-shot; 16 in CoOp).", within=Range(1, name="N"), scope=("train", "zeroshot"))
+    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", execution=True, within=Range(0), scope=ALL_COMMANDS)
+    bad_images: str = opt(
+        "fail",
+        "unreadable/truncated image policy: 'fail' names the file and stops; 'skip' leaves "
+        "it out and lists it in the run directory (bad_images.txt).",
+        choices=("fail", "skip"),
+        execution=True, scope=ALL_COMMANDS)
+
+
+@dataclass
+class LossConfig:
+    name: str = opt(
+        "mms",
+        "'mms' Margin Metric Softmax (Eq. 3-4), 'metric_softmax' (cosine logits, plain "
+        "cross-entropy), 'linear' (linear head on image features, Eq. 1: the ERM baseline), "
+        "'fixed_margin' (MMS with a constant margin lambda for every other class: Fig. 5 "
+        "ablation).",
+        flag="loss",
+        choices=tuple(LOSSES),
+    )
+    margin_lambda: float = opt(0.3, "lambda, the margin scale of MMS (Eq. 4). Paper: 0.3.", flag="lambda", within=Range(0, 10, name="lambda", note="paper: 0.1-0.3; 0 gives plain metric softmax"), applies={"loss.name": ("mms", "fixed_margin")}, variant=True)
+    temperature: Optional[float] = opt(
+        None,
+        "tau, the softmax temperature of the cosine logits; none: 1 / the backbone's own learned logit scale, as "
+        "the official code takes it (CLIP: 1/100 = 0.01, the paper's value; clipood-lite0-minilm's 'emoji' "
+        "weights: about 0.06). results.json records the value used (method.temperature).", within=Range(1e-4, 10, name="tau", note="paper: 0.01"))
+    head_init: str = opt(
+        "zeroshot",
+        "linear head initialisation for --loss linear: 'zeroshot' (the class text "
+        "embeddings / tau) or 'random'.",
+        choices=("zeroshot", "random"), applies={"loss.name": ("linear",)})
+
+
+@dataclass
+class AveragingConfig:
+    name: str = opt(
+        "bma",
+        "weight averaging: 'bma' Beta Moving Average (Eq. 5-7), 'ema', 'uniform' "
+        "(mean of theta_1..theta_T, Fig. 5) or 'none'. The averaged model is evaluated and saved.",
+        flag="averaging",
+        choices=tuple(AVERAGERS),
+    )
+    beta: float = opt(0.5, "beta of the Beta(beta, beta) step weights (Eq. 6). Paper: 0.5.", within=Range(0, 100, lo_open=True, name="beta", note="paper: 0.5"), applies={"averaging.name": ("bma",)}, variant=True)
+    ema_decay: float = opt(0.999, "decay of --averaging ema.", within=Range(0, 1, lo_open=True, hi_open=True, name="decay"), applies={"averaging.name": ("ema",)}, variant=True)
+    every: int = opt(
+        1,
+        "update the average every k steps; the skipped steps' Beta weights go to the step "
+        "that updates (exact when k = 1).",
+        flag="average-every", within=Range(1), applies={"averaging.name": ("bma", "ema", "uniform")})
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    accum_steps: int = opt(
+        1,
+        "gradient accumulation: split each step's batch into N micro-batches (forward/backward "
+        "one at a time, one optimiser step); the update equals the full-batch one, memory is that "
+        "of one micro-batch. Steps, schedule and averaging count optimiser steps.", within=Range(1, 4096))
+    grad_checkpointing: bool = opt(
+        False,
+        "activation checkpointing in the image tower: recompute block activations in the backward "
+        "pass (less memory, about 30% more compute; same maths).",
+    )
+    channels_last: str = opt(
+        "auto",
+        "channels_last memory format for the image tower and images, in training and evaluation: 'auto' (on for "
+        "convolutional towers, e.g. EfficientNet/RN50/ConvNeXt, on CUDA and on CPU, where it made EfficientNet-Lite0 "
+        "3x faster; off for ViTs, where it does not help), 'on' or 'off'.",
+        choices=("auto", "on", "off"), scope=ALL_COMMANDS,
+    )
+    norm_layers: str = opt(
+        "frozen",
+        "BatchNorm layers of the image tower while fine-tuning: 'frozen' (the official code trains with the tower "
+        "in eval mode: running statistics are used and kept, their affine weights still train, and they are not "
+        "averaged as weights) or 'train' (statistics from each batch, updated and averaged). No effect on "
+        "towers without BatchNorm (ViTs).",
+        choices=("frozen", "train"),
+    )
+    compile: bool = opt(
+        False,
+        "torch.compile the image tower (first steps are slow while it compiles; helps on GPUs, "
+        "not on CPUs).",
+    )
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = opt(256, "evaluation batch size.", flag="eval-batch-size", execution=True, within=Range(1),
+                          scope=ALL_COMMANDS)
+    zeroshot: bool = opt(
+        True, "also evaluate the pre-trained (zero-shot) model before training, for comparison."
+    )
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    averaging: AveragingConfig = field(default_factory=AveragingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+SECTIONS = [f.name for f in dataclasses.fields(Config)]
+# Commands that take a section's options when a field does not say (``scope`` in its metadata).
+SECTION_SCOPE = {"model": ("train", "zeroshot"), "data": ALL_COMMANDS, "loss": ("train",), "averaging": ("train",),
+                 "optim": ("train",), "train": ("train",), "eval": ("train",), "run": ("train", "zeroshot")}
