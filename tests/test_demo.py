@@ -53,7 +53,7 @@ def test_demo_aligns_its_backbone_on_designers_it_never_fine_tunes_or_tests_on(t
 
     from clipood.demo import check_protocol
     from clipood.errors import ClipoodError
-    from clipood.model.backbones import installed_dir
+    from clipood.model.weights import installed_dir
     _sources_or_skip()
     s = DemoSettings(arch="clipood-tiny-towers", pretrained="emoji-test", align_from="none", classes=6, steps=2,
                      seeds=1, batch_size=2, workers=0, align_steps=5, align_batch=8, align_val_size=8)

@@ -334,7 +334,7 @@ def dispatch(args: argparse.Namespace) -> int:
         import open_clip
 
         from .model import list_architectures
-        from .model.backbones import clipood_tags
+        from .model.weights import clipood_tags
         for name in list_architectures():
             tags = open_clip.list_pretrained_tags_by_model(name) + clipood_tags(name) if args.tags else []
             print(name + (f"  [{', '.join(tags)}]" if tags else ""))

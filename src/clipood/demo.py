@@ -157,7 +157,7 @@ def check_protocol(s: DemoSettings, provenance: Optional[dict], where: str) -> N
 
 
 def _provenance(arch: str, pretrained: str) -> tuple[Optional[dict], str]:
-    from .model.backbones import resolve_weights
+    from .model.weights import resolve_weights
     w = resolve_weights(arch, pretrained)
     folder = w.folder if w.folder is not None else (Path(w.pretrained).parent if w.pretrained else None)
     path = folder / PROVENANCE if folder is not None else None

@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from clipood.errors import ModelError
-from clipood.model.backbones import load_backbone, resolve_weights
+from clipood.model.backbones import load_backbone
+from clipood.model.weights import resolve_weights
 
 
 def _folder_without_weights(tiny_pretrained, tmp_path):

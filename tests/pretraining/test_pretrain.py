@@ -109,7 +109,7 @@ def test_pretraining_lowers_clip_loss_excludes_domain_and_exports_the_same_model
     torch.testing.assert_close(theirs[0], mine[0], rtol=0, atol=1e-6)
     torch.testing.assert_close(theirs[1], mine[1], rtol=0, atol=1e-6)
     assert theirs[2] == pytest.approx(mine[2])
-    saved = json.loads((run.model_dir / trainer.PROVENANCE).read_text())
+    saved = json.loads((run.model_dir / "clipood_pretrain.json").read_text())
     assert saved["data"]["excluded_domains"] == {"sketch": n_sketch}
     assert saved["data"]["train_pairs"] + saved["data"]["validation_pairs"] == len(table)
     assert set(saved["data"]["train_pairs_per_domain"]) == {"photo", "painting", "cartoon"}
@@ -129,7 +129,7 @@ def test_held_out_pairs_are_stable_and_disjoint(captions_csv):
 
 def test_install_as_tag_loads_through_the_backbone_path(captions_csv, tmp_path, monkeypatch):
     from clipood.model import load_backbone
-    from clipood.model.backbones import clipood_tags
+    from clipood.model.weights import clipood_tags
     from clipood.pretraining.trainer import run_pretrain
 
     monkeypatch.setenv("CLIPOOD_CACHE", str(tmp_path / "cache"))
@@ -236,7 +236,7 @@ def test_pretrain_options_doc_is_generated_from_the_code():
 
 def test_emoji_tag_recipe_excludes_the_benchmarks_held_out_domain():
     from clipood.data.emoji import DEFAULT_HOLDOUT
-    from clipood.model.backbones import CLIPOOD_TAGS
+    from clipood.model.weights import CLIPOOD_TAGS
     recipe = CLIPOOD_TAGS[("clipood-emoji-s", "emoji")].recipe
     assert f"--exclude-domain {DEFAULT_HOLDOUT}" in recipe and "--install-as emoji" in recipe
 

@@ -20,7 +20,7 @@ from ..data.bad_images import BadImages
 from ..errors import ClipoodError
 from ..evaluation import accuracies, encode_images
 from ..io import DiskFull, write_json
-from ..model.backbones import check_arch
+from ..model.weights import check_arch
 from ..rundir import RunDir
 from ..training import checkpoint as ckpt
 from ..training import distributed

@@ -15,12 +15,23 @@ from ..errors import ConfigError
 from .fields import coerce, flag_name, iter_fields
 from .tree import Config
 
-__all__ = ["execution_keys", "from_dict", "given_keys", "irrelevant_keys", "load_yaml", "parse_yaml", "save_yaml",
+__all__ = ["execution_keys", "flatten", "from_dict", "given_keys", "irrelevant_keys", "load_yaml", "parse_yaml", "save_yaml",
            "to_dict", "variant_keys", "with_absolute_paths"]
 
 
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def flatten(d: Optional[dict], prefix: str = "") -> dict[str, Any]:
+    """{'loss': {'name': 'mms'}} -> {'loss.name': 'mms'}."""
+    out = {}
+    for k, v in (d or {}).items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def from_dict(data: dict, base: Optional[Config] = None, source: str = "config") -> Config:

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
-import os
 import shutil
 import tempfile
 import warnings
@@ -38,185 +36,22 @@ import open_clip
 import torch
 from safetensors.torch import save_file
 
-from ..cache import cache_root
 from ..errors import ModelError
 from ..io import atomic_path, write_json
 from . import towers as shipped
+from .weights import AUTO, EXPORT_CONFIG, EXPORT_WEIGHTS, Weights, read_folder_config, resolve_weights
 
 BUNDLED_CONFIGS = Path(__file__).parent / "configs"
 open_clip.add_model_config(BUNDLED_CONFIGS)
-PACKAGED_WEIGHTS = Path(__file__).parent / "pretrained"
 
-EXPORT_CONFIG = "open_clip_config.json"
-EXPORT_WEIGHTS = "open_clip_model.safetensors"
-WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
-                "open_clip_pytorch_model.pth")
-AUTO, RANDOM = "auto", "none"
 # create_model_and_transforms' arguments for the tf_ EfficientNets' own normalisation
 IMAGENET_PREPROCESS = {"image_mean": (0.485, 0.456, 0.406), "image_std": (0.229, 0.224, 0.225),
                        "image_interpolation": "bicubic"}
 
 
-@dataclass(frozen=True)
-class ClipoodTag:
-    """A pretrained tag that clipood knows how to make (docs/pretrained.md)."""
-
-    about: str   # what the weights are trained on
-    recipe: str  # the commands that make them
-
-
-CLIPOOD_TAGS: dict[tuple[str, str], ClipoodTag] = {
-    ("clipood-emoji-s", "emoji"): ClipoodTag(
-        about="CLIP's contrastive loss from scratch on the emoji pretraining set (one plain image per emoji and "
-              "designer, captioned with its name and CLDR keywords), the benchmark's held-out designer excluded",
-        recipe="clipood data build emoji --pretrain-set && clipood pretrain --csv "
-               "~/.cache/clipood/datasets/emoji-pretrain/captions.csv --exclude-domain openmoji --install-as emoji",
-    ),
-    ("clipood-lite0-minilm", "emoji"): ClipoodTag(
-        about="the packaged towers (ImageNet EfficientNet-Lite0, all-MiniLM-L6-v2), both locked, with the image "
-              "projection and the logit scale aligned (LiT) on two emoji designers (noto, twemoji) that the demo "
-              "neither fine-tunes nor tests on",
-        recipe="clipood demo (it aligns the towers when the tag is missing; the commands: docs/pretrained.md)",
-    ),
-}
-# --pretrained auto for architectures open_clip has no 'openai' weights for
-DEFAULT_TAGS = {"clipood-emoji-s": "emoji", "clipood-lite0-minilm": "emoji"}
-
-
-@dataclass(frozen=True)
-class Weights:
-    """What an (--arch, --pretrained) pair loads, decided before anything is built."""
-
-    kind: str                       # 'tag' | 'file' | 'folder' | 'towers' | 'random'
-    model_name: str                 # what open_clip.create_model gets
-    pretrained: Optional[str]       # ... and as pretrained (a tag or a file), or None
-    folder: Optional[Path] = None   # a local-dir folder
-    about: str = ""                 # one line for records and the console
-
-
-def installed_dir(arch: str, tag: str) -> Path:
-    """Where ``clipood pretrain --install-as TAG`` puts the model folder of ARCH."""
-    return cache_root() / "pretrained" / arch / tag
-
-
-def installed_weights(arch: str, tag: str) -> Path:
-    return installed_dir(arch, tag) / EXPORT_WEIGHTS
-
-
-def clipood_tags(arch: str) -> list[str]:
-    """clipood's tags for ARCH: the known recipes, shipped towers, the shipped files and the installed ones."""
-    tags = {t for a, t in CLIPOOD_TAGS if a == arch}
-    if arch in shipped.SHIPPED:
-        tags.add(shipped.TOWERS_TAG)
-    tags |= {p.stem for p in (PACKAGED_WEIGHTS / arch).glob("*.safetensors")}
-    tags |= {p.parent.name for p in (cache_root() / "pretrained" / arch).glob(f"*/{EXPORT_WEIGHTS}")}
-    return sorted(tags)
-
-
 def list_architectures() -> list[str]:
+    """Every --arch name: open_clip's configs and the ones clipood bundles."""
     return open_clip.list_models()
-
-
-def _normalise(pretrained: Optional[str]) -> str:
-    if pretrained is None or pretrained.strip().lower() in ("", "none", "null", "random"):
-        return RANDOM
-    return pretrained.strip()
-
-
-def _weights_file(folder: Path) -> Optional[Path]:
-    return next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
-
-
-def _read_folder_config(folder: Path, flag: str = "--arch") -> dict:
-    path = folder / EXPORT_CONFIG
-    if not folder.is_dir():
-        raise ModelError(f"{flag}: folder not found: {folder}")
-    if not path.is_file():
-        raise ModelError(f"{flag}: no {EXPORT_CONFIG} in {folder}; point at a folder exported by clipood or open_clip")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{flag}: {path} is not valid JSON ({e}); re-export the model") from None
-    if not isinstance(data, dict) or not isinstance(data.get("model_cfg"), dict):
-        raise ModelError(f"{flag}: {path} has no 'model_cfg' mapping; it is not an open_clip model folder")
-    return data
-
-
-def _folder(folder: Path, pretrained: str, what: str) -> Weights:
-    _read_folder_config(folder)
-    if pretrained == RANDOM:
-        return Weights("random", f"local-dir:{folder}", None, folder,
-                       f"random weights (--pretrained none) in the architecture of {folder}")
-    weights = _weights_file(folder)
-    if weights is None:
-        raise ModelError(f"--arch: {folder} holds no weights ({EXPORT_WEIGHTS}); copy them there, or pass "
-                         f"--pretrained none to start from random weights on purpose")
-    return Weights("folder", f"local-dir:{folder}", None, folder, f"{what} ({weights})")
-
-
-def _unknown_arch(arch: str) -> ModelError:
-    name = arch.replace("/", "-")
-    close = [m for m in open_clip.list_models() if name.lower()[:5] in m.lower()][:8]
-    hint = f" (similar: {', '.join(close)})" if close else ""
-    return ModelError(f"--arch: unknown architecture '{arch}'{hint}; run 'clipood models' to list them, "
-                      f"or pass local-dir:PATH")
-
-
-def resolve_weights(arch: str, pretrained: Optional[str] = AUTO) -> Weights:
-    """What (--arch, --pretrained) load; one ModelError line for anything that cannot be loaded."""
-    pretrained = _normalise(pretrained)
-    if arch.startswith("local-dir:"):
-        if pretrained not in (AUTO, RANDOM):
-            raise ModelError(f"--pretrained {pretrained}: does not apply with --arch {arch}, which loads the "
-                             f"folder's own weights; drop --pretrained (or pass 'none' for random weights)")
-        return _folder(Path(arch[len("local-dir:"):]), pretrained, "the folder's weights")
-    if arch.startswith("hf-hub:"):
-        if pretrained not in (AUTO, RANDOM):
-            raise ModelError(f"--pretrained {pretrained}: does not apply with --arch {arch}, which loads the "
-                             f"repository's weights; drop --pretrained")
-        if pretrained == RANDOM:
-            raise ModelError(f"--pretrained none: not supported with --arch {arch}; download the repository and "
-                             f"pass --arch local-dir:PATH --pretrained none")
-        return Weights("tag", arch, None, about=f"the weights of {arch}")
-    name = arch.replace("/", "-")
-    if name not in open_clip.list_models():
-        raise _unknown_arch(arch)
-    open_clip_tags = open_clip.list_pretrained_tags_by_model(name)
-    if pretrained == AUTO:
-        if "openai" in open_clip_tags:
-            pretrained = "openai"
-        elif name in DEFAULT_TAGS:
-            pretrained = DEFAULT_TAGS[name]
-        else:
-            known = ", ".join(open_clip_tags + clipood_tags(name)) or "none"
-            raise ModelError(f"--pretrained: {arch} has no default weights; pass a tag (known: {known}), a "
-                             f"checkpoint file, or 'none' for random weights")
-    if pretrained == RANDOM:
-        return Weights("random", name, None, about=f"random weights (--pretrained none) of {name}")
-    if pretrained in open_clip_tags:
-        return Weights("tag", name, pretrained, about=f"open_clip's '{pretrained}' weights of {name}")
-    if os.path.isfile(pretrained):
-        return Weights("file", name, pretrained, about=f"{name} weights from {pretrained}")
-    if pretrained == shipped.TOWERS_TAG and name in shipped.SHIPPED:
-        return Weights("towers", name, None, about=shipped.SHIPPED[name].describe())
-    installed = installed_dir(name, pretrained)
-    if (installed / EXPORT_CONFIG).is_file() and _weights_file(installed):
-        return _folder(installed, AUTO, f"clipood's '{pretrained}' weights of {name}")
-    for path in (PACKAGED_WEIGHTS / name / f"{pretrained}.safetensors", installed / EXPORT_WEIGHTS):
-        if path.is_file():
-            return Weights("file", name, str(path), about=f"clipood's '{pretrained}' weights of {name} ({path})")
-    known = CLIPOOD_TAGS.get((name, pretrained))
-    if known is not None:
-        raise ModelError(f"--pretrained {pretrained}: the '{pretrained}' weights of {name} are not built here "
-                         f"(nothing in {installed}); make them once with: {known.recipe}")
-    tags = open_clip_tags + clipood_tags(name)
-    hint = ", ".join(tags) if tags else "none (use a local checkpoint file or 'none')"
-    raise ModelError(f"--pretrained: '{pretrained}' is neither a file nor a known tag for {arch}; known tags: {hint}")
-
-
-def check_arch(arch: str, pretrained: Optional[str]) -> Weights:
-    """Fail fast, with the known names, on an unknown architecture, tag, folder or file."""
-    return resolve_weights(arch, pretrained)
 
 
 @dataclass
@@ -245,7 +80,7 @@ class Backbone:
 
 def _base_model_cfg(w: Weights) -> dict:
     if w.folder is not None:
-        return copy.deepcopy(_read_folder_config(w.folder)["model_cfg"])
+        return copy.deepcopy(read_folder_config(w.folder)["model_cfg"])
     cfg = open_clip.get_model_config(w.model_name)
     if cfg is None:
         raise ModelError(f"--arch: no open_clip config for {w.model_name}")

@@ -19,12 +19,13 @@ from typing import Optional
 from ..errors import ClipoodError
 from ..io import write_text
 from . import plots as P
-from .layouts import Table, all_tables, label, reference_tables
+from .layouts import all_tables, reference_tables
 from .page import figure, page, paragraph
 from .records import RunRecord, add_derived_zeroshot, collect
 from .reference import citation
 from .render import to_csv, to_html, to_markdown
 from .selection import MODES, SelectionInfo, select
+from .table import Table, file_key, label
 
 
 @dataclass
@@ -170,7 +171,7 @@ def _plots(records: list[RunRecord], selected: list[RunRecord], primary: list[Ta
         elif t.kind == "table3":
             add(P.bars(t, plot_dir / f"bars_{t.key}.png"), f"{t.title}: mean over seeds, error bars ± std.")
     for ds in sorted({r.dataset for r in records}):
-        add(P.training_curves(selected, ds, plot_dir / f"curves_{_slug(ds)}.png"),
+        add(P.training_curves(selected, ds, plot_dir / f"curves_{file_key(ds)}.png"),
             f"{ds}: train loss and held-out accuracy against the step (mean over the selected runs ± std; accuracy "
             f"at step 0 is "
             f"the zero-shot model, then every --eval-every steps and the final model).")
@@ -184,7 +185,3 @@ def _plots(records: list[RunRecord], selected: list[RunRecord], primary: list[Ta
     add(P.wise_ft_plot(records, plot_dir / "wise_ft.png"),
         "WiSE-FT: accuracy of the interpolated weights against alpha.")
     return figs
-
-
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in text).strip("_").lower() or "x"

@@ -23,9 +23,9 @@ from matplotlib.figure import Figure  # drawn without pyplot: the Agg renderer, 
 
 from ..averaging import beta_weights
 from ..methods import METHODS
-from .layouts import Table, label
-from .records import RunRecord
-from .stats import harmonic, mean, stat
+from .records import RunRecord, headline
+from .stats import mean, stat
+from .table import Table, label
 
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
            "#64b5cd"]
@@ -96,13 +96,6 @@ def _read_metrics(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return out
-
-
-def headline(evals: dict, base_to_new: bool) -> float:
-    es = [e for e in evals.values() if e.get("role") == "test"] or [e for e in evals.values() if e.get("role") == "val"]
-    if base_to_new:
-        return harmonic(mean(e.get("base") for e in es), mean(e.get("new") for e in es))
-    return mean(e.get("accuracy") for e in es)
 
 
 def _band(ax, series: dict[int, list[float]], **kw) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import yaml
 
-from ..config import irrelevant_keys, variant_keys
+from ..config import flatten, irrelevant_keys, variant_keys
 from ..methods import METHODS, infer_method
 from .stats import harmonic, mean
 
@@ -56,24 +56,19 @@ class RunRecord:
 
     def headline(self) -> float:
         """One number per run for plots: held-out accuracy (H with base/new classes)."""
-        es = self.test_entries()
-        if self.base_to_new:
-            return harmonic(mean(e.get("base") for e in es), mean(e.get("new") for e in es))
-        return mean(e.get("accuracy") for e in es)
+        return headline(self.evals, self.base_to_new)
 
 
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in (d or {}).items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+def headline(evals: dict, base_to_new: bool) -> float:
+    """Held-out accuracy of an evaluation (test splits, else validation); H of base and new with a class split."""
+    es = [e for e in evals.values() if e.get("role") == "test"] or [e for e in evals.values() if e.get("role") == "val"]
+    if base_to_new:
+        return harmonic(mean(e.get("base") for e in es), mean(e.get("new") for e in es))
+    return mean(e.get("accuracy") for e in es)
 
 
 def _hparams(cfg: dict) -> dict[str, Any]:
-    f = _flat(cfg)
+    f = flatten(cfg)
     return {"lambda": f.get("loss.margin_lambda"), "beta": f.get("averaging.beta"),
             "ema_decay": f.get("averaging.ema_decay"), "lr": f.get("optim.lr"), "steps": f.get("train.steps"),
             "averaging": f.get("averaging.name"), "loss": f.get("loss.name")}
@@ -85,7 +80,7 @@ def _config_variant(cfg_dict: dict) -> dict[str, Any]:
         cfg = from_dict(cfg_dict)
     except Exception:  # an old or foreign config: no variant information
         return {}
-    flat = _flat(cfg_dict)
+    flat = flatten(cfg_dict)
     ignored = irrelevant_keys(cfg)
     return {k: flat.get(k) for k in VARIANT_KEYS if k not in ignored}
 

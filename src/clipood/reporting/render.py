@@ -7,8 +7,8 @@ import html
 import io
 from typing import Optional
 
-from .layouts import Table
 from .stats import Stat
+from .table import Table
 from .text import markdown_table
 
 
