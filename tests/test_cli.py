@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from clipood.cli import build_parser, main
-from clipood.config import flag_name, iter_fields
+from clipood.config import Config, flag_name, iter_fields
 
 
 def _subcommands() -> list[str]:
@@ -42,7 +42,7 @@ def test_help_of_command_and_every_subcommand():
 
 def test_train_help_documents_every_option_with_its_default():
     help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
-    for _, _, f in iter_fields():
+    for _, _, f in iter_fields(Config):
         assert f"--{flag_name(f)}" in help_text, f.name
     assert "(default: 0.3)" in help_text and "(default: 0.5)" in help_text
 

@@ -106,7 +106,7 @@ def test_flags_without_yaml_and_none_values():
 
 
 def _field(section: str, name: str):
-    for sec, _, f in iter_fields():
+    for sec, _, f in iter_fields(Config):
         if sec == section and f.name == name:
             return f
     raise KeyError((section, name))
@@ -267,9 +267,9 @@ def test_yaml_strings_are_coerced_like_flags():
 
 def test_docs_table_lists_every_option_once():
     doc = options_markdown()
-    for sec, _, f in iter_fields():
+    for sec, _, f in iter_fields(Config):
         assert doc.count(f"| `{sec}.{f.name}` | `--{flag_name(f)}` |") == 1
     assert [f"## `{s}`" in doc for s in SECTIONS] == [True] * len(SECTIONS)
-    flags = [flag_name(f) for _, _, f in iter_fields()]
+    flags = [flag_name(f) for _, _, f in iter_fields(Config)]
     assert len(flags) == len(set(flags)), "two options share a CLI flag"
     assert len(dataclasses.fields(Config)) == len(SECTIONS)

@@ -13,7 +13,7 @@ from clipood.config import SECTIONS, Config, from_dict, iter_fields, validate
 from clipood.data.images import UnreadableImage, load_rgb
 from clipood.errors import ConfigError
 
-KEYS = {sec: [f.name for s, _, f in iter_fields() if s == sec] for sec in SECTIONS}
+KEYS = {sec: [f.name for s, _, f in iter_fields(Config) if s == sec] for sec in SECTIONS}
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-10**30, max_value=10**30),

@@ -86,11 +86,8 @@ def flag_name(section_field: dataclasses.Field) -> str:
     return section_field.metadata.get("flag", section_field.name.replace("_", "-"))
 
 
-def iter_fields(cls=None) -> Iterator[tuple[str, type, dataclasses.Field]]:
-    """Yield (section name, section class, field) for every option of a config tree (default: Config)."""
-    if cls is None:
-        from .tree import Config
-        cls = Config
+def iter_fields(cls) -> Iterator[tuple[str, type, dataclasses.Field]]:
+    """Yield (section name, section class, field) for every option of a config tree (e.g. config.Config)."""
     for sec in dataclasses.fields(cls):
         sec_cls = sec.default_factory
         for f in dataclasses.fields(sec_cls):

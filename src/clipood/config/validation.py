@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from ..errors import ConfigError
 from .fields import check_value, iter_fields, out_of_range
-from .tree import Config
+from .tree import SECTION_SCOPE, Config
 
 __all__ = ["check_fields", "check_name", "check_output_dir", "check_templates", "validate"]
 
@@ -20,7 +20,6 @@ def _check(ok: bool, option: str, value: Any, allowed: str) -> None:
 
 def check_fields(cfg, command: Optional[str] = None) -> None:
     """The choices and ranges of every field of a config tree (fields.opt metadata) that ``command`` uses."""
-    from .tree import SECTION_SCOPE
     for sec, _, f in iter_fields(type(cfg)):
         scope = f.metadata.get("scope") or SECTION_SCOPE.get(sec, ())
         if command is None or not isinstance(cfg, Config) or command in scope:

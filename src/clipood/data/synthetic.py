@@ -71,7 +71,10 @@ def draw(shape: str, style: str, rng: random.Random, size: int = 64) -> Image.Im
     return img
 
 
-def make_shapes_dataset(root: str | Path, *, per_class: int = 12, size: int = 64, seed: int = 0,
+SHAPES_PER_CLASS = 12
+
+
+def make_shapes_dataset(root: str | Path, *, per_class: int = SHAPES_PER_CLASS, size: int = 64, seed: int = 0,
                         shapes=SHAPES, styles=STYLES) -> Path:
     """Write ROOT/<style>/<shape>/<n>.png (skips files already there); returns root."""
     root = Path(root)

@@ -74,7 +74,7 @@ def slug(text: str) -> str:
 
 def _short(key: str) -> str:
     sec, name = key.split(".", 1)
-    for s, _, f in iter_fields():
+    for s, _, f in iter_fields(Config):
         if s == sec and f.name == name:
             return flag_name(f)
     return name

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import flag_name, iter_fields, parse_yaml
+from ..config import Config, flag_name, iter_fields, parse_yaml
 from ..errors import ConfigError
 from ..methods import DEFAULT_WISE_ALPHAS, get_method
 
@@ -46,10 +46,10 @@ DATASET_KEYS = ("dataset",) + tuple(f.name for f in dataclasses.fields(DatasetSp
 
 def option_key(key: str) -> str:
     """'section.field' for an option given as 'section.field' or as its flag name ('lambda')."""
-    known = {f"{sec}.{f.name}": (sec, f) for sec, _, f in iter_fields()}
+    known = {f"{sec}.{f.name}": (sec, f) for sec, _, f in iter_fields(Config)}
     if key in known:
         return key
-    by_flag = {flag_name(f): f"{sec}.{f.name}" for sec, _, f in iter_fields()}
+    by_flag = {flag_name(f): f"{sec}.{f.name}" for sec, _, f in iter_fields(Config)}
     name = key.lstrip("-")
     for candidate in (name, name.replace("_", "-")):
         if candidate in by_flag:

@@ -1,0 +1,118 @@
+"""Config options as flags: one per field a command takes (its ``scope``), defaults < --config YAML <
+flags, and what a user set (so an option that does not apply gets one warning line)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Optional
+
+from ..config import (
+    SECTION_SCOPE,
+    Config,
+    allowed,
+    default_of,
+    execution_keys,
+    field_type,
+    flag_name,
+    from_dict,
+    given_keys,
+    iter_fields,
+    parse_yaml,
+)
+from ..console import warn
+from ..errors import ClipoodError
+
+__all__ = ["add_config_flags", "config_from_args", "flag_of", "flag_overrides", "resume_overrides",
+           "warn_inapplicable"]
+
+GROUP_TITLES = {"train": "execution options"}  # 'train' options for commands that take only how to run
+# argparse reads '-1e-3' as an option; accept negative numbers in every notation as values
+def _fmt_default(v) -> str:
+    if isinstance(v, list):
+        return " ".join(map(str, v)) if v else "none"
+    return "none" if v is None else str(v)
+
+
+def add_config_flags(parser: argparse.ArgumentParser, command: str, root=Config) -> None:
+    """One flag per option ``command`` takes (a field's ``scope``, else its section's), grouped by section."""
+    groups = {}
+    for sec, sec_cls, f in iter_fields(root):
+        scope = (f.metadata.get("scope") or SECTION_SCOPE.get(sec, ("train",))) if root is Config else (command,)
+        if command not in scope:
+            continue
+        if sec not in groups:
+            partial = command != "train" and root is Config and sec == "train"
+            groups[sec] = parser.add_argument_group(GROUP_TITLES[sec] if partial else f"{sec} options")
+        g = groups[sec]
+        tp, optional, is_list = field_type(sec_cls, f)
+        default = default_of(f)
+        limits = "" if "choices" in f.metadata else allowed(f)  # argparse lists the choices itself
+        help_text = f"{f.metadata['help']}{limits} (default: {_fmt_default(default)})".replace("%", "%%")
+        name = "--" + flag_name(f)
+        dest = f"{sec}.{f.name}"
+        kw = dict(dest=dest, default=argparse.SUPPRESS, help=help_text)
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if tp is bool:
+            g.add_argument(name, action=argparse.BooleanOptionalAction, **kw)
+        elif is_list and f.name == "betas":
+            g.add_argument(name, nargs=2, metavar=("B1", "B2"), **kw)
+        elif is_list:
+            g.add_argument(name, action="append", metavar="VALUE", **kw)
+        else:
+            g.add_argument(name, metavar=tp.__name__.upper() if not kw.get("choices") else None, **kw)
+
+
+def flag_overrides(args: argparse.Namespace) -> dict:
+    """The config options given as flags (the others are absent: their defaults are SUPPRESSed)."""
+    overrides: dict = {}
+    for key, value in vars(args).items():
+        if "." in key:
+            sec, name = key.split(".", 1)
+            overrides.setdefault(sec, {})[name] = value
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) -> tuple[Config, set[str]]:
+    """Defaults < --config YAML < flags given on the command line; also the options the user set."""
+    cfg = base or Config()
+    given: set[str] = set()
+    if getattr(args, "config", None):
+        data = parse_yaml(args.config)
+        cfg = from_dict(data, cfg, source=str(args.config))
+        given |= given_keys(data)
+    overrides = flag_overrides(args)
+    given |= given_keys(overrides)
+    return from_dict(overrides, cfg, source="command line"), given
+
+
+def flag_of(key: str, root=Config) -> str:
+    sec, name = key.split(".", 1)
+    f = next(f for s, _, f in iter_fields(root) if s == sec and f.name == name)
+    return "--" + flag_name(f)
+
+
+def warn_inapplicable(cfg, given: set[str], root=Config) -> None:
+    """One warning line per option the user set that this configuration does not use."""
+    if root is Config:
+        from ..config import irrelevant_keys
+    else:
+        from ..pretraining.config import irrelevant_keys
+    for key, why in sorted(irrelevant_keys(cfg).items()):
+        if key in given:
+            warn(f"{flag_of(key, root)} does not apply {why}; it is ignored")
+
+
+def resume_overrides(args: argparse.Namespace, cfg, root=Config):
+    """With --resume the run's saved config is used; only options of how it executes may be given."""
+    overrides = flag_overrides(args)
+    given = given_keys(overrides)
+    fixed = sorted(given - execution_keys(root))
+    if fixed or getattr(args, "config", None):
+        what = ", ".join(flag_of(k, root) for k in fixed) if fixed else "--config"
+        raise ClipoodError(f"--resume: {what} cannot change a run that has started (its config.yaml holds the "
+                           f"options); start a new run, or give only options of how it runs (e.g. --workers, "
+                           f"--device, --log-every)")
+    return from_dict(overrides, cfg, source="command line")
+
+
