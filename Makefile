@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test browser sources bench
+.PHONY: install demo test browser sources perf
 
 $(BIN)/.clipood-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,10 +41,10 @@ browser:
 test: install browser
 	$(BIN)/python -m pytest -n 2 -q
 
-# Speed and memory targets, each measured side by side in one run (benchmarks/README.md).
+# Speed and memory targets, each measured side by side in one run (perf/README.md).
 # The GPU throughput benchmark says it is skipped where there is no CUDA device.
-bench: install
-	$(BIN)/python benchmarks/bench_step.py
-	$(BIN)/python benchmarks/bench_average.py
-	$(BIN)/python benchmarks/bench_eval.py
-	$(BIN)/python benchmarks/bench_gpu_throughput.py
+perf: install
+	$(BIN)/python perf/bench_step.py
+	$(BIN)/python perf/bench_average.py
+	$(BIN)/python perf/bench_eval.py
+	$(BIN)/python perf/bench_gpu_throughput.py

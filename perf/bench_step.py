@@ -6,8 +6,8 @@ CLIPood adds the margin (one row gather and add on the (B, C) logits) and the BM
 cosine logits without averaging. Steps are interleaved; the ratio of medians is printed.
 Target: <= 1.05.
 
-    python benchmarks/bench_step.py                                  # CPU default (~1-2 min)
-    python benchmarks/bench_step.py --arch ViT-B-16 --batch 256 --device cuda --classes 345
+    python perf/bench_step.py                                  # CPU default (~1-2 min)
+    python perf/bench_step.py --arch ViT-B-16 --batch 256 --device cuda --classes 345
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ composited on white, with a reference drawn by resvg at 4x the size and downsamp
 (Lanczos). 'MAE' is the mean absolute difference in grey levels (0-255); 'n>8' counts
 icons that differ visibly (missing parts, wrong gradients). docs/benchmark.md has a run.
 
-    python benchmarks/bench_svg_renderers.py --per-domain 150
+    python perf/bench_svg_renderers.py --per-domain 150
 """
 
 from __future__ import annotations

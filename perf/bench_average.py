@@ -6,8 +6,8 @@ one clipood builds (fused on CUDA, foreach on CPU) on the same tensors, with gra
 present. Targets: update / optimiser step <= 1.0; extra memory = 1 copy of the trained
 parameters (plus floating buffers, of which a ViT has none).
 
-    python benchmarks/bench_average.py                               # CPU default
-    python benchmarks/bench_average.py --arch ViT-B-16 --device cuda
+    python perf/bench_average.py                               # CPU default
+    python perf/bench_average.py --arch ViT-B-16 --device cuda
 """
 
 from __future__ import annotations

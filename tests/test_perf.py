@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH = Path(__file__).resolve().parents[1] / "perf"
 sys.path.insert(0, str(BENCH))
 
 TINY = ["--arch", "clipood-tiny", "--device", "cpu", "--reps", "2", "--warmup", "1", "--batch", "4"]

@@ -7,9 +7,9 @@ recomputation counted) over the GPU's dense bf16 peak (H100 SXM: 989 TFLOPS). Ne
 on a machine without it, it says so and exits. ``--smoke-cpu`` runs every line of it on the
 CPU instead, to check the script before GPU time is spent on it (its figures mean nothing).
 
-    python benchmarks/bench_gpu_throughput.py                        # ViT-B-16, batch 256, bf16
-    python benchmarks/bench_gpu_throughput.py --compile --batch 512 --peak-tflops 989
-    python benchmarks/bench_gpu_throughput.py --smoke-cpu --arch clipood-tiny --batch 4 --reps 2
+    python perf/bench_gpu_throughput.py                        # ViT-B-16, batch 256, bf16
+    python perf/bench_gpu_throughput.py --compile --batch 512 --peak-tflops 989
+    python perf/bench_gpu_throughput.py --smoke-cpu --arch clipood-tiny --batch 4 --reps 2
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         args.device = "cpu"
     elif not torch.cuda.is_available() or args.device == "cpu":
         print("bench_gpu_throughput: skipped: it measures GPU throughput and needs a CUDA device; "
-              "none is available here (run it on a GPU machine: python benchmarks/bench_gpu_throughput.py)")
+              "none is available here (run it on a GPU machine: python perf/bench_gpu_throughput.py)")
         return 0
     args.device = "cuda" if args.device == "auto" else args.device
     if args.precision == "auto":

@@ -6,7 +6,7 @@ by Pearson correlation; the table is the mean over classes. The held-out domain 
 be unlike every training domain: the lowest mean and the lowest nearest-domain value.
 Also printed: mean colour saturation and fraction of near-black pixels per domain.
 
-    python benchmarks/emoji_domain_similarity.py ~/.cache/clipood/datasets/emoji
+    python perf/emoji_domain_similarity.py ~/.cache/clipood/datasets/emoji
 """
 
 from __future__ import annotations

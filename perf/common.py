@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: a throw-away dataset, real experiments, side-by-side timing.
+"""Shared pieces of the speed and memory scripts: a throw-away dataset, real experiments, side-by-side timing.
 
 Every benchmark times the things it compares *interleaved* (A, B, A, B, ...) in one
 process and reports medians and their ratio, so a machine that is busy or throttled
@@ -49,7 +49,7 @@ def setup(args) -> None:
 
 
 def synthetic_root(classes: int, domains: int = 2) -> Path:
-    """ROOT/<domain>/<class>/0.png: one tiny image per class and domain (the benchmarks feed tensors)."""
+    """ROOT/<domain>/<class>/0.png: one tiny image per class and domain (the scripts feed tensors)."""
     root = Path(tempfile.mkdtemp(prefix="clipood-bench-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     img = Image.new("RGB", (8, 8), (128, 64, 32))

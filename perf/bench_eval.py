@@ -6,8 +6,8 @@ The naive loop, common in fine-tuning scripts, runs the text tower over every cl
 prompt again for each image batch. Both score the same images (held in memory: decoding
 is the same for both and left out); the passes are interleaved and images/s printed.
 
-    python benchmarks/bench_eval.py                                  # CPU default
-    python benchmarks/bench_eval.py --arch ViT-B-16 --device cuda --classes 1000 --batch 256 --images 4096
+    python perf/bench_eval.py                                  # CPU default
+    python perf/bench_eval.py --arch ViT-B-16 --device cuda --classes 1000 --batch 256 --images 4096
 """
 
 from __future__ import annotations
