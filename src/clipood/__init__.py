@@ -3,6 +3,43 @@
 The method of "CLIPood: Generalizing CLIP to Out-of-Distributions" (ICML 2023):
 Margin Metric Softmax (``losses``) and Beta Moving Average (``averaging``) on
 open_clip backbones (``model``), with DomainBed and base-to-new protocols (``data``).
+
+One import gives what a user's own code needs (as open_clip's ``__init__`` re-exports
+``create_model_and_transforms``): a whole run from a ``Config`` (``train``, ``zeroshot``,
+``evaluate``, ``load_classifier``), or the pieces for one's own loop (``load_backbone``,
+``encode_class_texts``, ``train_transform``, ``margin_metric_softmax``, ``BetaMovingAverage``,
+``averaged_tensors``, ``fit``). Names load on first use, so ``import clipood`` is cheap.
 """
 
+from importlib import import_module
+
 __version__ = "0.1.0"
+
+_WHERE = {
+    "Config": "config", "validate": "config",
+    "train": "commands", "zeroshot": "commands", "evaluate": "commands", "load_classifier": "commands",
+    "Classifier": "commands",
+    "load_backbone": "model", "encode_class_texts": "model", "set_trainable": "model", "Backbone": "model",
+    "train_transform": "data.transforms",
+    "margin_metric_softmax": "losses", "MetricSoftmaxLoss": "losses", "LogitCrossEntropy": "losses",
+    "build_loss": "losses",
+    "BetaMovingAverage": "averaging", "ExponentialMovingAverage": "averaging", "UniformAverage": "averaging",
+    "NoAverage": "averaging", "WeightAverage": "averaging", "averaged_tensors": "averaging",
+    "beta_weights": "averaging", "build_averager": "averaging",
+    "build_experiment": "training.experiment", "fit": "training.loop",
+    "ClipoodError": "errors",
+}
+
+__all__ = ["__version__", *_WHERE]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'clipood' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

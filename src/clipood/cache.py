@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__all__ = ["cache_root"]
+
 
 def cache_root() -> Path:
     return Path(os.environ.get("CLIPOOD_CACHE") or Path.home() / ".cache" / "clipood")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
+__all__ = ["note", "warn"]
+
 _said: set[str] = set()
 
 

@@ -35,6 +35,9 @@ from .methods import get_method
 from .reporting.stats import fmt_stat
 from .reporting.text import markdown_table
 
+__all__ = ["DemoSettings", "METHODS", "PROVENANCE", "SCRATCH_ARCH", "check_protocol", "demo_spec", "ensure_backbone",
+           "heldout_table", "run_demo", "seen_domains"]
+
 METHODS = {m: get_method(m).label for m in ("zeroshot", "finetune", "clipood")}  # name -> table label
 SCRATCH_ARCH = "clipood-emoji-s"  # the earlier backbone: CLIP's loss from scratch (docs/pretrained.md)
 PROVENANCE = "clipood_pretrain.json"

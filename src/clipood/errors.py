@@ -5,6 +5,8 @@ Every problem a user can fix (bad path, bad option, broken image) is raised as a
 CLI prints it without a traceback; anything else is a bug and keeps its traceback.
 """
 
+__all__ = ["ClipoodError", "ConfigError", "DataError", "Interrupted", "ModelError", "NonFiniteLoss"]
+
 
 class ClipoodError(Exception):
     """A problem with the user's input, reported as one clear line."""

@@ -19,6 +19,8 @@ from .data.folder import ImageIndex
 from .data.loading import ImageDataset, collate
 from .data.splits import EvalSet
 
+__all__ = ["ClassWeights", "accuracies", "encode_images", "harmonic_mean", "input_format"]
+
 
 @dataclass
 class ClassWeights:

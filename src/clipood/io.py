@@ -20,6 +20,9 @@ from typing import Any, Iterator
 
 from .errors import ClipoodError
 
+__all__ = ["DiskFull", "TMP_SUFFIX", "atomic_path", "is_disk_full", "read_json", "remove_debris", "umask", "write_json",
+           "write_text"]
+
 TMP_SUFFIX = ".tmp"
 _FULL_MARKERS = ("No space left on device", "StorageFull", "file write failed", "enforce fail at inline_container",
                  "Disk quota exceeded")

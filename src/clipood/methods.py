@@ -19,6 +19,8 @@ from typing import Any, Mapping, Optional
 from .config import Config, from_dict
 from .errors import ConfigError
 
+__all__ = ["DEFAULT_WISE_ALPHAS", "METHODS", "Method", "get_method", "infer_method"]
+
 TRAIN, ZEROSHOT, WISE_FT = "train", "zeroshot", "wise-ft"
 
 # WiSE-FT's mixing coefficients: theta = (1 - alpha) theta_zeroshot + alpha theta_finetuned.

@@ -27,6 +27,8 @@ from .config import Config, check_name, check_output_dir, load_yaml, save_yaml, 
 from .errors import ClipoodError
 from .io import read_json, remove_debris, write_json, write_text
 
+__all__ = ["LOCK_FILE", "RunDir", "default_name", "run_path"]
+
 LOCK_FILE = ".lock"
 
 

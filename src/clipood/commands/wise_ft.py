@@ -30,6 +30,8 @@ from ..training.experiment import build_experiment
 from .export import export_model, read_model_meta
 from .run import environment, evaluate_experiment, preflight, results_summary
 
+__all__ = ["alpha_key", "interpolate", "run_wise_ft", "validation_score"]
+
 
 def interpolate(theta0: dict[str, torch.Tensor], theta1: dict[str, torch.Tensor], alpha: float) -> dict:
     """(1 - alpha) theta0 + alpha theta1 for floating tensors; other tensors are taken from theta1."""

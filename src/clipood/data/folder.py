@@ -19,6 +19,9 @@ from tqdm.auto import tqdm
 from ..errors import DataError
 from .images import is_image_file
 
+__all__ = ["ImageIndex", "check_same_data", "class_images", "detect_layout", "fingerprint", "index_domain_folders",
+           "make_index", "read_class_names", "readable_name", "scan"]
+
 
 @dataclass
 class ImageIndex:

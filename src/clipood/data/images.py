@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
+__all__ = ["IMAGE_EXTENSIONS", "UnreadableImage", "is_image_file", "load_rgb", "to_rgb"]
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
 
 # Truncated files must fail, not come back half grey.

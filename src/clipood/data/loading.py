@@ -15,6 +15,8 @@ import torch
 from .folder import ImageIndex
 from .images import UnreadableImage, load_rgb
 
+__all__ = ["ImageDataset", "collate"]
+
 
 class ImageDataset(torch.utils.data.Dataset):
     """Key: an image index, or (index, augmentation seed) from the training sampler."""

@@ -14,6 +14,8 @@ from typing import Iterator, Sequence
 
 import torch
 
+__all__ = ["DomainBalancedBatches", "mix"]
+
 _MASK = (1 << 64) - 1
 
 

@@ -21,6 +21,8 @@ from typing import Optional
 from ..errors import DataError
 from .folder import ImageIndex
 
+__all__ = ["EvalSet", "Splits", "base_new_classes", "few_shot", "in_out_split", "make_splits", "training_classes"]
+
 
 @dataclass
 class EvalSet:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
+__all__ = ["SHAPES", "SHAPES_PER_CLASS", "STYLES", "draw", "make_shapes_dataset"]
+
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond", "hexagon", "ring")
 STYLES = ("photo", "sketch", "painting", "cartoon")
 

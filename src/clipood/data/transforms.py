@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torchvision import transforms as T
 
+__all__ = ["INTERPOLATION", "train_transform"]
+
 INTERPOLATION = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR,
                  "nearest": T.InterpolationMode.NEAREST}
 

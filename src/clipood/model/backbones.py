@@ -41,6 +41,9 @@ from ..io import atomic_path, write_json
 from . import towers as shipped
 from .weights import AUTO, EXPORT_CONFIG, EXPORT_WEIGHTS, Weights, read_folder_config, resolve_weights
 
+__all__ = ["BUNDLED_CONFIGS", "Backbone", "IMAGENET_PREPROCESS", "export_config", "list_architectures", "load_backbone",
+           "one_line", "save_open_clip_folder", "set_trainable"]
+
 BUNDLED_CONFIGS = Path(__file__).parent / "configs"
 open_clip.add_model_config(BUNDLED_CONFIGS)
 

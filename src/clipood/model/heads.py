@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = ["ImageClassifier", "LinearHead", "TextHead", "batch_norms", "encode_class_texts", "prompt_texts"]
+
 
 def prompt_texts(class_name: str, templates: Sequence[str]) -> list[str]:
     return [t.format(class_name) for t in templates]

@@ -29,6 +29,10 @@ from safetensors.torch import load_file
 
 from ..errors import ModelError
 
+__all__ = ["MINILM", "MINILM_ABOUT", "PACKAGE_PREFIX", "PackagedFile", "SHIPPED", "ShippedTowers", "TOWERS_TAG",
+           "UNUSED_TEXT_PREFIXES", "efficientnet_to_timm", "image_tower_state", "load_towers", "resolve",
+           "text_tower_state"]
+
 PACKAGE_PREFIX = "package:"
 TOWERS_TAG = "towers"
 # BERT's pooler (a dense layer on [CLS], trained for next-sentence prediction) is not part

@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 
 from ..errors import DataError
 
+__all__ = ["CaptionTable", "drop_tags", "keep_tags", "read_caption_table", "split_validation"]
+
 
 @dataclass
 class CaptionTable:

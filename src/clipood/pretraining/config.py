@@ -30,6 +30,9 @@ from ..config import (
 from ..config.validation import _check
 from ..errors import ConfigError
 
+__all__ = ["PretrainConfig", "PretrainDataConfig", "PretrainModelConfig", "PretrainOptimConfig", "PretrainRunConfig",
+           "PretrainTrainConfig", "irrelevant_keys", "options_doc", "separator", "validate"]
+
 
 @dataclass
 class PretrainModelConfig:

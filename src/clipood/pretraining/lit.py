@@ -34,6 +34,9 @@ from ..evaluation import input_format
 from ..io import atomic_path
 from ..training.execution import is_convolutional
 
+__all__ = ["FrozenFeatures", "cache_keys", "cacheable", "frozen_features", "frozen_image", "frozen_text", "image_head",
+           "lock_towers", "projected", "set_train_mode", "text_head"]
+
 
 def lock_towers(model: nn.Module, lock_image: bool, unlocked_groups: int, lock_text: bool) -> None:
     """open_clip's LiT locks; the BatchNorm statistics of a locked image trunk stay as they are."""

@@ -15,6 +15,8 @@ from ..model.backbones import save_open_clip_folder
 from ..model.weights import installed_dir
 from .setup import PROVENANCE, Pretraining
 
+__all__ = ["AUGMENTATION_KEYS", "export", "install", "provenance", "towers_record"]
+
 # the data options recorded under "augmentation" in clipood_pretrain.json
 # the data options recorded under "augmentation" in clipood_pretrain.json
 AUGMENTATION_KEYS = ("crop_min_scale", "rotation", "color_jitter", "zoom_out", "grayscale", "caption_tag_dropout")

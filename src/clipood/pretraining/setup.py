@@ -20,6 +20,9 @@ from .captions import CaptionTable, read_caption_table, split_validation
 from .config import PretrainConfig, separator
 from .transforms import icon_train_transform
 
+__all__ = ["PROVENANCE", "Pretraining", "build", "projection_overrides", "read_table", "sha256_of",
+           "weight_decay_groups"]
+
 # the data options recorded under "augmentation" in clipood_pretrain.json
 PROVENANCE = "clipood_pretrain.json"
 

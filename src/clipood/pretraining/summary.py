@@ -6,6 +6,8 @@ from pathlib import Path
 
 from ..reporting.text import fmt_pct, markdown_table
 
+__all__ = ["summary"]
+
 
 def summary(results: dict, run_dir: Path) -> str:
     d, v = results["data"], results.get("validation") or {}

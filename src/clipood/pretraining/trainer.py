@@ -40,6 +40,10 @@ from .config import PretrainConfig
 from .record import export, install, provenance
 from .setup import Pretraining, build, read_table
 
+__all__ = ["MAX_LOG_SCALE", "batch_texts", "batches", "create_run", "encode_texts", "evaluate_pairs", "features", "fit",
+           "housekeeping", "open_run", "restore_state", "run_name", "run_pretrain", "train_loader", "train_step",
+           "training_state"]
+
 # the data options recorded under "augmentation" in clipood_pretrain.json
 MAX_LOG_SCALE = math.log(100)  # CLIP clamps the logit scale at 100
 

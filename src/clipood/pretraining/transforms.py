@@ -15,6 +15,8 @@ from torchvision import transforms as T
 
 from ..data.transforms import INTERPOLATION
 
+__all__ = ["WHITE", "ZOOM_OUT_SCALE", "icon_train_transform"]
+
 ZOOM_OUT_SCALE = (0.5, 0.9)  # size of the shrunk drawing, as a fraction of the image side
 WHITE = (255, 255, 255)
 

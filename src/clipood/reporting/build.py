@@ -27,6 +27,8 @@ from .render import to_csv, to_html, to_markdown
 from .selection import MODES, SelectionInfo, select
 from .table import Table, file_key, label
 
+__all__ = ["Report", "build_report"]
+
 
 @dataclass
 class Report:

@@ -38,6 +38,8 @@ from .table import (
     values_per_seed,
 )
 
+__all__ = ["SPLITS", "all_tables", "reference_tables", "table1", "table2", "table3", "table4"]
+
 # ------------------------------------------------------------------------------ Table 1
 
 

@@ -10,6 +10,8 @@ import base64
 import html
 from pathlib import Path
 
+__all__ = ["SCRIPT", "STYLE", "figure", "page", "paragraph"]
+
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1150px;
        color: #222; padding: 0 1em; }

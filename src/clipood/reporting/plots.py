@@ -27,6 +27,9 @@ from .records import RunRecord, headline
 from .stats import mean, stat
 from .table import Table, label
 
+__all__ = ["HPARAMS", "PALETTE", "axis_top", "bars", "color", "hparam_plot", "hparam_series", "step_weights",
+           "step_weights_curves", "training_curves", "wise_ft_plot"]
+
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
            "#64b5cd"]
 

@@ -21,6 +21,9 @@ from ..config import flatten, irrelevant_keys, variant_keys
 from ..methods import METHODS, infer_method
 from .stats import harmonic, mean
 
+__all__ = ["RunRecord", "SKIP_DIRS", "VARIANT_KEYS", "add_derived_zeroshot", "collect", "headline", "method_order",
+           "read_run"]
+
 SKIP_DIRS = {".sweep", "model", "checkpoints", "report"}
 # Options that make two runs of a method different variants when no sweep.json says so.
 VARIANT_KEYS = variant_keys()

@@ -10,6 +10,8 @@ import yaml
 
 from .stats import Stat
 
+__all__ = ["REFERENCE_FILE", "cell", "citation", "key", "load_reference", "match", "short"]
+
 REFERENCE_FILE = "clipood_icml2023.yaml"
 
 

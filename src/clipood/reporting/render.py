@@ -11,6 +11,8 @@ from .stats import Stat
 from .table import Table
 from .text import markdown_table
 
+__all__ = ["body", "headers", "to_csv", "to_html", "to_markdown"]
+
 
 def _fmt(c: Optional[Stat]) -> str:
     return "-" if c is None else c.fmt()

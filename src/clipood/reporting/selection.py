@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from .records import RunRecord
 from .stats import harmonic, mean
 
+__all__ = ["DESCRIPTION", "MODES", "SelectionInfo", "score", "select"]
+
 MODES = ("training-domain", "oracle")
 DESCRIPTION = {
     "training-domain": "training-domain validation (DomainBed): per method, held-out domain and seed, the "

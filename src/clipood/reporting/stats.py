@@ -9,6 +9,8 @@ from typing import Iterable, Optional
 
 from ..evaluation import harmonic_mean
 
+__all__ = ["Stat", "finite", "fmt_stat", "harmonic", "mean", "stat"]
+
 
 @dataclass(frozen=True)
 class Stat:

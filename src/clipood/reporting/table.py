@@ -11,6 +11,9 @@ from .records import RunRecord, method_order
 from .reference import cell
 from .stats import Stat, mean, stat
 
+__all__ = ["Row", "Table", "add_paper_rows", "cells_of", "common_notes", "datasets_of", "domain_order", "file_key",
+           "gap_to_paper", "label", "methods_of", "ref_value", "seed_average", "test_accuracy", "values_per_seed"]
+
 
 @dataclass
 class Row:

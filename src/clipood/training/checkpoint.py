@@ -22,6 +22,9 @@ from ..console import note
 from ..errors import ClipoodError
 from ..io import atomic_path, write_text
 
+__all__ = ["CHECKSUM", "PATTERN", "checkpoint_dir", "checksum_path", "list_checkpoints", "load_latest",
+           "remove_checkpoints", "restore_optimisation", "rng_state", "save_checkpoint", "set_rng_state"]
+
 PATTERN = re.compile(r"^step-(\d+)\.pt$")
 CHECKSUM = ".sha256"
 

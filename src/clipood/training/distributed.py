@@ -42,6 +42,9 @@ from torch import nn
 from ..errors import ClipoodError, ConfigError
 from ..rundir import RunDir
 
+__all__ = ["DistContext", "ENV_VARS", "FollowerRun", "SINGLE", "create_run", "env_world_size", "follower_view", "init",
+           "no_sync", "session", "wrap"]
+
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 

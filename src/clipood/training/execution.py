@@ -14,6 +14,9 @@ from torch import nn
 
 from ..errors import ConfigError
 
+__all__ = ["COMPILE_OPTIONS", "apply_execution_options", "enable_grad_checkpointing", "is_convolutional",
+           "micro_batches", "to_device", "use_channels_last"]
+
 # Keyword arguments of the image tower's torch.compile (tests swap in backend='eager').
 COMPILE_OPTIONS: dict[str, Any] = {}
 

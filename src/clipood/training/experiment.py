@@ -27,6 +27,8 @@ from .distributed import SINGLE, DistContext, wrap
 from .execution import apply_execution_options
 from .optim import build_optimizer, build_scheduler
 
+__all__ = ["Experiment", "build_experiment", "prepare_data", "resolve_temperature"]
+
 
 def resolve_temperature(temperature: Optional[float], backbone: Backbone) -> float:
     """tau: the given value, or 1 / exp(logit_scale) of the loaded model (official code: 1 / clip.logit_scale.exp())."""

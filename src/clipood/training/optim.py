@@ -8,6 +8,8 @@ import warnings
 
 import torch
 
+__all__ = ["apply_gradients", "build_optimizer", "build_scheduler", "cosine_with_warmup"]
+
 
 def cosine_with_warmup(step: int, *, total: int, warmup: int, min_ratio: float) -> float:
     """Multiplier of the base lr at scheduler step ``step`` (0-based)."""

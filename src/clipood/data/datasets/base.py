@@ -21,6 +21,8 @@ from ...errors import DataError
 from ..folder import ImageIndex, read_class_names
 from ..splits import EvalSet, Splits, few_shot, make_splits, training_classes
 
+__all__ = ["Benchmark", "DOCS", "Predefined", "fixed_splits"]
+
 DOCS = "docs/datasets.md"
 
 

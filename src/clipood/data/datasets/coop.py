@@ -22,6 +22,9 @@ from ..folder import ImageIndex, make_index, readable_name
 from ..splits import EvalSet
 from .base import DOCS, Benchmark, Predefined
 
+__all__ = ["COOP_DATASETS", "Caltech101", "CoOpDataset", "DATASETS", "DTD", "EuroSAT", "FGVCAircraft", "Flowers102",
+           "Food101", "OxfordPets", "SPLITS", "SUN397", "StanfordCars", "UCF101", "class_table", "read_split_file"]
+
 COOP_DATASETS = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
 SPLITS = ("train", "val", "test")
 Entry = tuple[str, int, str]  # image path relative to the image folder, label, class name

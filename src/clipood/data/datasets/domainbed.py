@@ -14,6 +14,9 @@ from typing import ClassVar, Optional
 from ..folder import ImageIndex, index_domain_folders, readable_name
 from .base import Benchmark, Predefined
 
+__all__ = ["DATASETS", "DOMAINBED_SCRIPT", "DomainBedDataset", "DomainNet", "OfficeHome", "PACS", "SPLIT_DOC",
+           "TerraIncognita", "VLCS", "office_home_name"]
+
 DOMAINBED_SCRIPT = "https://github.com/facebookresearch/DomainBed/blob/main/domainbed/scripts/download.py"
 SPLIT_DOC = ("clipood's DomainBed protocol: leave-one-domain-out (`--holdout-domain`), each domain split per "
              "class into `in` / `out` (`--val-fraction 0.2`, `--split-seed`); `--base-to-new` halves the sorted "

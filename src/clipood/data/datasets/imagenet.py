@@ -24,6 +24,9 @@ from ..images import is_image_file
 from ..splits import EvalSet
 from .base import DOCS, Benchmark, Predefined
 
+__all__ = ["CLASS_SOURCE", "COOP_DATASETS", "DATASETS", "ImageNet", "ImageNetA", "ImageNetR", "ImageNetShift",
+           "ImageNetSketch", "ImageNetV2", "PartialImageNet", "SHIFT_SETS", "imagenet_class_names", "imagenet_wnids"]
+
 COOP_DATASETS = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
 CLASS_SOURCE = ("CLIP's ImageNet class names (`open_clip.zero_shot_metadata.IMAGENET_CLASSNAMES`, the list of "
                 "CLIP's prompt-engineering notebook that CoOp's `classnames.txt` copies), matched to the sorted "

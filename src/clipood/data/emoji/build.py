@@ -37,6 +37,9 @@ from .iconify import IconSet
 from .render import RENDERER, png_bytes, render, renderer_version, variant_pose
 from .sources import DOMAIN_BY_NAME, DOMAINS, METADATA_PACKAGE, Domain, find_sources, package_info
 
+__all__ = ["BuildReport", "DEFAULT_PER_CLASS", "DEFAULT_SIZE", "EmojiClass", "FORMAT", "MANIFEST", "build_emoji",
+           "icon_name", "images_of", "plan_classes", "read_captions", "select", "slice_pretrain", "sources_markdown"]
+
 FORMAT = 1
 MANIFEST = "manifest.json"
 

@@ -22,6 +22,10 @@ from typing import Optional
 
 from ...errors import DataError
 
+__all__ = ["ANIMAL_SUBGROUPS", "CLASS_GROUPS", "EXCLUDED_LABELS", "Emoji", "MAX_CAPTION_TAGS",
+           "PRETRAIN_EXCLUDED_GROUPS", "PRETRAIN_EXCLUDED_SUBGROUPS", "caption", "class_name", "folder_name",
+           "load_emoji", "overrides", "pretrain_eligible", "pretrain_name", "readable"]
+
 CLASS_GROUPS = frozenset({"animals-nature", "food-drink", "travel-places", "activities", "objects"})
 ANIMAL_SUBGROUPS = frozenset({"animal-mammal", "animal-bird", "animal-amphibian", "animal-reptile",
                               "animal-marine", "animal-bug"})

@@ -17,6 +17,8 @@ from typing import Optional
 
 from ...errors import DataError
 
+__all__ = ["Icon", "IconSet", "codepoint_key", "svg_document"]
+
 _BOX = ("left", "top", "width", "height")
 
 

@@ -19,6 +19,8 @@ from PIL import Image
 from ...errors import DataError
 from .iconify import Icon, svg_document
 
+__all__ = ["PLAIN_SCALE", "Pose", "RENDERER", "png_bytes", "render", "renderer_version", "variant_pose"]
+
 RENDERER = "resvg-py"
 PLAIN_SCALE = 0.875  # longer side of the icon in the plain image, as a fraction of the canvas
 

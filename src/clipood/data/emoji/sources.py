@@ -16,6 +16,9 @@ from typing import Optional
 
 from ...errors import DataError
 
+__all__ = ["DOMAINS", "DOMAIN_BY_NAME", "Domain", "ENV_VAR", "INSTALL_HINT", "METADATA_PACKAGE", "find_sources",
+           "package_info", "repository_sources"]
+
 ENV_VAR = "CLIPOOD_EMOJI_SOURCES"
 METADATA_PACKAGE = "emojibase-data"
 INSTALL_HINT = ("install them with `npm ci --prefix data-sources` in the clipood repository (or `make install`; "

@@ -90,6 +90,6 @@ def test_configuration_docs_are_generated_from_the_code():
     from pathlib import Path
 
     from clipood.config import options_markdown
-    doc = Path(__file__).parents[1] / "docs" / "configuration.md"
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     assert doc.read_text(encoding="utf-8") == options_markdown(), \
         "regenerate: python -m clipood.config > docs/configuration.md"

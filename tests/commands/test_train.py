@@ -128,3 +128,16 @@ def test_trainable_last_groups_freezes_the_rest(tiny_config, tiny_pretrained):
     after = load_file(str(run.path / "model/open_clip_model.safetensors"))
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"visual.proj"}
+
+
+def test_fit_runs_in_memory_without_a_run_directory(tiny_config, tiny_pretrained, tmp_path):
+    import clipood
+    cfg = tiny_config
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
+    cfg.run.output_dir = str(tmp_path / "nowhere")
+    exp = clipood.build_experiment(cfg)
+    before = [t.detach().clone() for t in exp.trained]
+    clipood.fit(exp)  # no run: nothing logged or checkpointed
+    assert exp.averager.last_step == cfg.train.steps
+    assert any(not torch.equal(a, b) for a, b in zip(before, exp.trained))
+    assert not (tmp_path / "nowhere").exists()

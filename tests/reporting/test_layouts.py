@@ -1,0 +1,153 @@
+"""Table layouts against hand-computed means and stds, model selection, reference numbers, CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import statistics
+
+import pytest
+import yaml
+from fakes import OFFICE, _cell, _domainbed_runs, _entry, _md_rows, _write_run
+
+from clipood.reporting import build_report
+from clipood.reporting.records import read_run
+from clipood.reporting.reference import load_reference
+
+
+def test_table1_cells_are_selected_means_and_stds_with_paper_numbers(tmp_path):
+    truth = _domainbed_runs(tmp_path / "runs", random.Random(0))
+    report = build_report(tmp_path / "runs", tmp_path / "out", make_plots=False)
+    header, rows = _md_rows(report.markdown, "Table 1 layout: PACS")
+    assert header[:4] == ["method", "art_painting", "sketch", "Avg"]
+
+    for mode in ("training-domain", "oracle"):
+        key = "val" if mode == "training-domain" else "oracle"
+        chosen = {(h, s): truth[("clipood", h, s, max((0.1, 0.3), key=lambda lam: truth[("clipood", h, s, lam)][key]))]
+                  ["test"] for h in ("art_painting", "sketch") for s in (0, 1, 2)}
+        t = next(t for t in report.tables[mode] if t.key.startswith("table1_pacs"))
+        row = next(r for r in t.ours if r.method == "clipood")
+        expected = [_cell([chosen[(h, s)] for s in (0, 1, 2)]) for h in ("art_painting", "sketch")]
+        avg_vals = [(chosen[("art_painting", s)] + chosen[("sketch", s)]) / 2 for s in (0, 1, 2)]
+        expected.append(_cell(avg_vals))
+        assert [c.fmt() for c in row.cells] == expected, mode
+        paper = next(r for r in t.paper if r.method == "clipood")
+        assert paper.cells[-1].fmt() == "97.3 ± 0.1" and paper.cells[0] is None
+        assert row.gap == pytest.approx(100 * statistics.fmean(avg_vals) - 97.3)
+        if mode == "training-domain":
+            assert rows["CLIPood (MMS + BMA)"] == expected + [f"{row.gap:+.1f}"]
+    assert rows["paper: CLIPood"][-2:] == ["97.3 ± 0.1", ""] and rows["paper: ERM (CLIP)"][-2] == "96.1 ± 0.5"
+    erm = [_cell([truth[("erm-linear", h, s, None)]["test"] for s in (0, 1, 2)]) for h in ("art_painting", "sketch")]
+    assert rows["ERM (linear head)"][:2] == erm
+    # No zero-shot run: the training runs' pre-training evaluation stands in (same number every seed).
+    assert rows["zero-shot"][:3] == ["25.0 ± 0.0"] * 3
+    assert "training-domain validation" in report.markdown and "oracle" in report.markdown
+    assert "Source: Yang Shu" in report.markdown
+
+    with open(tmp_path / "out" / "tables" / "table1_pacs.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    ours = next(r for r in table if r["source"] == "ours" and r["method"] == "CLIPood (MMS + BMA)")
+    t = next(t for t in report.tables["training-domain"] if t.key == "table1_pacs")
+    row = next(r for r in t.ours if r.method == "clipood")
+    assert float(ours["sketch"]) == pytest.approx(row.cells[1].mean, abs=1e-3)
+    assert float(ours["sketch std"]) == pytest.approx(row.cells[1].std, abs=1e-3) and ours["sketch n"] == "3"
+    paper = next(r for r in table if r["source"] == "paper" and r["method"] == "paper: CLIPood")
+    assert float(paper["Avg"]) == 97.3 and float(paper["Avg std"]) == 0.1
+    with open(tmp_path / "out" / "runs.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == sum(len(r.evals) for r in report.records)
+
+
+def test_tables_2_3_4_layouts_match_paper_columns(tmp_path):
+    root, rng = tmp_path / "runs", random.Random(1)
+    imnet = ["imagenet", "imagenet-v2", "imagenet-sketch"]
+    expect = {}
+    for seed in (0, 1):
+        accs = [rng.uniform(0.4, 0.8) for _ in imnet]
+        _write_run(root, f"in-clipood-{seed}", method="clipood", dataset="ImageNet", holdout=(), seed=seed, variant={},
+                   evals={f"{d}/test": _entry(d, "test", "test", a) for d, a in zip(imnet, accs)}, domains=imnet,
+                   train_domains=["imagenet"])
+        expect.setdefault("in", []).append(accs)
+        b, n = rng.uniform(0.5, 0.9), rng.uniform(0.3, 0.7)
+        _write_run(root, f"in-b2n-clipood-{seed}", method="clipood", dataset="ImageNet", holdout=(), seed=seed,
+                   variant={}, b2n=True, evals={"imagenet/test": _entry("imagenet", "test", "test", 0.6, (b, n))},
+                   domains=["imagenet"], train_domains=["imagenet"])
+        expect.setdefault("b2n", []).append((b, n))
+        for held in ("Art", "Real_World"):
+            b, n, tot = rng.uniform(0.5, 0.9), rng.uniform(0.3, 0.7), rng.uniform(0.4, 0.8)
+            _write_run(root, f"oh-clipood-{held}-{seed}", method="clipood", dataset="OfficeHome", holdout=(held,),
+                       seed=seed, variant={}, b2n=True, evals={f"{held}/in": _entry(held, "in", "test", tot, (b, n))},
+                       domains=OFFICE, train_domains=[d for d in OFFICE if d != held])
+            expect[(held, seed)] = (b, n, tot)
+    report = build_report(root, tmp_path / "out", make_plots=False)
+    tables = {t.kind: t for t in report.tables["training-domain"]}
+
+    t2 = tables["table2"]
+    assert t2.columns == ["imagenet", "imagenet-v2", "imagenet-sketch", "OOD avg"]
+    ours = t2.ours[0]
+    accs = expect["in"]
+    assert [c.fmt() for c in ours.cells] == [_cell([a[i] for a in accs]) for i in range(3)] + \
+        [_cell([(a[1] + a[2]) / 2 for a in accs])]
+    paper = {r.labels[0]: r for r in t2.paper}
+    assert [c.fmt() for c in paper["paper: CLIPood"].cells[:3]] == ["71.6 ± 0.1", "64.9 ± 0.1", "49.3 ± 0.1"]
+    assert paper["paper: CLIPood"].cells[3].mean == pytest.approx((64.9 + 49.3) / 2)  # over the shifts shown
+    assert ours.gap == pytest.approx(ours.cells[3].mean - (64.9 + 49.3) / 2)
+
+    t3 = tables["table3"]
+    assert t3.columns == ["ImageNet Base", "ImageNet New", "ImageNet H"]
+    hs = [2 * b * n / (b + n) for b, n in expect["b2n"]]
+    assert [c.fmt() for c in t3.ours[0].cells] == [_cell([b for b, _ in expect["b2n"]]),
+                                                   _cell([n for _, n in expect["b2n"]]), _cell(hs)]
+    assert [c.fmt() for c in next(r for r in t3.paper if r.method == "clipood").cells] == \
+        ["77.5 ± 0.1", "70.3 ± 0.1", "73.7 ± 0.1"]
+    assert t3.gap_column == "ImageNet H"
+
+    t4 = tables["table4"]
+    assert t4.columns == ["Art", "Real_World", "Avg"]
+    rows = {tuple(r.labels): r for r in t4.rows}
+    for split, i, paper_vals in (("Base", 0, (90.1, 94.8)), ("New", 1, (77.8, 86.7)), ("Total", 2, (85.1, 91.0))):
+        mine = rows[(split, "CLIPood (MMS + BMA)")]
+        assert [c.fmt() for c in mine.cells[:2]] == [_cell([expect[(h, s)][i] for s in (0, 1)])
+                                                     for h in ("Art", "Real_World")]
+        ref = rows[(split, "paper: CLIPood")]
+        assert [c.mean for c in ref.cells[:2]] == list(paper_vals)
+        assert ref.cells[2].mean == pytest.approx(statistics.fmean(paper_vals))
+        assert mine.gap == pytest.approx(mine.cells[2].mean - statistics.fmean(paper_vals))
+    assert [r.labels[0] for r in t4.rows] == sorted((r.labels[0] for r in t4.rows),
+                                                   key=["Base", "New", "Total"].index)
+
+
+def test_reference_numbers_are_consistent_with_their_own_averages():
+    """The transcription agrees with itself: averages and H recomputed from the per-column numbers.
+
+    Published values are rounded to 0.1, so a recomputed average may differ by up to 0.05 (its own
+    rounding) + 0.05 (the columns' rounding); a mistyped digit moves it further."""
+    ref = load_reference()
+    v = lambda x: x[0] if isinstance(x, list) else x  # noqa: E731
+    for row in ref["table1"]["rows"]:
+        cols = [v(row["values"][c]) for c in ref["table1"]["columns"]]
+        assert statistics.fmean(cols) == pytest.approx(v(row["values"]["Avg"]), abs=0.101), row["method"]
+    for row in ref["table2"]["rows"]:
+        ood = [v(row["values"][c]) for c in ref["table2"]["ood"]]
+        assert statistics.fmean(ood) == pytest.approx(v(row["values"]["OOD avg"]), abs=0.101), row["method"]
+    for row in ref["table3"]["rows"]:
+        for group in row["values"].values():
+            b, n = v(group["Base"]), v(group["New"])
+            assert 2 * b * n / (b + n) == pytest.approx(v(group["H"]), abs=0.11), row["method"]
+    assert len(ref["table4"]["rows"]) == 9 and "ICML 2023" in ref["source"]["venue"]
+
+
+def test_run_without_sweep_metadata_is_read_from_its_files(tmp_path):
+    d = tmp_path / "plain"
+    d.mkdir()
+    (d / "results.json").write_text(json.dumps({
+        "kind": "train", "dataset": "/data/shapes", "holdout_domains": ["sketch"], "seed": 3, "base_to_new": False,
+        "method": {"loss": "fixed_margin", "averaging": "bma"},
+        "final": {"sketch/in": _entry("sketch", "in", "test", 0.5)}}))
+    (d / "config.yaml").write_text(yaml.safe_dump({"loss": {"name": "fixed_margin", "margin_lambda": 0.2},
+                                                   "averaging": {"name": "bma", "beta": 0.5}}))
+    (rec,) = read_run(d)
+    assert (rec.method, rec.dataset, rec.holdout, rec.seed) == ("clipood-fixed-margin", "shapes", ("sketch",), 3)
+    assert rec.variant["loss.margin_lambda"] == 0.2 and "averaging.ema_decay" not in rec.variant
+
+
