@@ -10,6 +10,7 @@ disk is one ``DiskFull`` line naming the file, whatever library was writing.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -20,7 +21,8 @@ from typing import Any, Iterator
 
 from .errors import ClipoodError
 
-__all__ = ["DiskFull", "TMP_SUFFIX", "atomic_path", "is_disk_full", "read_json", "remove_debris", "umask", "write_json",
+__all__ = ["DiskFull", "TMP_SUFFIX", "atomic_path", "is_disk_full", "read_json", "remove_debris", "sha256_file", "umask",
+           "write_json",
            "write_text"]
 
 TMP_SUFFIX = ".tmp"
@@ -109,6 +111,15 @@ def remove_debris(folder: str | Path) -> list[Path]:
             shutil.rmtree(d, ignore_errors=True)
             gone.append(d)
     return gone
+
+
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -30,6 +30,14 @@ def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def report_run(run, results: dict) -> int:
+    """The results table and where the run is (rank 0 only under torchrun); the command's exit status."""
+    print_results(results)
+    if _is_main_process():
+        print(f"run directory: {run.path}")
+    return 0
+
+
 def print_results(results: dict) -> None:
     from ..reporting.text import results_table
     if _is_main_process():
@@ -142,10 +150,7 @@ def dispatch(args: argparse.Namespace) -> int:
             validate(cfg)
             warn_inapplicable(cfg, given)
             run, results = commands.train(cfg, progress=progress)
-        print_results(results)
-        if _is_main_process():
-            print(f"run directory: {run.path}")
-        return 0
+        return report_run(run, results)
     if args.command == "pretrain":
         from ..pretraining.config import validate as validate_pretrain
         from ..pretraining.summary import summary
@@ -167,10 +172,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "zeroshot":
         cfg = validate(config_from_args(args)[0], training=False)
         run, results = commands.zeroshot(cfg, progress=progress)
-        print_results(results)
-        if _is_main_process():
-            print(f"run directory: {run.path}")
-        return 0
+        return report_run(run, results)
     if args.command == "eval":
         cfg = validate(config_from_args(args)[0], training=False)
         out = Path(args.out) if args.out else None

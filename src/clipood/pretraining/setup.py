@@ -3,7 +3,6 @@ LiT locks and projection choices), the tokens, the optimiser, schedule and trans
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -12,6 +11,7 @@ import torch
 from open_clip.loss import ClipLoss
 
 from ..errors import ConfigError
+from ..io import sha256_file
 from ..model.backbones import Backbone, load_backbone
 from ..training.device import resolve_device, resolve_precision
 from ..training.optim import build_optimizer, build_scheduler
@@ -20,7 +20,7 @@ from .captions import CaptionTable, read_caption_table, split_validation
 from .config import PretrainConfig, separator
 from .transforms import icon_train_transform
 
-__all__ = ["PROVENANCE", "Pretraining", "build", "projection_overrides", "read_table", "sha256_of",
+__all__ = ["PROVENANCE", "Pretraining", "build", "projection_overrides", "read_table",
            "weight_decay_groups"]
 
 # the data options recorded under "augmentation" in clipood_pretrain.json
@@ -135,14 +135,4 @@ def build(cfg: PretrainConfig, table: Optional[CaptionTable] = None) -> Pretrain
     return Pretraining(cfg=cfg, device=device, autocast_dtype=amp, backbone=backbone, table=table,
                        train_rows=train_rows, val_rows=val_rows, tokens=tokens, optimizer=optimizer,
                        scheduler=scheduler, scaler=scaler, loss_fn=ClipLoss(), train_transform=transform,
-                       csv_sha256=sha256_of(Path(cfg.data.csv)), cache_features=cache_features)
-
-
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+                       csv_sha256=sha256_file(Path(cfg.data.csv)), cache_features=cache_features)

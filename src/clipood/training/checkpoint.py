@@ -11,7 +11,6 @@ tensors and plain containers.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Optional
@@ -20,7 +19,7 @@ import torch
 
 from ..console import note
 from ..errors import ClipoodError
-from ..io import atomic_path, write_text
+from ..io import atomic_path, sha256_file, write_text
 
 __all__ = ["CHECKSUM", "PATTERN", "checkpoint_dir", "checksum_path", "list_checkpoints", "load_latest",
            "remove_checkpoints", "restore_optimisation", "rng_state", "save_checkpoint", "set_rng_state"]
@@ -65,14 +64,6 @@ def restore_optimisation(state: dict, optimizer, scheduler, scaler, bad_seen: di
     return int(state["step"])
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def checksum_path(path: Path) -> Path:
     return path.with_name(path.name + CHECKSUM)
 
@@ -82,7 +73,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, keep: int) -> Path:
     path = checkpoint_dir(run_dir) / f"step-{step:08d}.pt"
     with atomic_path(path) as tmp:
         torch.save({"step": step, **state}, tmp)
-        digest = _sha256(tmp)
+        digest = sha256_file(tmp)
     write_text(checksum_path(path), f"{digest}  {path.name}\n")
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
@@ -107,7 +98,7 @@ def _why_unusable(path: Path) -> Optional[str]:
     if not sums.is_file():
         return "no checksum beside it (the write did not finish)"
     expected = sums.read_text(encoding="utf-8").split()[:1]
-    if not expected or expected[0] != _sha256(path):
+    if not expected or expected[0] != sha256_file(path):
         return "checksum mismatch: the file changed after it was written"
     return None
 
