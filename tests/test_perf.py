@@ -73,3 +73,49 @@ def test_counted_flops_match_the_analytic_vit_count():
     attention = 3 * layers * tokens * 4 * tokens * width  # counted on CUDA kernels only
     head = 2 * 2 * v.output_dim * 4  # cosine scores of 4 classes: forward + input gradient
     assert any(counted == analytic - no_input_grad - a + head for a in (0, attention)), (counted, analytic)
+
+
+def test_gpu_check_runs_every_step_as_a_cpu_smoke_test(tmp_path):
+    """The one GPU command, run through on the CPU: every measurement step succeeds, the JSON holds them."""
+    import os
+    import subprocess
+    out = tmp_path / "check.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), "--smoke-cpu", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    steps = report["steps"]
+    expected = {"throughput_256", "step_ratio", "bma_ratio", "eval", "largest_batch", "throughput_largest",
+                "throughput_compiled", "distributed", "precision", "demo"}
+    assert set(steps) == expected
+    assert {k for k, v in steps.items() if v["status"] != "ok"} == {"demo"}  # no --demo-cache given
+    assert "--demo-cache" in steps["demo"]["why"]
+    assert steps["largest_batch"]["batch"] == 8 and steps["throughput_largest"]["batch"] == 8
+    assert steps["throughput_compiled"]["compile"] is True
+    assert steps["distributed"]["backend"] == "gloo" and steps["distributed"]["1_process"]["steps"] == 4
+    assert steps["distributed"]["1_process"]["max_weight_diff"] < 1e-5  # one process under torchrun = plain run
+    assert steps["precision"]["fp16_scaler"] == "not run: fp16 needs CUDA"
+    assert report["environment"]["torch"] and report["environment"]["date"]
+    assert "mean nothing" in report["table"] and "| CLIPood / plain fine-tuning step |" in proc.stdout
+
+
+def test_gpu_check_peaks_goals_and_budget(tmp_path):
+    import gpu_check as g
+    assert g.peak_tflops("NVIDIA H200") == 989.0 and g.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert g.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0 and g.peak_tflops("Tesla T4") is None
+    check = g.Check(budget_s=0.0)
+    assert check.run("late", lambda: {"x": 1}, needs_s=1.0) is None
+    assert check.steps["late"]["status"] == "skipped" and "budget" in check.steps["late"]["why"]
+    check = g.Check(budget_s=100.0)
+    assert check.run("boom", lambda: 1 / 0) is None and "ZeroDivisionError" in check.steps["boom"]["error"]
+    assert check.run("fine", lambda: {"x": 2})["x"] == 2
+    with pytest.raises(g.Skip, match="not found"):
+        g.demo_check(tmp_path / "no-cache", tmp_path / "demo", 1)
+    report = {"batch": 256, "smoke_cpu": False, "steps": {
+        "throughput_256": {"status": "ok", "mfu": 0.40}, "step_ratio": {"status": "ok", "ratio": 1.01},
+        "bma_ratio": {"status": "ok", "time_ratio": 0.2}},
+        "environment": {"device": "NVIDIA H200", "torch": "2.11", "cuda": "13.0", "date": "2026-12-02"}}
+    text = g.table(report)
+    assert "| MFU at batch 256 | 40.0 % | >= 0.45: NOT met |" in text
+    assert "| CLIPood / plain fine-tuning step | 1.01 | <= 1.05: met |" in text
