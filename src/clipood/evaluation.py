@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
+from .console import progress_bar
 from .data.folder import ImageIndex
 from .data.loading import ImageDataset, collate
 from .data.splits import EvalSet
@@ -59,7 +59,7 @@ def encode_images(visual: torch.nn.Module, index: ImageIndex, indices: Sequence[
         collate_fn=collate, pin_memory=device.type == "cuda")
     feats, idxs = [], []
     fmt = input_format(visual)
-    bar = tqdm(total=len(indices), desc=desc, unit="img", disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(total=len(indices), desc=desc, unit="img", disable=not progress, leave=False, dynamic_ncols=True)
     for images, idx, bad in loader:
         on_bad(bad)
         if images is not None:

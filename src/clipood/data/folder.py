@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from tqdm.auto import tqdm
-
+from ..console import progress_bar
 from ..errors import DataError
 from .images import is_image_file
 
@@ -253,7 +252,7 @@ def class_images(folder: Path, desc: str = "index") -> dict[str, list[Path]]:
     """{class folder name: its images} for every sub-folder of ``folder`` (a bar for big datasets)."""
     subs = _subdirs(folder)
     out = {}
-    for cdir in tqdm(subs, desc=desc, unit="class", leave=False, disable=None if len(subs) > 50 else True):
+    for cdir in progress_bar(subs, desc=desc, unit="class", leave=False, disable=None if len(subs) > 50 else True):
         out[cdir.name] = _images(cdir)
     return out
 

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..cache import cache_root
+from ..console import progress_bar
 from ..data.loading import ImageDataset, collate
 from ..errors import ConfigError, DataError
 from ..evaluation import input_format
@@ -160,7 +160,7 @@ def _encode_images(model, table, transform, device, autocast_dtype, workers, on_
         model.visual.to(memory_format=torch.channels_last)
     fmt = input_format(model.visual)
     out = None
-    bar = tqdm(total=len(table), desc="image features (once)", unit="img", disable=not progress, leave=False)
+    bar = progress_bar(total=len(table), desc="image features (once)", unit="img", disable=not progress, leave=False)
     for images, idx, bad in loader:
         on_bad(bad)
         if images is not None:
@@ -180,7 +180,7 @@ def _encode_images(model, table, transform, device, autocast_dtype, workers, on_
 def _encode_texts(model, tokens, device, autocast_dtype, progress) -> torch.Tensor:
     unique, inverse = torch.unique(tokens, dim=0, return_inverse=True)  # captions repeat across designers
     chunks = []
-    for i in tqdm(range(0, len(unique), 256), desc="text features (once)", disable=not progress, leave=False):
+    for i in progress_bar(range(0, len(unique), 256), desc="text features (once)", disable=not progress, leave=False):
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             chunks.append(frozen_text(model, unique[i:i + 256].to(device)).float().cpu())
     return torch.cat(chunks)[inverse]

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import yaml
-from tqdm.auto import tqdm
 
 from ..config import save_yaml
+from ..console import progress_bar, write
 from ..errors import ClipoodError, ConfigError, Interrupted
 from ..io import write_json, write_text
 from ..methods import TRAIN, WISE_FT, ZEROSHOT
@@ -160,7 +160,7 @@ class SweepExecutor:
 
     def failed(self, r: PlannedRun, why: str) -> None:
         self.outcome.failed[r.name] = why
-        tqdm.write(f"clipood sweep: {r.name} failed: {why}", file=sys.stderr)
+        write(f"clipood sweep: {r.name} failed: {why}")
 
     def blocked(self, r: PlannedRun) -> Optional[str]:
         return f"not run: its base run {r.base} failed" if r.base and r.base in self.outcome.failed else None
@@ -212,7 +212,7 @@ class SweepExecutor:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         write_text(self.state_dir / "spec.yaml", yaml.safe_dump(spec_to_dict(self.spec), sort_keys=False))
         todo = self.todo()
-        self.bar = tqdm(total=len(self.runs), initial=len(self.outcome.skipped), desc="sweep", unit="run",
+        self.bar = progress_bar(total=len(self.runs), initial=len(self.outcome.skipped), desc="sweep", unit="run",
                         disable=not self.progress, dynamic_ncols=True)
         try:
             if jobs == 1:

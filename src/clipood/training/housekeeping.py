@@ -15,9 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Optional
 
-from tqdm.auto import tqdm
-
-from ..console import note
+from ..console import note, progress_bar
 from ..data.bad_images import BadImages
 from ..errors import ClipoodError, DataError, Interrupted, NonFiniteLoss
 from ..io import DiskFull
@@ -55,7 +53,7 @@ class Housekeeping:
             self.run.truncate_metrics(self.start)  # a resumed run logs the steps after its checkpoint again
         self.step = self.start
         self._t0 = time.time()
-        self._bar = tqdm(total=self.total, initial=self.start, desc=self.desc, unit="step",
+        self._bar = progress_bar(total=self.total, initial=self.start, desc=self.desc, unit="step",
                          disable=not self.progress, dynamic_ncols=True)
         self._signals = stop_signals()
         self._stop = self._signals.__enter__()

@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from tqdm import tqdm
-
+from ...console import progress_bar
 from ...errors import DataError
 from . import catalog
 from .catalog import Emoji
@@ -272,7 +271,7 @@ def build_emoji(out: str | Path, *, sources: Optional[str | Path] = None, size: 
     sums, rows = [], []
     counts: dict[str, dict[str, int]] = {c.name: {} for c in chosen}
     try:
-        for dname, c, e, iname, v in tqdm(jobs, desc="emoji benchmark", unit="img", disable=not progress):
+        for dname, c, e, iname, v in progress_bar(jobs, desc="emoji benchmark", unit="img", disable=not progress):
             icon = sets[dname].icon(iname)
             data = png_bytes(render(icon, size, variant_pose(f"{dname}/{e.hexcode}", v)))
             rel = f"{dname}/{c.folder}/{e.file_stem}-{v}.png"
@@ -347,7 +346,7 @@ def _build_pretrain(root: Path, emoji: list[Emoji], sets: dict[str, IconSet], do
     tmp = _fresh_tmp(root)
     rows, sums, per_domain = [], [], {}
     try:
-        for dname, e, iname in tqdm(jobs, desc="emoji pretraining set", unit="img", disable=not progress):
+        for dname, e, iname in progress_bar(jobs, desc="emoji pretraining set", unit="img", disable=not progress):
             data = plain.get((dname, e.hexcode))
             if data is None:
                 data = png_bytes(render(sets[dname].icon(iname), size, variant_pose(f"{dname}/{e.hexcode}", 0)))
