@@ -48,7 +48,9 @@ class ModelConfig:
     )
     templates: list = opt(
         ["a photo of a {}."],
-        "prompt templates for the class texts; several give an ensemble (the mean of the "
+        "prompt templates for the class texts, repeatable: a template with '{}' for the class name, a preset "
+        "of open_clip's lists ('openai-imagenet': CLIP's 80 ImageNet templates; 'simple': 7 of them), or a "
+        "text file with one template per line. Several give an ensemble (the renormalised mean of the "
         "normalised embeddings). Paper: 'a photo of a {}.'",
         flag="template",
         scope=("train", "zeroshot"),

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import ConfigError
+from ..templates import PRESETS, expand_templates, is_template
 from .fields import check_value, iter_fields, out_of_range
 from .tree import SECTION_SCOPE, Config
 
@@ -42,13 +43,12 @@ def check_output_dir(output_dir: str) -> None:
 
 
 def check_templates(templates: list) -> None:
+    """Each value a template, a preset or a readable file of templates (one line naming what is wrong)."""
     for t in templates:
-        try:
-            ok = isinstance(t, str) and t.count("{}") == 1 and t.format("x") == t.replace("{}", "x", 1)
-        except (IndexError, KeyError, ValueError):
-            ok = False
-        _check(ok, "template", t, "a prompt with one '{}' where the class name goes and no other braces, "
-                                  "e.g. 'a photo of a {}.'")
+        named = isinstance(t, str) and (is_template(t) or t in PRESETS or "{" not in t and Path(t).expanduser().is_file())
+        _check(named, "template", t, f"a prompt with one '{{}}' where the class name goes and no other braces "
+                                     f"(e.g. 'a photo of a {{}}.'), a preset ({', '.join(PRESETS)}), or a file of templates")
+    expand_templates(templates)  # the files' contents
 
 
 def check_device(device: str) -> None:

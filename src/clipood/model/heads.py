@@ -14,28 +14,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ImageClassifier", "LinearHead", "TextHead", "batch_norms", "encode_class_texts", "prompt_texts"]
-
-
-def prompt_texts(class_name: str, templates: Sequence[str]) -> list[str]:
-    return [t.format(class_name) for t in templates]
+__all__ = ["ImageClassifier", "LinearHead", "TextHead", "batch_norms", "encode_class_texts"]
 
 
 @torch.no_grad()
 def encode_class_texts(model: nn.Module, tokenizer: Callable, class_names: Sequence[str],
                        templates: Sequence[str], *, batch_size: int = 256) -> torch.Tensor:
-    """Normalised class embeddings (C, D): per class, the renormalised mean over templates."""
+    """Normalised class embeddings (C, D): per class, the renormalised mean over templates.
+
+    open_clip's ``build_zero_shot_classifier`` does the encoding (its template ensembling, as
+    open_clip_train evaluates zero-shot), about ``batch_size`` texts per forward pass."""
+    from open_clip import build_zero_shot_classifier
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    texts = [s for name in class_names for s in prompt_texts(name, templates)]
-    chunks = []
-    for i in range(0, len(texts), batch_size):
-        tokens = tokenizer(texts[i:i + batch_size]).to(device)
-        chunks.append(F.normalize(model.encode_text(tokens).float(), dim=-1))
-    emb = torch.cat(chunks).view(len(class_names), len(templates), -1).mean(dim=1)
+    weights = build_zero_shot_classifier(model, tokenizer, list(class_names), list(templates),
+                                         num_classes_per_batch=max(1, batch_size // len(templates)), device=device)
     model.train(was_training)
-    return F.normalize(emb, dim=-1)
+    return F.normalize(weights.T.float(), dim=-1)
 
 
 class TextHead(nn.Module):

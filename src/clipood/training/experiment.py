@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..evaluation import ClassWeights
 from ..losses import build_loss
 from ..model import Backbone, ImageClassifier, LinearHead, TextHead, encode_class_texts, load_backbone, set_trainable
+from ..templates import expand_templates
 from .device import resolve_device, resolve_precision
 from .distributed import SINGLE, DistContext, wrap
 from .execution import apply_execution_options
@@ -103,7 +104,8 @@ def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] =
 
     backbone = load_backbone(cfg.model.arch, cfg.model.pretrained, device=device, cache_dir=cfg.model.cache_dir)
     model = backbone.model
-    text_features = encode_class_texts(model, backbone.tokenizer, index.class_names, cfg.model.templates)
+    text_features = encode_class_texts(model, backbone.tokenizer, index.class_names,
+                                       expand_templates(cfg.model.templates))
     params = set_trainable(model, cfg.model.trainable)
 
     tau = resolve_temperature(cfg.loss.temperature, backbone)

@@ -1,0 +1,68 @@
+"""Prompt templates: the class text is a template with '{}' where the class name goes.
+
+``--template`` takes a template ('a photo of a {}.'), a preset name, or a text file of
+templates (one per line; blank lines and lines starting with '#' skipped). The presets are
+open_clip's own lists (``open_clip.zero_shot_metadata``): 'openai-imagenet', the 80
+templates of CLIP's ImageNet evaluation, and 'simple', its 7-template subset. Several
+templates give an ensemble: per class, the renormalised mean of the normalised embeddings
+(``model.heads.encode_class_texts``, which calls ``open_clip.build_zero_shot_classifier``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from .errors import ConfigError
+
+__all__ = ["PRESETS", "expand_templates", "is_template", "preset_templates"]
+
+PRESETS = ("openai-imagenet", "simple")
+
+
+def preset_templates(name: str) -> list[str]:
+    """open_clip's template list as format strings (its entries are functions of the class name)."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
+    lists = {"openai-imagenet": OPENAI_IMAGENET_TEMPLATES, "simple": SIMPLE_IMAGENET_TEMPLATES}
+    return [t("{}") if callable(t) else t for t in lists[name]]
+
+
+def is_template(t: object) -> bool:
+    """One '{}' where the class name goes and no other braces."""
+    try:
+        return isinstance(t, str) and t.count("{}") == 1 and t.format("x") == t.replace("{}", "x", 1)
+    except (IndexError, KeyError, ValueError):
+        return False
+
+
+def _from_file(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--template: cannot read the template file {path}: {e}") from None
+    out = [x.strip() for x in lines if x.strip() and not x.strip().startswith("#")]
+    if not out:
+        raise ConfigError(f"--template: the template file {path} holds no template (one per line, with '{{}}')")
+    for n, t in enumerate(out, 1):
+        if not is_template(t):
+            raise ConfigError(f"--template: {path}, template {n} {t!r} needs one '{{}}' where the class name goes "
+                              f"and no other braces")
+    return out
+
+
+def expand_templates(values: Sequence[str]) -> list[str]:
+    """The templates that ``values`` name: presets and files expanded, in order."""
+    out: list[str] = []
+    for v in values:
+        if v in PRESETS:
+            out += preset_templates(v)
+        elif is_template(v):
+            out.append(v)
+        elif isinstance(v, str) and "{" not in v and Path(v).expanduser().is_file():
+            out += _from_file(Path(v).expanduser())
+        else:
+            raise ConfigError(f"--template: {v!r} is not a template with one '{{}}' where the class name goes "
+                              f"(e.g. 'a photo of a {{}}.'), a preset ({', '.join(PRESETS)}), or a file of templates")
+    if not out:
+        raise ConfigError("--template: give one or more templates, e.g. 'a photo of a {}.'")
+    return out
