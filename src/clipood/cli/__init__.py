@@ -21,6 +21,7 @@ from ..errors import ClipoodError, Interrupted
 from ..pretraining.config import PretrainConfig
 from .flags import config_from_args, resume_overrides, warn_inapplicable
 from .parser import build_parser
+from .tools import TOOL_COMMANDS, dispatch_tool
 
 __all__ = ["build_parser", "config_from_args", "dispatch", "main"]
 
@@ -82,6 +83,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     progress = not getattr(args, "no_progress", False)
+    if args.command in TOOL_COMMANDS:
+        return dispatch_tool(args)
     if args.command == "models":
         import open_clip
 

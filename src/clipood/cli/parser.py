@@ -11,6 +11,7 @@ from ..data.emoji.build import DEFAULT_PER_CLASS, DEFAULT_SIZE
 from ..data.synthetic import SHAPES_PER_CLASS
 from ..pretraining.config import PretrainConfig
 from .flags import add_config_flags
+from .tools import add_tool_parsers
 
 __all__ = ["build_parser"]
 
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="tables only.")
     for action in [parser, *_subparsers(parser)]:
         action._negative_number_matcher = NEGATIVE_NUMBER  # '--lr -1e-3' is a value (then a range error)
+    add_tool_parsers(sub)
     return parser
 
 

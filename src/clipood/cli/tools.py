@@ -1,0 +1,103 @@
+"""The commands around a trained model: ``predict``, ``wise-ft MODEL_A MODEL_B``, ``export``.
+
+Their parsers and dispatch live here, beside ``parser.py``'s training commands, so each
+stays one screen long.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .flags import add_config_flags
+
+__all__ = ["TOOL_COMMANDS", "add_tool_parsers", "dispatch_tool"]
+
+TOOL_COMMANDS = ("predict", "wise-ft", "export")
+
+
+def add_tool_parsers(sub) -> None:
+    p = sub.add_parser("predict", help="classify images with an exported model over class names given now.",
+                       description="Classify image files, folders (every image below) or list files (.txt/.lst, a "
+                                   "path per line) with an exported model (RUN_DIR/model). Class names are given "
+                                   "now (--classes / --classes-file): new classes need no training, since the text "
+                                   "tower is frozen; without them the model's own classes and head are used. Writes "
+                                   "a CSV (path, top-k labels and softmax scores, error) and prints a summary.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or list files.")
+    p.add_argument("--model", required=True, metavar="DIR", help="exported model folder, e.g. runs/NAME/model.")
+    p.add_argument("--classes", metavar="A,B,C", help="comma-separated class names to score.")
+    p.add_argument("--classes-file", metavar="FILE", help="class names, one per line ('#' lines skipped).")
+    p.add_argument("--template", action="append", metavar="VALUE", help="prompt template(s) for --classes: a "
+                   "template with '{}', a preset (openai-imagenet, simple) or a file; repeatable (default: the "
+                   "model's own templates).")
+    p.add_argument("--out", default="predictions.csv", metavar="CSV", help="where the predictions go.")
+    p.add_argument("--top-k", type=int, default=5, help="labels per image.")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass.")
+    p.add_argument("--workers", type=int, default=0, help="image-decoding worker processes.")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N.")
+    p.add_argument("--bad-images", choices=("fail", "skip"), default="fail", help="an unreadable image stops the "
+                   "run naming it (fail) or gets an empty row with its error (skip), as in training.")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
+
+    p = sub.add_parser("wise-ft", help="interpolate the weights of two exported models and evaluate each mix.",
+                       description="WiSE-FT (Wortsman et al., 2022) between any two exported models of one "
+                                   "architecture: theta(alpha) = (1 - alpha) MODEL_A + alpha MODEL_B for each "
+                                   "--alphas value, evaluated on a dataset with the given protocol; alpha chosen by "
+                                   "training-domain validation, that model exported, a table printed and a plot "
+                                   "written (RUN_DIR/wise_ft.png).")
+    p.add_argument("model_a", metavar="MODEL_A", help="exported model folder at alpha = 0 (e.g. a zero-shot model).")
+    p.add_argument("model_b", metavar="MODEL_B", help="exported model folder at alpha = 1 (e.g. a fine-tuned one).")
+    p.add_argument("--alphas", default="0:1:0.1", help="START:STOP:STEP (stop included) or a list 0,0.5,1.")
+    p.add_argument("--output-dir", default="runs", metavar="DIR", help="parent folder of the WiSE-FT run.")
+    p.add_argument("--name", metavar="NAME", help="run folder name (default: wise-ft-<time>).")
+    p.add_argument("--template", action="append", metavar="VALUE", help="prompt template(s) when MODEL_A has no "
+                   "clipood.json (a template, a preset or a file; default 'a photo of a {}.').")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars.")
+    add_config_flags(p, "eval")
+
+    p = sub.add_parser("export", help="write an exported model in open_clip's Hugging Face Hub layout (+ card).",
+                       description="Write RUN_DIR/model (or any exported model folder) in open_clip's Hugging Face "
+                                   "layout with open_clip's save_for_hf (open_clip_config.json, "
+                                   "open_clip_model.safetensors, tokenizer files) and a model card (README.md) "
+                                   "stating the method, data, settings and results; --push uploads it with "
+                                   "open_clip's push_to_hf_hub (needs the network and a Hugging Face token).")
+    p.add_argument("model", metavar="MODEL", help="exported model folder (RUN_DIR/model) or a run folder.")
+    p.add_argument("--hf", required=True, metavar="DIR", help="the folder to write (must be new or empty).")
+    p.add_argument("--push", metavar="REPO", help="also upload to this Hub repository (ORG/NAME).")
+    p.add_argument("--private", action="store_true", help="with --push: create the repository private.")
+
+
+def dispatch_tool(args: argparse.Namespace) -> int:
+    progress = not getattr(args, "no_progress", False)
+    if args.command == "predict":
+        from ..commands.predict import predict, read_classes, write_predictions
+        pred = predict(args.model, args.inputs, classes=read_classes(args.classes, args.classes_file),
+                       templates=args.template, top_k=args.top_k, batch_size=args.batch_size, workers=args.workers,
+                       device=args.device, bad_images=args.bad_images, progress=progress)
+        out = write_predictions(pred, args.out, args.top_k)
+        print(pred.summary())
+        print(f"predictions: {out}")
+        return 0
+    if args.command == "wise-ft":
+        from ..commands.wise_ft import parse_alphas, wise_ft_models, wise_ft_plot, wise_ft_table
+        from ..config import validate
+        from .flags import config_from_args
+        cfg = config_from_args(args)[0]
+        cfg.run.output_dir, cfg.run.name = args.output_dir, args.name or cfg.run.name
+        if args.template:
+            cfg.model.templates = args.template
+        cfg = validate(cfg, training=False)
+        run, results = wise_ft_models(Path(args.model_a), Path(args.model_b), cfg, parse_alphas(args.alphas),
+                                      progress=progress)
+        print(wise_ft_table(results))
+        plot = wise_ft_plot(results, run.path / "wise_ft.png")
+        print(f"\nalpha chosen by training-domain validation: {results['selected_alpha']:g} "
+              f"({results['selection']}); its model: {run.model_dir}; plot: {plot}")
+        print(f"run directory: {run.path}")
+        return 0
+    if args.command == "export":
+        from ..commands.hub import export_hf
+        out = export_hf(Path(args.model), Path(args.hf), push=args.push, private=args.private)
+        print(f"Hugging Face layout written to {out}" + (f"; pushed to {args.push}" if args.push else ""))
+        return 0
+    raise AssertionError(args.command)
