@@ -10,16 +10,21 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # so the tests here can import ``fakes``
 
-from fakes import _domainbed_runs, _wise_runs  # noqa: E402
+from fakes import PACS, _b2n_domain_runs, _domainbed_runs, _wise_runs  # noqa: E402
 
 from clipood.reporting import build_report  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def full_report(tmp_path_factory):
+    """Every PACS domain held out in turn (with the pairs leave-one-out needs), WiSE-FT, and OfficeHome
+    base-to-new runs evaluated only before and after training."""
     tmp = tmp_path_factory.mktemp("report")
-    _domainbed_runs(tmp / "runs", random.Random(2))
+    truth = _domainbed_runs(tmp / "runs", random.Random(2), held_out=tuple(PACS), pairs=True, seeds=(0, 1))
+    truth["b2n"] = _b2n_domain_runs(tmp / "runs", random.Random(5))
     _wise_runs(tmp / "runs")
-    return build_report(tmp / "runs", tmp / "out")
+    report = build_report(tmp / "runs", tmp / "out")
+    report.truth = truth  # for tests that recompute numbers
+    return report
 
 

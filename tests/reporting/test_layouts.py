@@ -9,40 +9,54 @@ import statistics
 
 import pytest
 import yaml
-from fakes import OFFICE, _cell, _domainbed_runs, _entry, _md_rows, _write_run
+from fakes import OFFICE, PACS, _cell, _domainbed_runs, _entry, _md_rows, _write_run
 
 from clipood.reporting import build_report
 from clipood.reporting.records import read_run
 from clipood.reporting.reference import load_reference
 
 
-def test_table1_cells_are_selected_means_and_stds_with_paper_numbers(tmp_path):
+def _chosen(truth, held_out, seeds, key):
+    """The lambda each (held-out domain, seed) selects by ``key`` ('val' or 'oracle'), computed from the truth."""
+    return {(h, s): max((0.1, 0.3), key=lambda lam: truth[("clipood", h, s, lam)][key]) for h in held_out
+            for s in seeds}
+
+
+def _variant_text(lams):
+    """Independent of the report's code: one lambda, or each with its number of seeds, most first."""
+    counts = {lam: lams.count(lam) for lam in set(lams)}
+    if len(counts) == 1:
+        return f"lambda={lams[0]:g}"
+    return "; ".join(f"lambda={lam:g} ({n} run{'s' if n > 1 else ''})"
+                     for lam, n in sorted(counts.items(), key=lambda x: (-x[1], f"lambda={x[0]:g}")))
+
+
+def test_table1_cells_are_selected_means_and_stds_with_the_selected_variant(tmp_path):
     truth = _domainbed_runs(tmp_path / "runs", random.Random(0))
     report = build_report(tmp_path / "runs", tmp_path / "out", make_plots=False)
     header, rows = _md_rows(report.markdown, "Table 1 layout: PACS")
-    assert header[:4] == ["method", "art_painting", "sketch", "Avg"]
-
+    assert header == ["method", "art_painting", "sketch", "Avg"]  # no Δ: the paper's PACS covers 4 domains
+    held = ("art_painting", "sketch")
     for mode in ("training-domain", "oracle"):
-        key = "val" if mode == "training-domain" else "oracle"
-        chosen = {(h, s): truth[("clipood", h, s, max((0.1, 0.3), key=lambda lam: truth[("clipood", h, s, lam)][key]))]
-                  ["test"] for h in ("art_painting", "sketch") for s in (0, 1, 2)}
+        pick = _chosen(truth, held, (0, 1, 2), "val" if mode == "training-domain" else "oracle")
+        chosen = {hs: truth[("clipood", *hs[:1], hs[1], lam)]["test"] for hs, lam in pick.items()}
         t = next(t for t in report.tables[mode] if t.key.startswith("table1_pacs"))
         row = next(r for r in t.ours if r.method == "clipood")
-        expected = [_cell([chosen[(h, s)] for s in (0, 1, 2)]) for h in ("art_painting", "sketch")]
+        expected = [_cell([chosen[(h, s)] for s in (0, 1, 2)]) for h in held]
         avg_vals = [(chosen[("art_painting", s)] + chosen[("sketch", s)]) / 2 for s in (0, 1, 2)]
         expected.append(_cell(avg_vals))
         assert [c.fmt() for c in row.cells] == expected, mode
-        paper = next(r for r in t.paper if r.method == "clipood")
-        assert paper.cells[-1].fmt() == "97.3 ± 0.1" and paper.cells[0] is None
-        assert row.gap == pytest.approx(100 * statistics.fmean(avg_vals) - 97.3)
+        labels = [_variant_text([pick[(h, s)] for s in (0, 1, 2)]) for h in held]
+        assert row.variants == labels + [None], mode
+        assert not t.paper and row.gap is None, mode
         if mode == "training-domain":
-            assert rows["CLIPood (MMS + BMA)"] == expected + [f"{row.gap:+.1f}"]
-    assert rows["paper: CLIPood"][-2:] == ["97.3 ± 0.1", ""] and rows["paper: ERM (CLIP)"][-2] == "96.1 ± 0.5"
-    erm = [_cell([truth[("erm-linear", h, s, None)]["test"] for s in (0, 1, 2)]) for h in ("art_painting", "sketch")]
-    assert rows["ERM (linear head)"][:2] == erm
+            assert rows["CLIPood (MMS + BMA)"] == [f"{c} [{v}]" for c, v in zip(expected[:2], labels)] + expected[2:]
+    note = next(n for n in t.notes if n.startswith("The paper reports PACS only"))
+    assert "4 domains" in note and "missing: cartoon, photo" in note
+    erm = [_cell([truth[("erm-linear", h, s, None)]["test"] for s in (0, 1, 2)]) for h in held]
+    assert rows["ERM (linear head)"][:2] == erm  # one variant: nothing chosen, no label
     # No zero-shot run: the training runs' pre-training evaluation stands in (same number every seed).
     assert rows["zero-shot"][:3] == ["25.0 ± 0.0"] * 3
-    assert "training-domain validation" in report.markdown and "oracle" in report.markdown
     assert "Source: Yang Shu" in report.markdown
 
     with open(tmp_path / "out" / "tables" / "table1_pacs.csv", newline="") as f:
@@ -52,10 +66,32 @@ def test_table1_cells_are_selected_means_and_stds_with_paper_numbers(tmp_path):
     row = next(r for r in t.ours if r.method == "clipood")
     assert float(ours["sketch"]) == pytest.approx(row.cells[1].mean, abs=1e-3)
     assert float(ours["sketch std"]) == pytest.approx(row.cells[1].std, abs=1e-3) and ours["sketch n"] == "3"
-    paper = next(r for r in table if r["source"] == "paper" and r["method"] == "paper: CLIPood")
-    assert float(paper["Avg"]) == 97.3 and float(paper["Avg std"]) == 0.1
+    assert float(ours["sketch sem"]) == pytest.approx(row.cells[1].std / 3 ** 0.5, abs=1e-3)
+    assert ours["sketch selected"] == row.variants[1]
     with open(tmp_path / "out" / "runs.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == sum(len(r.evals) for r in report.records)
+
+
+def test_table1_compares_with_the_paper_only_over_the_same_domains(tmp_path):
+    """All four PACS domains held out: the paper's PACS average and Δ against ours; with one domain no Avg."""
+    truth = _domainbed_runs(tmp_path / "runs", random.Random(3), held_out=tuple(PACS), seeds=(0, 1))
+    report = build_report(tmp_path / "runs", tmp_path / "out", make_plots=False)
+    header, rows = _md_rows(report.markdown, "Table 1 layout: PACS")
+    assert header == ["method", *PACS, "Avg", "Δ vs paper (Avg)"]
+    pick = _chosen(truth, PACS, (0, 1), "val")
+    avg = [statistics.fmean(truth[("clipood", h, s, pick[(h, s)])]["test"] for h in PACS) for s in (0, 1)]
+    t = next(t for t in report.tables["training-domain"] if t.key == "table1_pacs")
+    row = next(r for r in t.ours if r.method == "clipood")
+    assert row.cells[-1].fmt() == _cell(avg)
+    assert row.gap == pytest.approx(100 * statistics.fmean(avg) - 97.3)
+    assert rows["paper: CLIPood"][-2:] == ["97.3 ± 0.1", ""] and rows["paper: ERM (CLIP)"][-2] == "96.1 ± 0.5"
+    assert rows["paper: CLIPood"][:4] == ["-"] * 4  # the paper has no per-domain PACS numbers
+
+    one = tmp_path / "one"
+    _domainbed_runs(one / "runs", random.Random(4), held_out=("sketch",), seeds=(0, 1))
+    t = next(t for t in build_report(one / "runs", one / "out", make_plots=False).tables["training-domain"]
+             if t.key == "table1_pacs")
+    assert t.columns == ["sketch"] and not t.paper  # no Avg repeating the one domain, no paper average beside it
 
 
 def test_tables_2_3_4_layouts_match_paper_columns(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fakes import _assert_png_has_content
 
-from clipood.reporting.plots import step_weights_curves
+from clipood.reporting.curves import step_weights_curves
 
 
 def test_step_weights_of_fig4():
@@ -42,7 +42,7 @@ def test_bar_plot_axis_covers_error_bars_and_paper_marks(tmp_path, monkeypatch):
     def keep(fig, path):
         saved["fig"] = fig
         return path
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots, "save", keep)
     table = Table("t", "table3", "demo", ["method"], ["base", "new"], rows=[
         Row(["fine-tune"], [Stat(5.2, 0.7, 3), Stat(2.3, 0.3, 3)], method="finetune"),
         Row(["CLIPood"], [Stat(4.7, 0.3, 3), Stat(3.8, 0.4, 3)], method="clipood")])

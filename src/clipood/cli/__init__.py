@@ -133,9 +133,9 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         from ..reporting import build_report
         report = build_report(Path(args.runs_dir), Path(args.out) if args.out else None,
-                              make_plots=not args.no_plots, progress=progress)
+                              make_plots=not args.no_plots, progress=progress, error=args.error)
         print(report.markdown.split("## Figures")[0].split("## Published reference")[0].rstrip())
-        print(f"\nreport: {report.html_path} (markdown, CSV tables and plots in {report.out_dir})")
+        print(f"\nreport: {report.html_path} (report.md, report.tex, CSV tables and plots in {report.out_dir})")
         return 0
 
     from .. import commands

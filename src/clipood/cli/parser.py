@@ -150,11 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="tables (paper layouts, published numbers beside), plots and an HTML page.",
                        description="Aggregate every finished run under RUNS_DIR (mean ± std over seeds) into the "
-                                   "paper's table layouts with its published numbers beside, as markdown and CSV, "
-                                   "plus plots and one HTML page (OUT/index.html).")
+                                   "paper's table layouts with its published numbers beside, under training-domain "
+                                   "validation, leave-one-domain-out and oracle model selection (docs/experiments.md)"
+                                   ": OUT/index.html (one page: settings, tables, plots), report.md, report.tex "
+                                   "(booktabs LaTeX), tables/*.csv, runs.csv and plots/*.png.")
     p.add_argument("runs_dir", metavar="RUNS_DIR", help="folder holding run directories (any depth).")
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUNS_DIR/report).")
-    p.add_argument("--no-plots", action="store_true", help="tables only.")
+    p.add_argument("--no-plots", action="store_true", help="tables only (no plots/, no figures on the page).")
+    p.add_argument("--error", choices=("std", "sem"), default="std",
+                   help="what ± shows in every table: the sample standard deviation over seeds (std, default, as "
+                        "the paper) or the standard error of the mean, std/sqrt(n) (sem, as DomainBed); tables "
+                        "say which.")
     for action in [parser, *_subparsers(parser)]:
         action._negative_number_matcher = NEGATIVE_NUMBER  # '--lr -1e-3' is a value (then a range error)
     add_tool_parsers(sub)

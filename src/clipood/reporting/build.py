@@ -1,8 +1,10 @@
 """``clipood report RUNS_DIR``: every finished run under a folder, as the paper's tables and plots.
 
-Writes into OUT (default RUNS_DIR/report): ``report.md`` and ``index.html`` (tables and
-plots on one page), ``tables/*.csv`` (each table; mean, std and number of seeds per
-cell), ``runs.csv`` (every evaluation of every run) and ``plots/*.png``.
+Writes into OUT (default RUNS_DIR/report): ``index.html`` (settings, tables and plots on
+one page), ``report.md`` (the same in markdown), ``report.tex`` (the tables as booktabs
+LaTeX), ``tables/*.csv`` (each table; mean, std, standard error, number of seeds and the
+selected variant per cell), ``runs.csv`` (every evaluation of every run) and ``plots/*.png``.
+Each model selection is stated once, at the top of its results.
 """
 
 from __future__ import annotations
@@ -18,16 +20,23 @@ from typing import Optional
 
 from ..errors import ClipoodError
 from ..io import write_text
+from . import curves as C
 from . import plots as P
+from .latex import document
 from .layouts import all_tables, reference_tables
 from .page import figure, page, paragraph
 from .records import RunRecord, add_derived_zeroshot, collect
 from .reference import citation
 from .render import to_csv, to_html, to_markdown
 from .selection import MODES, SelectionInfo, select
+from .settings import settings_html, settings_markdown
+from .shown import shown_kind
+from .stats import ERROR_TEXT, ERRORS
 from .table import Table, file_key, label
 
 __all__ = ["Report", "build_report"]
+
+SUFFIX = {"training-domain": "", "leave-one-out": "_loo", "oracle": "_oracle"}
 
 
 @dataclass
@@ -40,6 +49,7 @@ class Report:
     selections: dict[str, SelectionInfo]
     plots: list[Path] = field(default_factory=list)
     records: list[RunRecord] = field(default_factory=list)
+    latex_path: Optional[Path] = None
 
 
 def _runs_csv(records: list[RunRecord], selected: dict[str, set[int]]) -> str:
@@ -67,8 +77,37 @@ def _step_weight_params(records: list[RunRecord]) -> tuple[int, float, float]:
     return steps, beta, decay
 
 
+def _select_all(records: list[RunRecord], error: str):
+    """Per selection: the chosen records' tables. Selections other than the first appear only where there was a
+    choice; leave-one-out's statement stays (saying what is missing) even when it fills no cell."""
+    tables: dict[str, list[Table]] = {}
+    infos: dict[str, SelectionInfo] = {}
+    selected_ids: dict[str, set[int]] = {}
+    primary_records: list[RunRecord] = []
+    for mode in MODES:
+        chosen, info = select(records, mode)
+        if mode == MODES[0]:
+            primary_records = chosen
+        elif info.groups_with_choice == 0:
+            continue  # nothing to choose: its tables would repeat the first ones
+        infos[mode] = info
+        selected_ids[mode] = {id(r) for r in chosen}
+        if mode != MODES[0] and not info.variant_of:
+            tables[mode] = []  # no cell with a choice could be selected this way: the statement says why
+            continue
+        ts = all_tables(chosen, info.variant_of, error)
+        for t in ts:
+            t.key += SUFFIX[mode]
+            t.title += f" ({info.title})" if mode != MODES[0] else ""
+        tables[mode] = ts
+    return tables, infos, selected_ids, primary_records
+
+
 def build_report(runs_dir: Path, out_dir: Optional[Path] = None, *, make_plots: bool = True,
-                 progress: bool = False) -> Report:
+                 progress: bool = False, error: str = "std") -> Report:
+    """``error``: what ± shows, the sample std over seeds ('std') or the standard error ('sem')."""
+    if error not in ERRORS:
+        raise ClipoodError(f"report: --error {error!r} is not one of {', '.join(ERRORS)}")
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ClipoodError(f"report: folder not found: {runs_dir}")
@@ -78,25 +117,7 @@ def build_report(runs_dir: Path, out_dir: Optional[Path] = None, *, make_plots: 
         raise ClipoodError(f"report: no finished runs under {runs_dir} (no results.json); run 'clipood train' or "
                            f"'clipood sweep' first")
     records = add_derived_zeroshot(records)
-
-    tables: dict[str, list[Table]] = {}
-    infos: dict[str, SelectionInfo] = {}
-    selected_ids: dict[str, set[int]] = {}
-    primary_records: list[RunRecord] = []
-    for mode in MODES:
-        chosen, info = select(records, mode)
-        if mode == MODES[0]:
-            primary_records = chosen
-        if mode != MODES[0] and info.groups_with_choice == 0:
-            continue  # nothing to choose: the oracle tables would repeat the first ones
-        infos[mode] = info
-        selected_ids[mode] = {id(r) for r in chosen}
-        ts = all_tables(chosen, info.statement())
-        if mode != MODES[0]:
-            for t in ts:
-                t.key += "_oracle"
-                t.title += " (oracle selection)"
-        tables[mode] = ts
+    tables, infos, selected_ids, primary_records = _select_all(records, error)
     primary = tables[MODES[0]]
 
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
@@ -108,7 +129,7 @@ def build_report(runs_dir: Path, out_dir: Optional[Path] = None, *, make_plots: 
         write_text(out_dir / "tables" / f"{t.key}.csv", to_csv(t))
     write_text(out_dir / "runs.csv", _runs_csv(records, selected_ids))
 
-    figures: list[tuple[Path, str]] = []
+    figures: list[C.Plot] = []
     if make_plots:
         figures = _plots(records, primary_records, primary, out_dir / "plots")
 
@@ -117,73 +138,69 @@ def build_report(runs_dir: Path, out_dir: Optional[Path] = None, *, make_plots: 
     methods = [label(m) for m in dict.fromkeys(r.method for r in records)]
     intro = [f"Runs: {n_runs} finished run(s) under `{runs_dir}`; datasets: {', '.join(datasets)}; "
              f"methods: {', '.join(methods)}.",
-             f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `clipood report`. Accuracy in %, mean ± std over seeds.",
+             f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `clipood report`. Accuracy in %, {ERROR_TEXT[error]} "
+             f"over seeds.",
              f"Published reference numbers: {citation()}."]
-    selection_lines = [infos[m].statement() for m in infos]
+    sections = [(f"Results ({infos[m].title})" if len(infos) > 1 else "Results", infos[m].statement(), tables[m], m)
+                for m in infos]
 
-    md = ["# clipood report", ""] + intro + ["", *[f"**{s}**" for s in selection_lines], ""]
-    md += ["## Results (training-domain validation)" if len(tables) > 1 else "## Results", ""]
-    md += [to_markdown(t) for t in primary]
-    if MODES[1] in tables:
-        md += ["## Results (oracle selection)", ""] + [to_markdown(t) for t in tables[MODES[1]]]
+    md = ["# clipood report", ""] + intro + ["", "## Settings", "", settings_markdown(primary_records)]
+    for title, statement, ts, _ in sections:
+        md += [f"## {title}", "", f"**{statement}**", ""] + [to_markdown(t) for t in ts]
     if figures:
-        md += ["## Figures", ""] + [f"![{c}](plots/{p.name})\n\n{c}\n" for p, c in figures]
+        md += ["## Figures", ""] + [f"![{f.caption}](plots/{f.path.name})\n\n{f.caption}\n" for f in figures]
     md += ["## Published reference (CLIPood paper)", "", f"Source: {citation()}.", ""]
     md += [to_markdown(t) for t in refs]
-    md += ["Files: `tables/*.csv` (every table), `runs.csv` (every evaluation of every run), `plots/*.png`."]
+    md += ["Files: `report.tex` (the tables in LaTeX), `tables/*.csv` (every table), `runs.csv` (every evaluation "
+           "of every run), `plots/*.png`."]
     markdown = "\n".join(md).rstrip() + "\n"
     write_text(out_dir / "report.md", markdown)
-    summary = "\n".join([*selection_lines, ""] + [to_markdown(t) for t in primary])
+    summary = "\n".join([infos[MODES[0]].statement(), ""] + [to_markdown(t) for t in primary])
+    latex_path = out_dir / "report.tex"
+    write_text(latex_path, document([(title, [statement], ts) for title, statement, ts, _ in sections]
+                                    + [("Published reference (CLIPood paper)", [f"Source: {citation()}."], refs)],
+                                    ["clipood report", *intro]))
 
     e = html.escape
     blocks = ["<h1>clipood report</h1>"] + [paragraph(x) for x in intro]
-    blocks += [paragraph(s, "selection") for s in selection_lines]
-    blocks.append('<section id="results"><h2>Results</h2>' + "".join(to_html(t) for t in primary) + "</section>")
-    if MODES[1] in tables:
-        blocks.append('<section id="oracle"><h2>Results (oracle selection)</h2>'
-                      + "".join(to_html(t) for t in tables[MODES[1]]) + "</section>")
+    blocks.append(f'<section id="settings"><h2>Settings</h2>{settings_html(primary_records)}</section>')
+    for title, statement, ts, mode in sections:
+        blocks.append(f'<section id="{"results" if mode == MODES[0] else mode}"><h2>{e(title)}</h2>'
+                      + paragraph(statement, "selection") + "".join(to_html(t) for t in ts) + "</section>")
     if figures:
-        blocks.append('<section id="figures"><h2>Figures</h2>' + "".join(figure(p, c) for p, c in figures)
+        blocks.append('<section id="figures"><h2>Figures</h2>' + "".join(figure(f.path, f.caption) for f in figures)
                       + "</section>")
     blocks.append(f'<section id="reference"><h2>Published reference (CLIPood paper)</h2><p>Source: {e(citation())}.'
                   f"</p>" + "".join(to_html(t) for t in refs) + "</section>")
     html_path = out_dir / "index.html"
     write_text(html_path, page("clipood report", blocks))
     return Report(out_dir=out_dir, html_path=html_path, markdown=markdown, summary_markdown=summary, tables=tables,
-                  selections=infos, plots=[p for p, _ in figures], records=records)
+                  selections=infos, plots=[f.path for f in figures], records=records, latex_path=latex_path)
 
 
 def _plots(records: list[RunRecord], selected: list[RunRecord], primary: list[Table],
-           plot_dir: Path) -> list[tuple[Path, str]]:
+           plot_dir: Path) -> list[C.Plot]:
     """Figures from the selected runs (bars, curves) and from all runs (hyper-parameter and alpha sweeps)."""
-    figs: list[tuple[Path, str]] = []
+    figs: list[C.Plot] = []
 
-    def add(path: Optional[Path], caption: str) -> None:
-        if path is not None:
-            figs.append((path, caption))
+    def add(fig: Optional[C.Plot]) -> None:
+        if fig is not None:
+            figs.append(fig)
 
     for t in primary:
-        if t.kind in ("table1", "table2") or (t.kind == "table1-summary" and len(t.columns) > 2):
-            marks = "; black marks: the paper's number for the same method" if any(r.method for r in t.paper) else ""
-            add(P.bars(t, plot_dir / f"bars_{t.key}.png"), f"{t.title}: mean over seeds, error bars ± std{marks}.")
+        if t.kind in ("table1", "table2", "table3") or (t.kind == "table1-summary" and len(t.columns) > 2):
+            add(P.bars(t, plot_dir / f"bars_{t.key}.png"))
         elif t.kind == "table4":
             for split in ("Base", "New", "Total"):
-                add(P.bars(t, plot_dir / f"bars_{t.key}_{split.lower()}.png", split=split),
-                    f"{t.title}, {split} classes: mean over seeds, error bars ± std; black marks: the paper.")
-        elif t.kind == "table3":
-            add(P.bars(t, plot_dir / f"bars_{t.key}.png"), f"{t.title}: mean over seeds, error bars ± std.")
+                add(P.bars(t, plot_dir / f"bars_{t.key}_{split.lower()}.png", split=split))
     for ds in sorted({r.dataset for r in records}):
-        add(P.training_curves(selected, ds, plot_dir / f"curves_{file_key(ds)}.png"),
-            f"{ds}: train loss and held-out accuracy against the step (mean over the selected runs ± std; accuracy "
-            f"at step 0 is "
-            f"the zero-shot model, then every --eval-every steps and the final model).")
+        kinds = list(dict.fromkeys(shown_kind(r) for r in selected if r.dataset == ds and shown_kind(r)))
+        for i, kind in enumerate(kinds):
+            add(C.training_curves(selected, ds, kind, plot_dir / f"curves_{file_key(ds)}{'' if i == 0 else '_' + kind}"
+                                                                 f".png"))
     T, beta, decay = _step_weight_params(records)
-    add(P.step_weights(T, beta, decay, plot_dir / "step_weights.png"),
-        f"Weight of each step's model theta_t in the final model over T = {T} steps (paper Fig. 4): BMA (Eq. 6) keeps "
-        f"the pre-trained theta_0 and the last steps heavy; under EMA theta_0's share decays as decay^T.")
+    add(C.step_weights(T, beta, decay, plot_dir / "step_weights.png"))
     for name in ("lambda", "beta"):
-        add(P.hparam_plot(records, name, plot_dir / f"vs_{name}.png"),
-            f"Held-out accuracy against {name} (all runs, before selection).")
-    add(P.wise_ft_plot(records, plot_dir / "wise_ft.png"),
-        "WiSE-FT: accuracy of the interpolated weights against alpha.")
+        add(P.hparam_plot(records, name, plot_dir / f"vs_{name}.png"))
+    add(P.wise_ft_plot(records, plot_dir / "wise_ft.png"))
     return figs

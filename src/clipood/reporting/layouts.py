@@ -8,7 +8,8 @@
 * Table 4 (held-out domain and new classes at once): base / new / total accuracy on
   each held-out domain.
 
-A cell is mean ± std over seeds (one selected run per seed, see ``selection``). An
+A cell is mean ± std (or ± standard error) over seeds (one selected run per seed, see
+``selection``), with the selected variant beside it where a choice was made. An
 average column is computed per seed first (over the columns it averages, only for seeds
 that have all of them), then mean ± std over seeds, as DomainBed does. Rows prefixed
 "paper:" are the published numbers; Δ is ours minus the paper on the stated column.
@@ -17,6 +18,7 @@ that have all of them), then mean ± std over seeds, as DomainBed does. Rows pre
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Optional
 
 from .records import RunRecord
 from .reference import key, load_reference, match
@@ -25,6 +27,7 @@ from .table import (
     Row,
     Table,
     add_paper_rows,
+    cell_variants,
     cells_of,
     common_notes,
     datasets_of,
@@ -43,59 +46,85 @@ __all__ = ["SPLITS", "all_tables", "reference_tables", "table1", "table2", "tabl
 # ------------------------------------------------------------------------------ Table 1
 
 
-def table1(records: list[RunRecord], selection: str) -> list[Table]:
-    """Per dataset: accuracy on each held-out domain + Avg; then the summary over datasets."""
+def _coverage(ds_col: str, held: list[str], ref: dict) -> tuple[bool, str]:
+    """Whether the held-out domains are the paper's for this dataset, and a note when not."""
+    domains = ref.get("domains", {}).get(ds_col)
+    if not domains:
+        return False, f"The paper's {ds_col} number is an average over domains this report cannot name; not compared."
+    missing = [d for d in domains if not any(match(h, {d: domains[d]}) for h in held)]
+    if not missing:
+        return True, ""
+    return False, (f"The paper reports {ds_col} only as the average over its {len(domains)} domains "
+                   f"({', '.join(domains)}); these runs hold out {len(held)} (missing: {', '.join(missing)}), so "
+                   f"neither its number nor Δ is shown here: the reference section lists it.")
+
+
+def table1(records: list[RunRecord], variant_of: dict[int, str], error: str = "std") -> list[Table]:
+    """Per dataset: accuracy on each held-out domain (+ Avg over several); then the summary over datasets."""
     recs = [r for r in records if not r.base_to_new and len(r.holdout) == 1]
     if not recs:
         return []
     ref = load_reference()["table1"]
-    tables, avg_by_dataset = [], {}  # dataset -> method -> seed -> avg
+    tables, avg_by_dataset, covered = [], {}, {}  # dataset -> method -> seed -> avg; dataset -> same domains
     for ds in datasets_of(recs):
         dr = [r for r in recs if r.dataset == ds]
         held = sorted({r.holdout[0] for r in dr}, key=domain_order(dr))
+        col = match(ds, ref["columns"])
+        covered[ds], gap_note = _coverage(col, held, ref) if col else (False, "")
+        avg_col = ["Avg"] if len(held) > 1 else []
         t = Table(key=f"table1_{file_key(ds)}", kind="table1", dataset=ds,
                   title=f"Table 1 layout: {ds}, accuracy (%) on each held-out domain",
-                  label_headers=["method"], columns=held + ["Avg"], gap_column="Avg",
-                  seeds=sorted({r.seed for r in dr}))
+                  label_headers=["method"], columns=held + avg_col,
+                  gap_column=(avg_col or held)[0] if covered[ds] else None, seeds=sorted({r.seed for r in dr}),
+                  error=error)
         avg_by_dataset[ds] = {}
         for m in methods_of(dr):
-            per_seed = values_per_seed([r for r in dr if r.method == m], lambda r: {r.holdout[0]: test_accuracy(r)})
+            mr = [r for r in dr if r.method == m]
+            per_seed = values_per_seed(mr, lambda r: {r.holdout[0]: test_accuracy(r)})
             avg = seed_average(per_seed, held)
             avg_by_dataset[ds][m] = avg
-            t.rows.append(Row([label(m)], cells_of(per_seed, held) + [stat(avg.values(), scale=100)], method=m))
-        col = match(ds, ref["columns"])
-        add_paper_rows(t, [([f"paper: {p['method']}"], p.get("clipood"),
-                             [None] * len(held) + [ref_value(p["values"], col) if col else None])
-                            for p in ref["rows"]])
-        common_notes(t, selection, "Accuracy on the held-out domain's 'in' split (DomainBed's test number); Avg: "
-                                    "per seed over the held-out domains.")
+            cells = cells_of(per_seed, held) + ([stat(avg.values(), scale=100)] if avg_col else [])
+            t.rows.append(Row([label(m)], cells, method=m,
+                              variants=cell_variants(mr, held, lambda r: [r.holdout[0]], variant_of) + [None] * len(avg_col)))
+        if covered[ds]:  # the paper's number sits in the column that averages the same domains
+            add_paper_rows(t, [([f"paper: {p['method']}"], p.get("clipood"),
+                                [None] * (len(t.columns) - 1) + [ref_value(p["values"], col)]) for p in ref["rows"]])
+        common_notes(t, "Accuracy on the held-out domain's 'in' split (DomainBed's test number)"
+                        + ("; Avg: per seed over the held-out domains." if avg_col else "."),
+                     no_paper=gap_note or None)
         tables.append(t)
-
     datasets = list(avg_by_dataset)
+    if len(datasets) < 2:
+        return tables  # a summary of one dataset would repeat its table's average
     s = Table(key="table1_summary", kind="table1-summary", title="Table 1 layout: DomainBed summary, accuracy (%) "
               "averaged over held-out domains", label_headers=["method"], columns=datasets + ["Avg"],
-              gap_column="Avg", seeds=sorted({r.seed for r in recs}))
+              gap_column="Avg", seeds=sorted({r.seed for r in recs}), error=error)
     for m in methods_of(recs):
         per_seed: dict[int, dict] = defaultdict(dict)
         for ds in datasets:
             for seed, v in avg_by_dataset[ds].get(m, {}).items():
                 per_seed[seed][ds] = v
         avg = seed_average(per_seed, datasets)
-        s.rows.append(Row([label(m)], cells_of(per_seed, datasets) + [stat(avg.values())], method=m))
-    cols = [match(ds, ref["columns"]) for ds in datasets]
+        s.rows.append(Row([label(m)], cells_of(per_seed, datasets) + [stat(avg.values())], method=m,
+                          variants=cell_variants([r for r in recs if r.method == m], datasets, lambda r: [r.dataset],
+                                                 variant_of) + [None]))
+    cols = [match(ds, ref["columns"]) if covered[ds] else None for ds in datasets]
     paper_rows = []
     for p in ref["rows"]:
         cells = [ref_value(p["values"], c) if c else None for c in cols]
         if all(c is not None for c in cols) and sorted(cols) == sorted(ref["columns"]):
             avg = ref_value(p["values"], "Avg")  # all five datasets: the published average
-        elif cols and all(c is not None for c in cells):
+        elif all(c is not None for c in cells):
             avg = Stat(mean(c.mean for c in cells), None, None)  # the average over the datasets shown
         else:
             avg = None
         paper_rows.append(([f"paper: {p['method']}"], p.get("clipood"), cells + [avg]))
     add_paper_rows(s, paper_rows)
-    common_notes(s, selection, "Per dataset: the Avg column of its table (mean over held-out domains); Avg: per "
-                                "seed over datasets. Paper Avg over the datasets shown.")
+    partial = [ds for ds in datasets if not covered[ds]]
+    common_notes(s, "Per dataset: the Avg column of its table (mean over held-out domains); Avg: per seed over "
+                    "datasets. Paper Avg over the datasets shown.",
+                 no_paper=(f"No paper number for {', '.join(partial)}: not every domain of the paper's average is "
+                           f"held out (or the name is not the paper's), and so no paper Avg." if partial else None))
     return tables + [s]
 
 
@@ -116,7 +145,7 @@ def _shift_values(r: RunRecord) -> tuple[dict[str, float], list[str], list[str]]
     return {c: mean(v) for c, v in vals.items()}, ids, oods
 
 
-def table2(records: list[RunRecord], selection: str) -> list[Table]:
+def table2(records: list[RunRecord], variant_of: dict[int, str], error: str = "std") -> list[Table]:
     recs = [r for r in records if not r.base_to_new and len(r.holdout) != 1]
     if not recs:
         return []
@@ -131,23 +160,26 @@ def table2(records: list[RunRecord], selection: str) -> list[Table]:
             ids.update(i)
             oods.update(o)
         id_cols, ood_cols = sorted(ids, key=order), sorted(oods - ids, key=order)
-        columns = id_cols + ood_cols + (["OOD avg"] if ood_cols else [])
+        ood_avg = ["OOD avg"] if len(ood_cols) > 1 else []  # an average of one column would repeat it
+        columns = id_cols + ood_cols + ood_avg
         t = Table(key=f"table2_{file_key(ds)}", kind="table2", dataset=ds,
                   title=f"Table 2 layout: {ds}, accuracy (%) in distribution and under shift",
-                  label_headers=["method"], columns=columns, gap_column="OOD avg" if ood_cols else (id_cols[-1] if id_cols else None),
-                  seeds=sorted({r.seed for r in dr}))
+                  label_headers=["method"], columns=columns, gap_column=columns[-1] if columns else None,
+                  seeds=sorted({r.seed for r in dr}), error=error)
         for m in methods_of(dr):
-            per_seed = values_per_seed([r for r in dr if r.method == m], lambda r: _shift_values(r)[0])
+            mr = [r for r in dr if r.method == m]
+            per_seed = values_per_seed(mr, lambda r: _shift_values(r)[0])
             cells = cells_of(per_seed, id_cols + ood_cols)
-            if ood_cols:
+            if ood_avg:
                 cells.append(stat(seed_average(per_seed, ood_cols).values()))
-            t.rows.append(Row([label(m)], cells, method=m))
+            t.rows.append(Row([label(m)], cells, method=m, variants=cell_variants(
+                mr, id_cols + ood_cols, lambda r: list(_shift_values(r)[0]), variant_of) + [None] * len(ood_avg)))
         if key(ds) in {key(a) for a in ref["datasets"]}:
             matched = [match(c, ref["columns"]) if c != "ID (val)" else None for c in id_cols + ood_cols]
             paper_rows = []
             for p in ref["rows"]:
                 cells = [ref_value(p["values"], c) if c else None for c in matched]
-                if ood_cols:
+                if ood_avg:
                     ood_ref = matched[len(id_cols):]
                     if sorted(c for c in ood_ref if c) == sorted(ref["ood"]) and None not in ood_ref:
                         cells.append(ref_value(p["values"], "OOD avg"))
@@ -157,9 +189,9 @@ def table2(records: list[RunRecord], selection: str) -> list[Table]:
                         cells.append(None)
                 paper_rows.append(([f"paper: {p['method']}"], p.get("clipood"), cells))
             add_paper_rows(t, paper_rows)
-        common_notes(t, selection, "In-distribution columns: test sets of the training domains (or, without one, "
-                                    "their 'out' validation splits: 'ID (val)'); the others are held-out / shifted "
-                                    "test sets; OOD avg: per seed over the shifted ones.")
+        common_notes(t, "In-distribution columns: test sets of the training domains (or, without one, their 'out' "
+                        "validation splits: 'ID (val)'); the others are held-out / shifted test sets"
+                        + ("; OOD avg: per seed over the shifted ones." if ood_avg else "."))
         tables.append(t)
     return tables
 
@@ -173,7 +205,7 @@ def _base_new(r: RunRecord) -> tuple[float, float]:
     return mean(e.get("base") for e in es), mean(e.get("new") for e in es)
 
 
-def table3(records: list[RunRecord], selection: str) -> list[Table]:
+def table3(records: list[RunRecord], variant_of: dict[int, str], error: str = "std") -> list[Table]:
     recs = [r for r in records if r.base_to_new and not r.holdout]
     if not recs:
         return []
@@ -183,19 +215,23 @@ def table3(records: list[RunRecord], selection: str) -> list[Table]:
     columns = [f"{g} {m}" for g in groups for m in ("Base", "New", "H")]
     t = Table(key="table3_base_to_new", kind="table3", title="Table 3 layout: base-to-new generalization, "
               "accuracy (%) on base classes, new classes and their harmonic mean H", label_headers=["method"],
-              columns=columns, seeds=sorted({r.seed for r in recs}))
+              columns=columns, seeds=sorted({r.seed for r in recs}), error=error)
     for m in methods_of(recs):
+        mr = [r for r in recs if r.method == m]
+
         def values(r: RunRecord) -> dict[str, float]:
             b, n = _base_new(r)
             return {f"{r.dataset} Base": b, f"{r.dataset} New": n, f"{r.dataset} H": harmonic(b, n)}
-        per_seed = values_per_seed([r for r in recs if r.method == m], values)
+        per_seed = values_per_seed(mr, values)
         if len(datasets) > 1:  # CoOp: mean base and mean new over datasets, H of those means
             for seed, v in per_seed.items():
                 if all(f"{d} Base" in v for d in datasets):
                     b, n = mean(v[f"{d} Base"] for d in datasets), mean(v[f"{d} New"] for d in datasets)
                     v.update({"Avg Base": b, "Avg New": n, "Avg H": harmonic(b, n)})
-        t.rows.append(Row([label(m)], cells_of(per_seed, columns), method=m))
-    matched = {g: ("Avg" if g == "Avg" else match(g, {k: v for k, v in ref["groups"].items() if k != "Avg"}))
+        t.rows.append(Row([label(m)], cells_of(per_seed, columns), method=m, variants=cell_variants(
+            mr, columns, lambda r: [f"{r.dataset} {x}" for x in ("Base", "New", "H")], variant_of)))
+    # The paper's Avg is over CoOp's 11 datasets: never beside an average over other datasets.
+    matched = {g: (None if g == "Avg" else match(g, {k: v for k, v in ref["groups"].items() if k != "Avg"}))
                for g in groups}
     gap_group = next((g for g in groups if g != "Avg" and matched[g]), None)
     t.gap_column = f"{gap_group} H" if gap_group else None
@@ -209,8 +245,8 @@ def table3(records: list[RunRecord], selection: str) -> list[Table]:
             "mean (CoOp); on the test split, or without one the 'out' split of every domain.")
     if len(datasets) > 1:
         what += " Avg: per seed, mean Base and mean New over datasets, H of those; the paper's Avg is over CoOp's " \
-                "11 datasets."
-    common_notes(t, selection, what)
+                "11 datasets, so it is not shown beside it (reference section)."
+    common_notes(t, what)
     return [t]
 
 
@@ -220,7 +256,7 @@ def table3(records: list[RunRecord], selection: str) -> list[Table]:
 SPLITS = (("Base", "base"), ("New", "new"), ("Total", "accuracy"))
 
 
-def table4(records: list[RunRecord], selection: str) -> list[Table]:
+def table4(records: list[RunRecord], variant_of: dict[int, str], error: str = "std") -> list[Table]:
     recs = [r for r in records if r.base_to_new and len(r.holdout) == 1]
     if not recs:
         return []
@@ -234,34 +270,39 @@ def table4(records: list[RunRecord], selection: str) -> list[Table]:
             cols.append(f"{ds}: {h}" if len(datasets) > 1 else h)
             dom = match(h, ref["datasets"][ref_ds]["domains"]) if ref_ds else None
             col_ref.append((ref_ds, dom) if dom else None)
-    columns = cols + ["Avg"]
+    avg_col = ["Avg"] if len(cols) > 1 else []
+    columns = cols + avg_col
     t = Table(key="table4_domain_and_class_shift", kind="table4", title="Table 4 layout: held-out domain and new "
               "classes at once, accuracy (%) on the held-out domain", label_headers=["split", "method"],
-              columns=columns, gap_column="Avg", seeds=sorted({r.seed for r in recs}))
+              columns=columns, gap_column=columns[-1], seeds=sorted({r.seed for r in recs}), error=error)
     colname = {(ds, h): (f"{ds}: {h}" if len(datasets) > 1 else h) for ds in datasets for h in
                {r.holdout[0] for r in recs if r.dataset == ds}}
     for split, metric in SPLITS:
         for m in methods_of(recs):
-            per_seed = values_per_seed([r for r in recs if r.method == m],
-                                 lambda r: {colname[(r.dataset, r.holdout[0])]:
-                                            mean(e.get(metric) for e in r.test_entries())})
-            t.rows.append(Row([split, label(m)], cells_of(per_seed, cols) + [stat(seed_average(per_seed, cols).values())],
-                              method=m))
+            mr = [r for r in recs if r.method == m]
+            per_seed = values_per_seed(mr, lambda r: {colname[(r.dataset, r.holdout[0])]:
+                                                      mean(e.get(metric) for e in r.test_entries())})
+            avg = [stat(seed_average(per_seed, cols).values())] if avg_col else []
+            t.rows.append(Row([split, label(m)], cells_of(per_seed, cols) + avg, method=m, variants=cell_variants(
+                mr, cols, lambda r: [colname[(r.dataset, r.holdout[0])]], variant_of) + [None] * len(avg_col)))
     paper_rows = []
     for p in ref["rows"]:
         cells = [ref_value(p["values"], *c) if c else None for c in col_ref]
         avg = Stat(mean(c.mean for c in cells), None, None) if cells and None not in cells else None
-        paper_rows.append(([p["split"], f"paper: {p['method']}"], p.get("clipood"), cells + [avg]))
+        paper_rows.append(([p["split"], f"paper: {p['method']}"], p.get("clipood"), cells + ([avg] if avg_col else [])))
     add_paper_rows(t, paper_rows)
     t.rows.sort(key=lambda r: [s for s, _ in SPLITS].index(r.labels[0]))  # paper rows beside ours, per split
-    common_notes(t, selection, "Held-out domain's 'in' split; Base / New: images of base (new) classes scored among "
-                                "base (new) classes; Total: all classes. Avg: per seed over the columns.")
+    common_notes(t, "Held-out domain's 'in' split; Base / New: images of base (new) classes scored among base (new) "
+                    "classes; Total: all classes." + (" Avg: per seed over the columns (the paper's over the same "
+                                                      "domains)." if avg_col else ""))
     return [t]
 
 
-def all_tables(records: list[RunRecord], selection: str) -> list[Table]:
-    return table1(records, selection) + table2(records, selection) + table3(records, selection) + \
-        table4(records, selection)
+def all_tables(records: list[RunRecord], variant_of: Optional[dict[int, str]] = None,
+               error: str = "std") -> list[Table]:
+    """Every layout the records fill; ``variant_of`` (selection) labels the variant chosen per cell."""
+    v = variant_of or {}
+    return table1(records, v, error) + table2(records, v, error) + table3(records, v, error) + table4(records, v, error)
 
 
 def reference_tables() -> list[Table]:

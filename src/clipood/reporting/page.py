@@ -1,5 +1,8 @@
 """The report as one self-contained HTML page: tables, and the plots embedded as PNG data.
 
+Cells never wrap (a method name or 'mean ± std' on one line); a table wider than the page
+scrolls sideways inside its own box.
+
 A small script marks the page once every image has decoded (``data-images-ok`` on
 <body>, and ``data-rendered="ok"``), so a headless browser can check that it renders.
 """
@@ -16,12 +19,16 @@ STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1150px;
        color: #222; padding: 0 1em; }
 code { background: #f4f4f4; padding: 0 0.2em; }
+/* A wide table scrolls inside its own box instead of widening the page. */
 div.scroll { overflow-x: auto; max-width: 100%; }
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; } h3 { font-size: 1.05em; }
-table.results { border-collapse: collapse; margin: 1em 0 0.3em; font-size: 0.9em; }
-table.results th, table.results td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-table.results th { background: #f4f4f4; text-align: left; }
+table.results, table.settings { border-collapse: collapse; margin: 1em 0 0.3em; font-size: 0.9em; }
+table.results th, table.results td, table.settings th, table.settings td { border: 1px solid #ccc;
+       padding: 0.25em 0.6em; text-align: right; white-space: nowrap; vertical-align: top; }
+table.results th, table.settings th { background: #f4f4f4; text-align: left; }
+table.settings td { text-align: left; }
 table.results tr.paper th, table.results tr.paper td { color: #555; font-style: italic; background: #fafaf0; }
+table.results span.variant { display: block; font-size: 0.8em; color: #2a5d8f; }
 ul.notes { font-size: 0.82em; color: #555; margin-top: 0.2em; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #444; }

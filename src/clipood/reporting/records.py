@@ -43,7 +43,7 @@ class RunRecord:
     zeroshot: Optional[dict] = None
     domains: list[str] = field(default_factory=list)
     train_domains: list[str] = field(default_factory=list)
-    hparams: dict[str, Any] = field(default_factory=dict)  # lambda, beta, ema_decay, lr, steps, alpha
+    hparams: dict[str, Any] = field(default_factory=dict)  # lambda, beta, lr, steps, arch, batch_size, alpha, ...
     derived: bool = False  # a zero-shot record taken from a training run's pre-training evaluation
 
     @property
@@ -70,11 +70,16 @@ def headline(evals: dict, base_to_new: bool) -> float:
     return mean(e.get("accuracy") for e in es)
 
 
-def _hparams(cfg: dict) -> dict[str, Any]:
+def _hparams(cfg: dict, results: dict) -> dict[str, Any]:
+    """The options the report shows and plots: config.yaml, else what results.json says."""
     f = flatten(cfg)
+    backbone = results.get("backbone") if isinstance(results.get("backbone"), dict) else {}
     return {"lambda": f.get("loss.margin_lambda"), "beta": f.get("averaging.beta"),
-            "ema_decay": f.get("averaging.ema_decay"), "lr": f.get("optim.lr"), "steps": f.get("train.steps"),
-            "averaging": f.get("averaging.name"), "loss": f.get("loss.name")}
+            "ema_decay": f.get("averaging.ema_decay"), "lr": f.get("optim.lr"),
+            "steps": f.get("train.steps", results.get("steps")), "averaging": f.get("averaging.name"),
+            "loss": f.get("loss.name"), "arch": f.get("model.arch", backbone.get("arch")),
+            "pretrained": f.get("model.pretrained"), "batch_size": f.get("train.batch_size"),
+            "accum_steps": f.get("train.accum_steps"), "trainable": f.get("model.trainable")}
 
 
 def _config_variant(cfg_dict: dict) -> dict[str, Any]:
@@ -119,7 +124,7 @@ def read_run(run_dir: Path) -> list[RunRecord]:
     variant = dict(side["variant"]) if side else _config_variant(cfg_dict)
     common = dict(path=run_dir, method=method, dataset=dataset, holdout=holdout, seed=seed, base_to_new=b2n,
                   kind=kind, zeroshot=results.get("zeroshot"), domains=list(results.get("domains") or []),
-                  train_domains=list(results.get("train_domains") or []), hparams=_hparams(cfg_dict))
+                  train_domains=list(results.get("train_domains") or []), hparams=_hparams(cfg_dict, results))
     if kind == "wise-ft":
         out = []
         for alpha in results.get("alphas", []):
@@ -170,7 +175,8 @@ def add_derived_zeroshot(records: list[RunRecord]) -> list[RunRecord]:
         seen.add((key, r.seed))
         out.append(RunRecord(path=r.path, method="zeroshot", dataset=r.dataset, holdout=r.holdout, seed=r.seed,
                              base_to_new=r.base_to_new, variant={}, evals=r.zeroshot, kind="zeroshot",
-                             domains=r.domains, train_domains=r.train_domains, derived=True))
+                             domains=r.domains, train_domains=r.train_domains, derived=True,
+                             hparams={k: r.hparams.get(k) for k in ("arch", "pretrained")}))
     out.sort(key=lambda r: (r.dataset, method_order(r.method), r.holdout, repr(sorted(r.variant.items())), r.seed,
                             str(r.path)))
     return out

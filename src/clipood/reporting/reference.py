@@ -10,7 +10,7 @@ import yaml
 
 from .stats import Stat
 
-__all__ = ["REFERENCE_FILE", "cell", "citation", "key", "load_reference", "match", "short"]
+__all__ = ["REFERENCE_FILE", "cell", "citation", "key", "load_reference", "match", "settings", "short"]
 
 REFERENCE_FILE = "clipood_icml2023.yaml"
 
@@ -37,11 +37,13 @@ def match(name: str, aliases: dict[str, list[str]]) -> Optional[str]:
 
 
 def cell(value: Any) -> Optional[Stat]:
-    """A published value: a number (mean) or [mean, std]."""
+    """A published value: a number (mean) or [mean, std]; a std is over the paper's runs (n),
+    so that its standard error can be shown beside ours."""
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
-        return Stat(float(value[0]), float(value[1]) if len(value) > 1 else None, None)
+        std = float(value[1]) if len(value) > 1 else None
+        return Stat(float(value[0]), std, int(load_reference()["source"]["runs"]) if std is not None else None)
     return Stat(float(value), None, None)
 
 
@@ -52,3 +54,8 @@ def citation() -> str:
 
 def short() -> str:
     return load_reference()["source"]["short"]
+
+
+def settings() -> str:
+    """The paper's training settings, shown beside the runs' own."""
+    return load_reference()["source"]["settings"]

@@ -1,4 +1,4 @@
-"""Mean ± standard deviation over seeds, in percent."""
+"""Mean ± standard deviation (or standard error) over seeds, in percent."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from typing import Iterable, Optional
 
 from ..evaluation import harmonic_mean
 
-__all__ = ["Stat", "finite", "fmt_stat", "harmonic", "mean", "stat"]
+__all__ = ["ERRORS", "ERROR_TEXT", "Stat", "finite", "fmt_stat", "harmonic", "mean", "stat"]
+
+# What '±' means in a table: the sample standard deviation over seeds (as the paper), or the
+# standard error of the mean, std / sqrt(n) with the same sample std (as DomainBed's tables).
+ERRORS = ("std", "sem")
+ERROR_TEXT = {"std": "mean ± std (sample standard deviation, ddof = 1)",
+              "sem": "mean ± standard error (sample std / √n, as DomainBed)"}
 
 
 @dataclass(frozen=True)
@@ -20,8 +26,19 @@ class Stat:
     std: Optional[float]  # None when n == 1 or unknown (published numbers without one)
     n: Optional[int]  # None for published numbers
 
-    def fmt(self) -> str:
-        return f"{self.mean:.1f}" if self.std is None else f"{self.mean:.1f} ± {self.std:.1f}"
+    @property
+    def sem(self) -> Optional[float]:
+        """Standard error of the mean, std / sqrt(n); None without a std or a count."""
+        return None if self.std is None or not self.n else self.std / math.sqrt(self.n)
+
+    def error(self, kind: str = "std") -> Optional[float]:
+        if kind not in ERRORS:
+            raise ValueError(f"unknown error {kind!r}; known: {', '.join(ERRORS)}")
+        return self.std if kind == "std" else self.sem
+
+    def fmt(self, error: str = "std") -> str:
+        e = self.error(error)
+        return f"{self.mean:.1f}" if e is None else f"{self.mean:.1f} ± {e:.1f}"
 
 
 def finite(values: Iterable[Optional[float]]) -> list[float]:

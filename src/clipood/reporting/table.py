@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ..methods import METHODS
 from .records import RunRecord, method_order
 from .reference import cell
-from .stats import Stat, mean, stat
+from .stats import ERROR_TEXT, Stat, mean, stat
 
-__all__ = ["Row", "Table", "add_paper_rows", "cells_of", "common_notes", "datasets_of", "domain_order", "file_key",
-           "gap_to_paper", "label", "methods_of", "ref_value", "seed_average", "test_accuracy", "values_per_seed"]
+__all__ = ["Row", "Table", "add_paper_rows", "cell_variants", "cells_of", "common_notes", "datasets_of", "domain_order",
+           "file_key", "gap_to_paper", "label", "methods_of", "ref_value", "seed_average", "test_accuracy",
+           "values_per_seed", "variants_text"]
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Row:
     source: str = "ours"  # or "paper"
     method: Optional[str] = None  # clipood method name (ours, or the paper row's counterpart)
     gap: Optional[float] = None  # ours minus the paper counterpart on the table's gap column
+    variants: list[Optional[str]] = field(default_factory=list)  # per cell: the selected variant(s), where chosen
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Table:
     gap_column: Optional[str] = None
     dataset: Optional[str] = None
     seeds: list[int] = field(default_factory=list)
+    error: str = "std"  # what ± shows: stats.ERRORS
 
     @property
     def ours(self) -> list[Row]:
@@ -122,19 +125,42 @@ def add_paper_rows(table: Table, paper_rows: list[tuple[list[str], Optional[str]
                 r.gap = gap_to_paper(r.cells[gi], cells[gi])
 
 
-def common_notes(table: Table, selection: str, what: str) -> None:
+def common_notes(table: Table, what: str, *, no_paper: Optional[str] = None) -> None:
+    """What the cells are, what ± is, and how the paper's rows compare (the selection is stated once, above)."""
     seeds = ", ".join(map(str, table.seeds)) or "-"
-    table.notes.append(f"{what} Each cell: mean ± std (sample std, ddof = 1) over seeds ({seeds}); one number: "
-                       f"one seed.")
-    table.notes.append(selection)
+    table.notes.append(f"{what} Each cell: {ERROR_TEXT[table.error]} over seeds ({seeds}); one number: one seed.")
+    if any(v for r in table.rows for v in r.variants):
+        table.notes.append("Beside a number: the variant model selection chose (with its number of runs where they differ).")
     if table.paper:
         note = "Rows 'paper:' are the published numbers (CLIPood, ICML 2023, CLIP ViT-B/16)"
+        if table.error == "sem":
+            note += "; their ± is the standard error of the published std (over the paper's 3 runs)"
         if table.has_gap():
-            note += f"; Δ = ours − paper on '{table.gap_column}'"
+            note += f"; Δ = ours − paper on '{table.gap_column}', over the same domains"
         table.notes.append(note + ".")
-    else:
+    if no_paper:
+        table.notes.append(no_paper)
+    elif not table.paper:
         table.notes.append("No published number matches these dataset / domain names; the paper's tables are "
                            "listed in the reference section.")
+
+
+def variants_text(records: list[RunRecord], variant_of: dict[int, str]) -> Optional[str]:
+    """The variant(s) selection chose for a cell's records: 'lambda=0.1', or each with its number of runs where
+    they differ (one run per seed in Tables 1, 3 and 4)."""
+    counts = Counter(variant_of[id(r)] for r in records if id(r) in variant_of)
+    if not counts:
+        return None
+    if len(counts) == 1:
+        return next(iter(counts))
+    return "; ".join(f"{v} ({n} run{'s' if n > 1 else ''})" for v, n in sorted(counts.items(), key=lambda x: (-x[1],
+                                                                                                             x[0])))
+
+
+def cell_variants(records: list[RunRecord], columns: list[str], columns_of: Callable[[RunRecord], list[str]],
+                  variant_of: dict[int, str]) -> list[Optional[str]]:
+    """Per column, the variants chosen among the records that fill it (None where nothing was chosen)."""
+    return [variants_text([r for r in records if c in columns_of(r)], variant_of) for c in columns]
 
 
 def ref_value(values: dict, *path: str) -> Optional[Stat]:

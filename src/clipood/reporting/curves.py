@@ -1,0 +1,176 @@
+"""Figures against the step: training curves, and the weight each step has in the final average.
+
+* training curves: train loss (metrics.jsonl) and the number the run's table shows
+  (``shown``) at every evaluation: the zero-shot model at step 0, every ``--eval-every``
+  steps, the final model. Evaluations are markers; they are joined into a curve only
+  from three on, since a line through two points looks like a measured trend it is not.
+* step weights (the paper's Fig. 4): the share of each step's weights theta_t in the final
+  model under BMA (Eq. 6), EMA and the uniform average, on a log axis: values that are
+  zero (the uniform average's theta_0) cannot be drawn there and are left out, as the
+  caption says.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+from matplotlib.figure import Figure  # drawn without pyplot: the Agg renderer, no display, no global state
+
+from ..averaging import beta_weights
+from ..methods import METHODS
+from .records import RunRecord
+from .shown import METRIC, shown_kind, shown_value
+from .stats import stat
+from .table import label
+
+__all__ = ["MIN_CURVE_POINTS", "PALETTE", "Plot", "color", "read_metrics", "save", "series_plot", "step_weights",
+           "step_weights_curves", "training_curves"]
+
+MIN_CURVE_POINTS = 3  # fewer evaluations are drawn as points, never joined
+PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
+           "#64b5cd"]
+
+
+class Plot(NamedTuple):
+    path: Path
+    caption: str  # says what is drawn, and only that
+
+
+def color(method: str) -> str:
+    names = list(METHODS)
+    i = names.index(method) if method in names else len(names) + sum(map(ord, method))
+    return PALETTE[i % len(PALETTE)]
+
+
+def save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight", facecolor="white")
+    return path
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def series_plot(ax, series: dict[float, list[float]], **kw) -> bool:
+    """Mean ± std (over runs) at each x: joined with a ±std band from MIN_CURVE_POINTS x values on,
+    markers with error bars below that. True when it was drawn as a curve."""
+    xs = sorted(series)
+    cells = [stat(series[x], scale=1.0) for x in xs]
+    pts = [(x, c.mean, c.std or 0.0) for x, c in zip(xs, cells) if c is not None]
+    if not pts:
+        return False
+    px, m, sd = zip(*pts)
+    if len(pts) >= MIN_CURVE_POINTS:
+        ax.plot(px, m, marker="o" if len(pts) < 30 else None, markersize=3, **kw)
+        ax.fill_between(px, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], alpha=0.2,
+                        color=kw.get("color"))
+        return True
+    ax.errorbar(px, m, yerr=sd, linestyle="none", marker="o", markersize=5, capsize=3, **kw)
+    return False
+
+
+def training_curves(records: list[RunRecord], dataset: str, kind: str, path: Path) -> Optional[Plot]:
+    """Train loss and the table's number against the step, one series per method (mean ± std over runs)."""
+    recs = [r for r in records if r.dataset == dataset and r.kind == "train" and shown_kind(r) == kind]
+    loss: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    acc: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    for r in recs:
+        if r.zeroshot:
+            acc[r.method][0].append(100 * shown_value(r, r.zeroshot))
+        for ev in read_metrics(r.metrics_path):
+            if "loss" in ev and "step" in ev:
+                loss[r.method][int(ev["step"])].append(float(ev["loss"]))
+            if isinstance(ev.get("eval"), dict) and "step" in ev:
+                acc[r.method][int(ev["step"])].append(100 * shown_value(r, ev["eval"]))
+    if not loss:
+        return None
+    fig = Figure(figsize=(11, 4))
+    ax1, ax2 = fig.subplots(1, 2)
+    points_only, curves = [], []
+    for m in sorted(loss, key=lambda m: list(METHODS).index(m) if m in METHODS else 99):
+        series_plot(ax1, loss[m], label=label(m), color=color(m))
+        finite = {s: [v for v in vs if not math.isnan(v)] for s, vs in acc.get(m, {}).items()}
+        finite = {s: vs for s, vs in finite.items() if vs}
+        if finite:
+            (curves if series_plot(ax2, finite, label=label(m), color=color(m)) else points_only).append(
+                (label(m), sorted(finite)))
+    metric = METRIC[kind]
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("train loss")
+    ax1.set_title(f"{dataset}: training loss", fontsize=10)
+    ax2.set_xlabel("step (0: zero-shot model)")
+    ax2.set_ylabel(metric)
+    ax2.set_title(f"{dataset}: {metric.replace(' (%)', '')} of the (averaged) model", fontsize=10)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    n = len({r.path for r in recs})
+    caption = (f"{dataset}: train loss against the step and {metric.replace(' (%)', '')} (the number its table "
+               f"shows) at each evaluation, mean over {n} selected run(s)"
+               + (" ± std over runs" if n > 1 else "") + ".")
+    if curves:
+        caption += " Joined markers: " + "; ".join(f"{m} (evaluated at steps {', '.join(map(str, s))})"
+                                                   for m, s in curves) + "."
+    if points_only:
+        caption += (" Points only, not joined, for " + "; ".join(
+            f"{m} ({len(s)} evaluation{'s' if len(s) > 1 else ''}: step{'s' if len(s) > 1 else ''} "
+            f"{', '.join(map(str, s))})" for m, s in points_only)
+            + ": two points are no measured trend; set --eval-every for a curve.")
+    if not curves and not points_only:
+        caption += " No evaluation of this number was recorded: loss only."
+    return Plot(save(fig, path), caption)
+
+
+def step_weights_curves(total_steps: int, beta: float, ema_decay: float) -> dict[str, list[float]]:
+    """Share of theta_t (t = 0..T) in the final average: BMA (Eq. 6, normalised), EMA, uniform."""
+    T = total_steps
+    a = beta_weights(T, beta)
+    s = sum(a)
+    bma = [x / s for x in a]
+    ema = [ema_decay ** T] + [(1 - ema_decay) * ema_decay ** (T - t) for t in range(1, T + 1)]
+    uniform = [0.0] + [1.0 / T] * T
+    return {f"BMA (beta = {beta:g})": bma, f"EMA (decay = {ema_decay:g})": ema, "uniform (theta_1..theta_T)": uniform}
+
+
+def step_weights(total_steps: int, beta: float, ema_decay: float, path: Path) -> Plot:
+    """Fig. 4 of the paper: how much each step's model counts in the final average (zeros not drawn)."""
+    curves = step_weights_curves(total_steps, beta, ema_decay)
+    fig = Figure(figsize=(7.5, 4))
+    ax = fig.add_subplot()
+    masked = {}
+    for (name, w), c in zip(curves.items(), ("#c44e52", "#4c72b0", "#8c8c8c")):
+        ax.plot(range(total_steps + 1), [x if x > 0 else math.nan for x in w], label=name, color=c,
+                marker="o" if total_steps <= 30 else None, markersize=3)
+        zero = [t for t, x in enumerate(w) if x <= 0]
+        if zero:
+            masked[name] = zero
+    positive = [x for w in curves.values() for x in w if x > 0]
+    ax.set_yscale("log")
+    ax.set_ylim(max(1e-300, min(positive) / 2), 1.0)
+    ax.set_xlabel("step t (0: the pre-trained weights)")
+    ax.set_ylabel("weight of theta_t in the final model")
+    ax.set_title(f"Step weights of the averages over T = {total_steps} steps (paper Fig. 4)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    caption = (f"Weight of each step's model theta_t in the final model over T = {total_steps} steps (paper Fig. 4), "
+               f"log axis: BMA (Eq. 6) keeps the pre-trained theta_0 and the last steps heavy; under EMA theta_0's "
+               f"share decays as decay^T.")
+    for name, zero in masked.items():
+        steps = ", ".join(map(str, zero[:5])) + (", ..." if len(zero) > 5 else "")
+        caption += (f" {name.split(' (')[0]} gives step{'s' if len(zero) > 1 else ''} {steps} weight 0: not drawn "
+                    f"(zero has no place on a log axis).")
+    return Plot(save(fig, path), caption)
