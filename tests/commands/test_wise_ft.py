@@ -13,3 +13,92 @@ def test_wise_ft_interpolation_formula():
     out = interpolate(a, b, 0.25)
     torch.testing.assert_close(out["w"], torch.tensor([1.0, 1.0]))  # 0.75 a + 0.25 b
     assert out["n"].item() == 7  # integer buffers are not interpolated
+
+
+def _eval_cfg(shapes_root, tmp_path):
+    from clipood.config import Config
+    cfg = Config()
+    cfg.data.root, cfg.data.workers, cfg.data.holdout_domains = str(shapes_root), 0, ["sketch"]
+    cfg.train.device = "cpu"
+    cfg.run.output_dir, cfg.run.name = str(tmp_path / "runs"), "wise"
+    return cfg
+
+
+def test_any_two_models_end_points_and_choice(trained_run, tiny_pretrained, shapes_root, tmp_path):
+    """alpha 0 is model A (here the zero-shot folder), alpha 1 is model B (the run's export); the chosen
+    alpha is the best mean accuracy over the training domains' 'out' splits."""
+    import json
+    import math
+
+    from clipood.commands.wise_ft import validation_score, wise_ft_models, wise_ft_table
+    run, res = wise_ft_models(tiny_pretrained, trained_run / "model", _eval_cfg(shapes_root, tmp_path),
+                              [0.0, 0.5, 1.0], progress=False)
+    trained = json.loads((trained_run / "results.json").read_text())
+    for split, e in trained["final"].items():
+        assert res["variants"]["alpha=1"][split]["accuracy"] == e["accuracy"], split
+        assert res["variants"]["alpha=0"][split]["accuracy"] == trained["zeroshot"][split]["accuracy"], split
+    scores = {a: validation_score(res["variants"][f"alpha={a:g}"], False) for a in (0.0, 0.5, 1.0)}
+    best = max(scores.values())
+    assert not math.isnan(best) and scores[res["selected_alpha"]] == best
+    assert res["model_a"] == str(tiny_pretrained.resolve()) and (run.model_dir / "open_clip_model.safetensors").is_file()
+    assert "(chosen)" in wise_ft_table(res)
+
+
+def test_models_of_two_architectures_are_refused(trained_run, shapes_root, tmp_path):
+    import json
+    import shutil
+
+    import pytest
+
+    from clipood.commands.wise_ft import wise_ft_models
+    from clipood.errors import ModelError
+    other = tmp_path / "other"
+    shutil.copytree(trained_run / "model", other)
+    cfg = json.loads((other / "open_clip_config.json").read_text())
+    cfg["model_cfg"]["embed_dim"] = cfg["model_cfg"]["embed_dim"] * 2
+    (other / "open_clip_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match="different architectures"):
+        wise_ft_models(trained_run / "model", other, _eval_cfg(shapes_root, tmp_path), [0.5], progress=False)
+
+
+def test_alphas_syntax():
+    import pytest
+
+    from clipood.commands.wise_ft import parse_alphas
+    from clipood.errors import ClipoodError
+    assert parse_alphas("0:1:0.25") == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert parse_alphas("0:1:0.1")[-1] == 1.0 and len(parse_alphas("0:1:0.1")) == 11
+    assert parse_alphas("0,0.5,1") == [0.0, 0.5, 1.0]
+    for bad in ("0:2:0.5", "a,b", "0:1:0", ""):
+        with pytest.raises(ClipoodError, match="--alphas"):
+            parse_alphas(bad)
+
+
+def test_cli_table_and_plot(trained_run, tiny_pretrained, shapes_root, tmp_path):
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, "-m", "clipood", "wise-ft", str(tiny_pretrained), str(trained_run / "model"),
+                          "--root", str(shapes_root), "--holdout-domain", "sketch", "--alphas", "0:1:0.5",
+                          "--workers", "0", "--device", "cpu", "--output-dir", str(tmp_path), "--name", "w",
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "| alpha" in res.stdout and "alpha chosen by training-domain validation" in res.stdout
+    assert (tmp_path / "w" / "wise_ft.png").stat().st_size > 0 and (tmp_path / "w" / "results.json").is_file()
+
+
+def test_sweep_wise_ft_base_from_the_spec(shapes_root):
+    import pytest
+
+    from clipood.errors import ConfigError
+    from clipood.sweep import plan, spec_from_dict
+    spec = spec_from_dict({"methods": ["wise-ft"], "datasets": [str(shapes_root)], "holdout": ["sketch"],
+                           "wise_ft_base": "clipood", "overrides": {"model": {"arch": "clipood-tiny",
+                                                                               "pretrained": "none"}}})
+    runs = plan(spec)
+    assert [r.method.name for r in runs] == ["clipood", "wise-ft"]
+    assert runs[1].base == runs[0].name and runs[1].method.label == "WiSE-FT with CLIPood (MMS + BMA)"
+    default = plan(spec_from_dict({"methods": ["wise-ft"], "datasets": [str(shapes_root)], "holdout": ["sketch"],
+                                   "overrides": {"model": {"arch": "clipood-tiny", "pretrained": "none"}}}))
+    assert [r.method.name for r in default] == ["finetune", "wise-ft"]
+    with pytest.raises(ConfigError, match="'wise_ft_base' must be a training method with the class-text head"):
+        spec_from_dict({"methods": ["wise-ft"], "datasets": [str(shapes_root)], "wise_ft_base": "erm-linear"})

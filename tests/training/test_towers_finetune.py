@@ -116,3 +116,32 @@ def test_export_with_hf_text_tower_reloads_after_the_source_folder_moves(tiny_co
         mine = (feats @ ours.model.encode_text(ours.tokenizer([f"a photo of a {c}." for c in index.class_names]),
                                                normalize=True).T).argmax(1)
     assert torch.equal(plain, mine)
+
+
+def test_hub_export_of_an_hf_text_tower_is_self_contained(tiny_config, towers_source, tmp_path):
+    """clipood export --hf with a Hugging Face text tower: its config and tokenizer are in the folder, which
+    plain open_clip loads (the run removed) with the predictions of the run's own model."""
+    import open_clip
+
+    from clipood.commands.hub import export_hf
+    from clipood.data.folder import scan
+    from clipood.data.images import load_rgb
+    run, _ = run_train(_cfg(tiny_config, towers_source), progress=False)
+    hf = export_hf(run.path / "model", tmp_path / "hub")
+    assert {"config.json", "tokenizer.json", "open_clip_config.json", "open_clip_model.safetensors"} <= \
+        {p.name for p in hf.iterdir()}
+    index = scan(tiny_config.data.root)
+    prompts = [f"a photo of a {c}." for c in index.class_names]
+
+    def predictions(where):
+        model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{where}")
+        tok = open_clip.get_tokenizer(f"local-dir:{where}")
+        model.eval()
+        with torch.no_grad():
+            t = model.encode_text(tok(prompts), normalize=True)
+            return (model.encode_image(torch.stack([preprocess(load_rgb(p)) for p in index.paths[:24]]),
+                                       normalize=True) @ t.T).argmax(1)
+
+    before = predictions(run.path / "model")
+    shutil.move(str(run.path), str(tmp_path / "run-moved-away"))
+    assert torch.equal(predictions(hf), before)

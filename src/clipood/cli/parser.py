@@ -161,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what ± shows in every table: the sample standard deviation over seeds (std, default, as "
                         "the paper) or the standard error of the mean, std/sqrt(n) (sem, as DomainBed); tables "
                         "say which.")
+    add_tool_parsers(sub)
     for action in [parser, *_subparsers(parser)]:
         action._negative_number_matcher = NEGATIVE_NUMBER  # '--lr -1e-3' is a value (then a range error)
-    add_tool_parsers(sub)
     return parser
 
 

@@ -1,11 +1,13 @@
-"""WiSE-FT: evaluate weight interpolations between the zero-shot and a fine-tuned model.
+"""WiSE-FT: evaluate weight interpolations between two models of one architecture.
 
-    theta(alpha) = (1 - alpha) * theta_zeroshot + alpha * theta_finetuned
+    theta(alpha) = (1 - alpha) * theta_A + alpha * theta_B
 
-(Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022), a post-hoc step
-on a finished run: no training, one evaluation per alpha. alpha = 0 is the zero-shot
-model, alpha = 1 the fine-tuned one. It is a baseline the CLIPood paper does not have;
-BMA is a learned-trajectory relative of it (theta_0 keeps a large weight when beta < 1).
+(Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022), a post-hoc step:
+no training, one evaluation per alpha. ``run_wise_ft`` takes A = the zero-shot model and
+B = a finished run's weights (the sweep's 'wise-ft' method); ``wise_ft_models`` takes any
+two exported models (``clipood wise-ft MODEL_A MODEL_B``: zero-shot with fine-tuned,
+CLIPood with zero-shot, ...). It is a baseline the CLIPood paper does not have; BMA is a
+learned-trajectory relative of it (theta_0 keeps a large weight when beta < 1).
 
 The interpolated model chosen by training-domain validation (the mean accuracy of the
 training domains' 'out' splits) is exported as the run's model.
@@ -14,6 +16,7 @@ training domains' 'out' splits) is exported as the run's model.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -27,17 +30,23 @@ from ..errors import ClipoodError, ModelError
 from ..io import write_json
 from ..rundir import RunDir
 from ..training.experiment import build_experiment
-from .export import export_model, read_model_meta
+from .export import META_FILE, export_model, read_model_meta
 from .run import environment, evaluate_experiment, preflight, results_summary
 
-__all__ = ["alpha_key", "interpolate", "run_wise_ft", "validation_score"]
+__all__ = ["alpha_key", "interpolate", "parse_alphas", "run_wise_ft", "validation_score", "wise_ft_models",
+           "wise_ft_plot", "wise_ft_table"]
 
 
 def interpolate(theta0: dict[str, torch.Tensor], theta1: dict[str, torch.Tensor], alpha: float) -> dict:
     """(1 - alpha) theta0 + alpha theta1 for floating tensors; other tensors are taken from theta1."""
     if theta0.keys() != theta1.keys():
         missing = sorted(set(theta0) ^ set(theta1))[:3]
-        raise ModelError(f"WiSE-FT: the fine-tuned and zero-shot models have different tensors ({missing})")
+        raise ModelError(f"WiSE-FT: the two models have different tensors ({missing}); interpolate models of one "
+                         f"architecture")
+    shapes = [k for k in theta0 if theta0[k].shape != theta1[k].shape]
+    if shapes:
+        raise ModelError(f"WiSE-FT: tensor {shapes[0]} has shape {tuple(theta0[shapes[0]].shape)} in one model and "
+                         f"{tuple(theta1[shapes[0]].shape)} in the other; interpolate models of one architecture")
     out = {}
     for k, a in theta0.items():
         b = theta1[k]
@@ -84,17 +93,58 @@ def run_wise_ft(finetuned: Path, cfg: Config, alphas: Sequence[float], *, progre
     data = preflight(cfg)
     run = RunDir.create(cfg)
     try:
-        return _wise_ft_in(run, ft, ft_results, cfg, data, alphas, progress)
+        about = {"base_run": str(ft.path), "method": ft_results.get("method"), "steps": ft_results.get("steps"),
+                 "zeroshot": ft_results.get("zeroshot")}
+        return _wise_ft_in(run, ft.model_dir, about, cfg, data, alphas, progress)
     finally:
         run.release()
 
 
-def _wise_ft_in(run: RunDir, ft: RunDir, ft_results: dict, cfg: Config, data, alphas: Sequence[float],
+def _check_model_dir(path: Path, which: str) -> Path:
+    path = Path(path)
+    if not (path / "open_clip_config.json").is_file() or not (path / "open_clip_model.safetensors").is_file():
+        raise ClipoodError(f"{which}: {path} is not an exported model folder (open_clip_config.json and "
+                           f"open_clip_model.safetensors); pass RUN_DIR/model")
+    if (path / META_FILE).is_file() and read_model_meta(path).get("head") == "linear":
+        raise ModelError(f"{which}: {path} was trained with a linear head; interpolation needs the class-text head "
+                         f"(a 'finetune' or CLIPood run, or a zero-shot model)")
+    return path
+
+
+def wise_ft_models(model_a: Path, model_b: Path, cfg: Config, alphas: Sequence[float], *, progress: bool = True
+                   ) -> tuple[RunDir, dict]:
+    """theta(alpha) = (1 - alpha) A + alpha B for every alpha, evaluated with ``cfg``'s data protocol.
+
+    A gives the architecture, the preprocessing and (from its clipood.json, when it has one) the
+    templates; B must have the same tensors. ``cfg`` names the run (output_dir, name)."""
+    a, b = _check_model_dir(model_a, "MODEL_A"), _check_model_dir(model_b, "MODEL_B")
+    ca, cb = (json.loads((m / "open_clip_config.json").read_text()).get("model_cfg") for m in (a, b))
+    if ca != cb:
+        raise ModelError(f"WiSE-FT: {a} and {b} are different architectures (their open_clip_config.json "
+                         f"model_cfg differ); interpolate models of one architecture")
+    if not alphas or any(not (0.0 <= x <= 1.0) for x in alphas):
+        raise ClipoodError(f"--alphas: alphas must be in [0, 1], got {list(alphas)}")
+    cfg = copy.deepcopy(cfg)
+    cfg.model.arch, cfg.model.pretrained, cfg.averaging.name = f"local-dir:{a}", "auto", "none"
+    if (a / META_FILE).is_file():
+        meta = read_model_meta(a)
+        cfg.model.templates = meta.get("templates", cfg.model.templates)
+        cfg.loss.temperature = meta.get("temperature", cfg.loss.temperature)
+    data = preflight(cfg, training=False)
+    run = RunDir.create(cfg)
+    try:
+        return _wise_ft_in(run, b, {"model_a": str(a.resolve()), "model_b": str(b.resolve())}, cfg, data, alphas,
+                           progress)
+    finally:
+        run.release()
+
+
+def _wise_ft_in(run: RunDir, model_b: Path, about: dict, cfg: Config, data, alphas: Sequence[float],
                 progress: bool) -> tuple[RunDir, dict]:
     exp = build_experiment(cfg, data=data)
     model = exp.backbone.model
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    theta1 = load_file(str(ft.model_dir / "open_clip_model.safetensors"), device=str(exp.device))
+    theta1 = load_file(str(model_b / "open_clip_model.safetensors"), device=str(exp.device))
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     per_alpha: dict[str, dict] = {}
     for alpha in alphas:
@@ -107,12 +157,82 @@ def _wise_ft_in(run: RunDir, ft: RunDir, ft_results: dict, cfg: Config, data, al
     model.load_state_dict(interpolate(theta0, theta1, chosen))
     export_model(exp, run.model_dir)
     results = {
-        "kind": "wise-ft", "base_run": str(ft.path), "method": ft_results.get("method"),
-        **results_summary(exp), "seed": cfg.train.seed, "steps": ft_results.get("steps"),
+        "kind": "wise-ft", **about, **results_summary(exp), "seed": cfg.train.seed,
         "alphas": list(alphas), "variants": per_alpha, "selected_alpha": chosen,
         "selection": "training-domain validation" if valid else "no validation split: alpha closest to 0.5",
-        "zeroshot": ft_results.get("zeroshot"), "final": per_alpha[alpha_key(chosen)],
-        "environment": environment(exp),
+        "final": per_alpha[alpha_key(chosen)], "environment": environment(exp),
     }
     write_json(run.path / "results.json", results)
     return run, results
+
+
+def parse_alphas(text: str) -> list[float]:
+    """'0:1:0.1' (start:stop:step, stop included) or '0,0.5,1'."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            if step <= 0:
+                raise ValueError
+            n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            alphas = [round(start + i * step, 10) for i in range(max(n, 0))]
+        else:
+            alphas = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ClipoodError(f"--alphas: {text!r} is not START:STOP:STEP (e.g. 0:1:0.1) or a list (0,0.5,1)") from None
+    if not alphas or any(not (0.0 <= a <= 1.0) for a in alphas):
+        raise ClipoodError(f"--alphas: {text!r} gives {alphas}; every alpha must be in [0, 1]")
+    return alphas
+
+
+def _columns(results: dict) -> list[tuple[str, str, str]]:
+    """(label, split name, metric) for the table: validation first, then each evaluated split."""
+    first = next(iter(results["variants"].values()))
+    b2n = any("H" in e for e in first.values())
+    cols = [("validation", "", "val")]
+    for name, e in first.items():
+        if e.get("role") == "val":
+            continue
+        metrics = ("base", "new", "H") if "H" in e else ("accuracy",)
+        cols += [(f"{name} {m}" if b2n or len(metrics) > 1 else name, name, m) for m in metrics]
+    return cols
+
+
+def wise_ft_table(results: dict) -> str:
+    """Accuracy (%) per alpha and split; the alpha chosen by training-domain validation marked."""
+    from ..reporting.text import markdown_table
+    cols = _columns(results)
+    rows = []
+    for a in results["alphas"]:
+        ev = results["variants"][alpha_key(a)]
+        cells = []
+        for _, name, m in cols:
+            v = validation_score(ev, any("H" in e for e in ev.values())) if m == "val" else ev[name].get(m)
+            cells.append("-" if v is None or v != v else f"{100 * v:.1f}")
+        rows.append([f"{a:g}" + (" (chosen)" if a == results["selected_alpha"] else ""), *cells])
+    return markdown_table(["alpha", *[c[0] for c in cols]], rows)
+
+
+def wise_ft_plot(results: dict, path: Path) -> Path:
+    """Accuracy against alpha, a marker at every evaluated alpha, the chosen one drawn as a line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_path
+    alphas = results["alphas"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, name, m in _columns(results):
+        ys = []
+        for a in alphas:
+            ev = results["variants"][alpha_key(a)]
+            ys.append(validation_score(ev, any("H" in e for e in ev.values())) if m == "val" else ev[name].get(m))
+        ax.plot(alphas, [100 * y if y is not None else float("nan") for y in ys], marker="o", label=label)
+    ax.axvline(results["selected_alpha"], color="grey", ls="--", lw=1, label="chosen (validation)")
+    ax.set_xlabel("alpha (0: model A, 1: model B)")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path

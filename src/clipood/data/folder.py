@@ -18,7 +18,7 @@ from ..console import progress_bar
 from ..errors import DataError
 from .images import is_image_file
 
-__all__ = ["ImageIndex", "check_same_data", "class_images", "detect_layout", "fingerprint", "index_domain_folders",
+__all__ = ["ImageIndex", "check_same_data", "class_images", "detect_layout", "fingerprint", "images_under", "index_domain_folders",
            "make_index", "read_class_names", "readable_name", "scan"]
 
 
@@ -103,8 +103,8 @@ def _subdirs(path: Path) -> list[Path]:
     return out
 
 
-def _images(folder: Path) -> list[Path]:
-    """Image files under a class folder, links followed; each file once; a link back up is an error."""
+def images_under(folder: Path) -> list[Path]:
+    """Image files under a folder, sorted, links followed; each file once; a link back up is an error."""
     out, files = [], set()
     visited = {os.path.realpath(folder)}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
@@ -185,7 +185,7 @@ def scan(root: str | Path, layout: str = "auto", class_names_file: Optional[str 
             raise DataError(f"{ddir}: no class folders; expected {ddir}/<class>/<image>")
         classes = {}
         for cdir in class_dirs:
-            imgs = _images(cdir)
+            imgs = images_under(cdir)
             for img in imgs:
                 real = os.path.realpath(img)
                 if real in owner:
@@ -253,7 +253,7 @@ def class_images(folder: Path, desc: str = "index") -> dict[str, list[Path]]:
     subs = _subdirs(folder)
     out = {}
     for cdir in progress_bar(subs, desc=desc, unit="class", leave=False, disable=None if len(subs) > 50 else True):
-        out[cdir.name] = _images(cdir)
+        out[cdir.name] = images_under(cdir)
     return out
 
 

@@ -15,7 +15,7 @@ import torch
 from .folder import ImageIndex
 from .images import UnreadableImage, load_rgb
 
-__all__ = ["ImageDataset", "collate"]
+__all__ = ["ImageDataset", "PathDataset", "collate"]
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -46,6 +46,22 @@ class ImageDataset(torch.utils.data.Dataset):
                 torch.manual_seed(seed)
                 x = self.transform(img)
         return x, i, None
+
+
+class PathDataset(torch.utils.data.Dataset):
+    """Images by path (``clipood predict``): (tensor, position, None), or (None, position, reason)."""
+
+    def __init__(self, paths: Sequence[str], transform: Callable):
+        self.paths, self.transform = list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.transform(load_rgb(self.paths[i])), i, None
+        except UnreadableImage as e:
+            return None, i, e.reason
 
 
 def collate(batch):

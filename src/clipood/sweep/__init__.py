@@ -23,6 +23,7 @@ Spec keys (all optional except methods and datasets)::
     method_overrides: {erm-linear: {optim: {lr: 1.0e-5}}}
     grid: {lambda: [0.1, 0.3], beta: [0.5, 1.0]}            # variants; option keys or flag names
     wise_ft_alphas: [0.0, 0.25, 0.5, 0.75, 1.0]
+    wise_ft_base: finetune    # WiSE-FT interpolates zero-shot with this method's runs
 
 Model selection among variants (DomainBed's training-domain validation, or the oracle)
 happens in the report (``clipood report``), which states which one each table uses.

@@ -8,6 +8,7 @@ run); ``config_differences`` says whether a run folder was made with the same op
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 import re
@@ -133,11 +134,19 @@ def _holdouts(value: Any, cfg: Config, dataset: str) -> list[tuple[str, ...]]:
     return out
 
 
-def _with_method_deps(methods: list[str]) -> list[Method]:
+def method_for(spec: SweepSpec, name: str) -> Method:
+    """The registered method; WiSE-FT with the spec's base method (``wise_ft_base``)."""
+    m = get_method(name)
+    if m.kind == WISE_FT and spec.wise_ft_base != m.base:
+        m = dataclasses.replace(m, base=spec.wise_ft_base, label=f"WiSE-FT with {get_method(spec.wise_ft_base).label}")
+    return m
+
+
+def _with_method_deps(spec: SweepSpec, methods: list[str]) -> list[Method]:
     """Requested methods in order, with the runs they build on (WiSE-FT's fine-tuned run) before them."""
     order: list[Method] = []
     for name in methods:
-        m = get_method(name)
+        m = method_for(spec, name)
         if m.base and m.base not in [o.name for o in order]:
             order.append(get_method(m.base))
         if m.name not in [o.name for o in order]:
@@ -174,7 +183,7 @@ def variants(spec: SweepSpec, method: Method, cfg_m: Config) -> Iterator[tuple[d
 
 def _cells(spec: SweepSpec) -> Iterator[tuple]:
     """(dataset, held-out domains, method, variant, config, seed) for every run, in execution order."""
-    methods = _with_method_deps(spec.methods)
+    methods = _with_method_deps(spec, spec.methods)
     for ds in spec.datasets:
         base = _dataset_config(spec, ds)
         for held in _holdouts(spec.holdout if ds.holdout is None else ds.holdout, base, ds.name):

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from ..config import Config, flag_name, iter_fields, parse_yaml
 from ..errors import ConfigError
-from ..methods import DEFAULT_WISE_ALPHAS, get_method
+from ..methods import DEFAULT_WISE_ALPHAS, TRAIN, get_method
 
 __all__ = ["DATASET_KEYS", "DatasetSpec", "SPEC_KEYS", "SweepSpec", "check_spec", "load_spec", "nested", "option_key",
            "read_spec_file", "spec_from_dict", "spec_to_dict"]
@@ -36,6 +36,7 @@ class SweepSpec:
     method_overrides: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
     wise_ft_alphas: list[float] = field(default_factory=lambda: list(DEFAULT_WISE_ALPHAS))
+    wise_ft_base: str = "finetune"  # the training method whose runs WiSE-FT interpolates with zero-shot
     output_dir: str = "runs/sweep"
     name: str = "sweep"
 
@@ -132,9 +133,14 @@ def spec_from_dict(data: dict, where: str = "sweep spec") -> SweepSpec:
                      holdout=data.get("holdout", "all"), seeds=_seeds(data.get("seeds", [0]), where),
                      base_to_new=bool(data.get("base_to_new", False)), overrides=overrides,
                      method_overrides=mo, grid=grid, wise_ft_alphas=[float(a) for a in alphas],
+                     wise_ft_base=str(data.get("wise_ft_base", "finetune")),
                      output_dir=str(data.get("output_dir", "runs/sweep")), name=str(data.get("name", "sweep")))
     for m in list(spec.methods) + list(mo):
         get_method(m)
+    base = get_method(spec.wise_ft_base)
+    if base.kind != TRAIN or base.loss_averaging[0] == "linear":
+        raise ConfigError(f"{where}: 'wise_ft_base' must be a training method with the class-text head (e.g. "
+                          f"finetune, clipood), got {spec.wise_ft_base!r}")
     return spec
 
 

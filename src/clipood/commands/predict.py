@@ -1,0 +1,170 @@
+"""``clipood predict``: classify images with an exported model, over class names given now.
+
+This is what CLIPood is for: the text tower is frozen, so any class set can be scored by
+encoding its names (with the model's templates, or ``--template``'s), with no training. Without
+``--classes`` the model's own classes are used, with its own head (a linear head included).
+Scores are the softmax over the classes of the logits S / tau, tau being the model's.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from ..console import progress_bar
+from ..data.bad_images import BadImages
+from ..data.folder import images_under
+from ..data.images import is_image_file
+from ..data.loading import PathDataset, collate
+from ..errors import ConfigError, DataError
+from ..io import atomic_path
+from ..model.heads import encode_class_texts
+from ..templates import expand_templates
+from ..training.device import resolve_device
+from .export import Classifier, load_classifier, read_model_meta
+
+__all__ = ["LIST_SUFFIXES", "Predictions", "image_paths", "predict", "read_classes", "write_predictions"]
+
+LIST_SUFFIXES = (".txt", ".lst")  # a file of image paths, one per line
+
+
+@dataclass
+class Predictions:
+    paths: list[str]
+    classes: list[str]
+    top: list[list[tuple[str, float]]]   # per image: (class, probability) best first; [] when unreadable
+    errors: dict[str, str]               # unreadable path -> reason (--bad-images skip)
+    seconds: float
+
+    def summary(self) -> str:
+        counts = Counter(t[0][0] for t in self.top if t)
+        common = ", ".join(f"{name} {n}" for name, n in counts.most_common(5))
+        skipped = f"; {len(self.errors)} unreadable, skipped" if self.errors else ""
+        rate = len(self.paths) / self.seconds if self.seconds > 0 else float("inf")
+        return (f"predicted {len(self.paths) - len(self.errors)} image(s) over {len(self.classes)} classes in "
+                f"{self.seconds:.1f} s ({rate:.1f} images/s){skipped}; most frequent top-1: {common or 'none'}")
+
+
+def read_classes(classes: Optional[str], classes_file: Optional[str | Path]) -> Optional[list[str]]:
+    """--classes a,b,c or --classes-file (one per line); None: the model's own classes."""
+    if classes and classes_file:
+        raise ConfigError("--classes and --classes-file: give one of them")
+    if classes_file:
+        try:
+            names = [x.strip() for x in Path(classes_file).read_text(encoding="utf-8").splitlines()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--classes-file: cannot read {classes_file}: {e}") from None
+        names = [n for n in names if n and not n.startswith("#")]
+        where = f"--classes-file {classes_file}"
+    elif classes is not None:
+        names, where = [x.strip() for x in classes.split(",") if x.strip()], "--classes"
+    else:
+        return None
+    if len(names) < 2:
+        raise ConfigError(f"{where}: give at least two class names (got {len(names)})")
+    dupes = sorted(n for n, k in Counter(names).items() if k > 1)
+    if dupes:
+        raise ConfigError(f"{where}: class names appear twice: {', '.join(dupes[:5])}")
+    return names
+
+
+def image_paths(inputs: Sequence[str | Path]) -> list[str]:
+    """Image files, folders (every image below, sorted) and list files (.txt/.lst: a path per line, relative
+    to the list's folder), each image once, in the order given."""
+    out, seen = [], set()
+
+    def add(p: Path) -> None:
+        key = str(p.resolve())
+        if key not in seen:
+            seen.add(key)
+            out.append(str(p))
+
+    for raw in inputs:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            for img in images_under(p):
+                add(img)
+        elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
+            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                q = (p.parent / line).expanduser()
+                if not q.is_file():
+                    raise DataError(f"{p}, line {n}: {q} is not a file")
+                add(q)
+        elif p.is_file():
+            if not is_image_file(p):
+                raise DataError(f"{p}: not an image file (by its extension) nor a list of paths ("
+                                f"{', '.join(LIST_SUFFIXES)})")
+            add(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    if not out:
+        raise DataError(f"no images found in {', '.join(map(str, inputs))}")
+    return out
+
+
+def with_classes(clf: Classifier, names: list[str], templates: Sequence[str]) -> Classifier:
+    """The same image tower scoring ``names`` by their class texts (the text tower is frozen)."""
+    text = encode_class_texts(clf.model, clf.backbone.tokenizer, names, expand_templates(templates))
+    return replace(clf, class_names=names, head=text.to(clf.head.device), bias=None)
+
+
+@torch.no_grad()
+def predict(model_dir: str | Path, inputs: Sequence[str | Path], *, classes: Optional[list[str]] = None,
+            templates: Optional[Sequence[str]] = None, top_k: int = 5, batch_size: int = 64, workers: int = 0,
+            device: str = "auto", bad_images: str = "fail", progress: bool = True) -> Predictions:
+    if top_k < 1:
+        raise ConfigError(f"--top-k: {top_k} is out of range; allowed: an integer >= 1")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size: {batch_size} is out of range; allowed: an integer >= 1")
+    paths = image_paths(inputs)
+    dev = resolve_device(device)
+    clf = load_classifier(model_dir, device=dev)
+    if templates and classes is None:
+        raise ConfigError("--template: applies with --classes or --classes-file (the model's own classes keep "
+                          "its own head)")
+    if classes is not None:
+        clf = with_classes(clf, classes, templates or read_model_meta(Path(model_dir)).get("templates")
+                           or ["a photo of a {}."])
+    loader = torch.utils.data.DataLoader(PathDataset(paths, clf.preprocess), batch_size=batch_size,
+                                         num_workers=workers, collate_fn=collate)
+    bad = BadImages(bad_images, paths)
+    top: list[list[tuple[str, float]]] = [[] for _ in paths]
+    k = min(top_k, len(clf.class_names))
+    t0 = time.perf_counter()
+    bar = progress_bar(total=len(paths), desc="predict", unit="img", disable=not progress)
+    for images, idx, unreadable in loader:
+        bad(unreadable)
+        if images is not None:
+            probs = clf.scores(images.to(dev)).float().softmax(dim=-1)
+            p, c = probs.topk(k, dim=-1)
+            for row, i in enumerate(idx.tolist()):
+                top[i] = [(clf.class_names[j], float(v)) for j, v in zip(c[row].tolist(), p[row].tolist())]
+        bar.update(len(idx) + len(unreadable))
+    bar.close()
+    return Predictions(paths, clf.class_names, top, dict(bad.items()), time.perf_counter() - t0)
+
+
+def write_predictions(pred: Predictions, out: str | Path, top_k: int) -> Path:
+    """CSV: path, label_1, score_1, ..., label_k, score_k, error (one row per image, in input order)."""
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"--out: {out} is a folder; give a file name, e.g. {out / 'predictions.csv'}")
+    k = min(top_k, len(pred.classes))
+    header = ["path"] + [x for i in range(1, k + 1) for x in (f"label_{i}", f"score_{i}")] + ["error"]
+    with atomic_path(out) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            for path, top in zip(pred.paths, pred.top):
+                cells = [x for name, p in top for x in (name, f"{p:.6f}")] or [""] * (2 * k)
+                w.writerow([path, *cells, pred.errors.get(path, "")])
+    return out

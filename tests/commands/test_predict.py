@@ -1,0 +1,104 @@
+"""clipood predict: any class names at prediction time, one CSV row per image, the bad-image policy."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from clipood.commands import load_classifier
+from clipood.commands.predict import image_paths, predict, read_classes, write_predictions
+from clipood.data.images import load_rgb
+from clipood.errors import ConfigError, DataError
+from clipood.model.heads import encode_class_texts
+from clipood.templates import expand_templates
+
+
+def _images(shapes_root, n=5):
+    return sorted((shapes_root / "sketch").rglob("*.png"))[:n]
+
+
+def test_new_classes_score_as_the_direct_computation(trained_run, shapes_root):
+    """Scores = softmax(S(I, T_c) / tau) over the given names, by an independent forward pass."""
+    paths = _images(shapes_root)
+    names = ["zebra", "teapot", "violin"]
+    pred = predict(trained_run / "model", [str(p) for p in paths], classes=names, templates=["a drawing of a {}."],
+                   top_k=3, progress=False, device="cpu")
+    clf = load_classifier(trained_run / "model")
+    text = encode_class_texts(clf.model, clf.backbone.tokenizer, names, ["a drawing of a {}."])
+    with torch.no_grad():
+        x = torch.stack([clf.preprocess(load_rgb(p)) for p in paths])
+        f = torch.nn.functional.normalize(clf.model.encode_image(x).float(), dim=-1)
+        probs = (f @ text.T / clf.temperature).softmax(-1)
+    for row, top in zip(probs, pred.top):
+        order = row.argsort(descending=True).tolist()
+        assert [name for name, _ in top] == [names[j] for j in order]
+        assert [p for _, p in top] == pytest.approx([row[j].item() for j in order], abs=1e-5)
+    assert pred.classes == names and not pred.errors
+
+
+def test_the_models_own_classes_without_classes(trained_run, shapes_root):
+    pred = predict(trained_run / "model", [str(shapes_root / "sketch")], top_k=2, progress=False, device="cpu")
+    clf = load_classifier(trained_run / "model")
+    assert pred.classes == clf.class_names and len(pred.paths) == len(list((shapes_root / "sketch").rglob("*.png")))
+    with pytest.raises(ConfigError, match="--template: applies with --classes"):
+        predict(trained_run / "model", [str(shapes_root / "sketch")], templates=["a {}."], progress=False)
+
+
+def test_inputs_files_folders_and_list_files(shapes_root, tmp_path):
+    a, b, c = _images(shapes_root, 3)
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# images\n{a}\n\n{b}\n")
+    got = image_paths([str(lst), str(a), str(c)])
+    assert got == [str(a), str(b), str(c)]  # each image once, in the order given
+    assert len(image_paths([str(shapes_root / "sketch")])) == len(list((shapes_root / "sketch").rglob("*.png")))
+    with pytest.raises(DataError, match="no such file or folder"):
+        image_paths([str(tmp_path / "nope")])
+    (tmp_path / "notes.md").write_text("x")
+    with pytest.raises(DataError, match="not an image file"):
+        image_paths([str(tmp_path / "notes.md")])
+    lst.write_text("missing.png\n")
+    with pytest.raises(DataError, match="line 1: .*missing.png is not a file"):
+        image_paths([str(lst)])
+
+
+def test_class_lists(tmp_path):
+    assert read_classes("zebra, teapot ,violin", None) == ["zebra", "teapot", "violin"]
+    f = tmp_path / "c.txt"
+    f.write_text("zebra\n# no\nteapot\n")
+    assert read_classes(None, f) == ["zebra", "teapot"]
+    assert read_classes(None, None) is None
+    for bad, match in [(("a", None), "at least two"), (("a,b,a", None), "appear twice: a"), (("a,b", f), "one of")]:
+        with pytest.raises(ConfigError, match=match):
+            read_classes(*bad)
+
+
+def test_cli_one_row_per_image_and_bad_images(trained_run, shapes_root, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in _images(shapes_root, 3):
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "p.csv"
+    cmd = [sys.executable, "-m", "clipood", "predict", "--model", str(trained_run / "model"), "--classes",
+           "zebra,teapot,violin", str(folder), "--out", str(out), "--device", "cpu", "--top-k", "2"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "broken.png: unreadable image" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run(cmd + ["--bad-images", "skip"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 4 and list(rows[0]) == ["path", "label_1", "score_1", "label_2", "score_2", "error"]
+    broken = [r for r in rows if r["path"].endswith("broken.png")][0]
+    assert broken["label_1"] == "" and broken["error"]
+    assert all(r["label_1"] in ("zebra", "teapot", "violin") for r in rows if r is not broken)
+    assert "predicted 3 image(s) over 3 classes" in res.stdout and "1 unreadable, skipped" in res.stdout
+
+
+def test_out_folder_is_refused(trained_run, shapes_root, tmp_path):
+    pred = predict(trained_run / "model", [str(_images(shapes_root, 1)[0])], classes=["a", "b"], progress=False)
+    with pytest.raises(ConfigError, match="is a folder"):
+        write_predictions(pred, tmp_path, 5)
+    assert expand_templates(["simple"])  # presets apply to predict's --template too
