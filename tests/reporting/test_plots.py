@@ -51,3 +51,92 @@ def test_bar_plot_axis_covers_error_bars_and_paper_marks(tmp_path, monkeypatch):
     table.rows.append(Row(["CLIPood"], [Stat(12.0, None, None), None], source="paper", method="clipood"))
     plots.bars(table, tmp_path / "b.png")
     assert saved["fig"].axes[0].get_ylim() == (0.0, 20.0)  # the paper's 12.0 mark stays on the axis
+
+
+class _Keep:
+    """Keeps the figures a plot function would save (to look at what was drawn)."""
+
+    def __init__(self, monkeypatch, *modules):
+        self.figs = []
+        for m in modules:
+            monkeypatch.setattr(m, "save", self)
+
+    def __call__(self, fig, path):
+        self.figs.append(fig)
+        return path
+
+
+def _joined_lines(ax):
+    """Lines drawn with a visible line style through at least two points."""
+    return [ln for ln in ax.get_lines() if ln.get_linestyle() not in ("None", "none", "", " ")
+            and len(ln.get_xdata()) >= 2]
+
+
+def test_two_evaluations_are_points_of_the_number_the_table_shows(tmp_path, monkeypatch):
+    """Table 4 runs evaluated at step 0 (zero-shot) and the end: two markers per method, not joined, of the
+    Total accuracy Table 4 shows (not H, which no table shows for them)."""
+    import random
+    import statistics
+
+    from fakes import _b2n_domain_runs
+
+    from clipood.reporting import curves
+    from clipood.reporting.records import collect
+    truth = _b2n_domain_runs(tmp_path / "runs", random.Random(1))
+    keep = _Keep(monkeypatch, curves)
+    plot = curves.training_curves(collect(tmp_path / "runs"), "OfficeHome", "table4", tmp_path / "c.png")
+    ax = keep.figs[0].axes[1]
+    assert _joined_lines(ax) == []
+    (line,) = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
+    assert list(line.get_xdata()) == [0, 4]
+    assert list(line.get_ydata()) == pytest.approx([30.0, 100 * statistics.fmean(t for _, _, t in truth.values())])
+    assert ax.get_ylabel() == "Total accuracy on the held-out domain (%)"
+    assert "Points only, not joined" in plot.caption and "steps 0, 4" in plot.caption
+    assert "two points are no measured trend" in plot.caption and " H " not in plot.caption
+
+
+def test_three_evaluations_are_a_curve(full_report, monkeypatch, tmp_path):
+    from clipood.reporting import curves
+    keep = _Keep(monkeypatch, curves)
+    selected = [r for r in full_report.records if r.dataset == "PACS"]
+    plot = curves.training_curves(selected, "PACS", "table1", tmp_path / "c.png")
+    lines = _joined_lines(keep.figs[0].axes[1])
+    assert lines and all(list(ln.get_xdata()) == [0, 2, 4] for ln in lines)
+    assert "Joined markers" in plot.caption and "Points only" not in plot.caption
+
+
+def test_bar_captions_say_what_is_drawn(full_report, monkeypatch, tmp_path):
+    from matplotlib.collections import PathCollection
+
+    from clipood.reporting import plots
+    from clipood.reporting.layouts import Row, Table
+    from clipood.reporting.stats import Stat
+    keep = _Keep(monkeypatch, plots)
+    table = Table("t", "table1", "demo", ["method"], ["a", "b"], rows=[
+        Row(["CLIPood"], [Stat(50.0, 2.0, 3), Stat(60.0, 1.0, 3)], method="clipood")])
+    caption = plots.bars(table, tmp_path / "b.png").caption
+    assert "black marks" not in caption and "no paper number is drawn" in caption and "± std" in caption
+    table.rows.append(Row(["paper: CLIPood"], [None, Stat(70.0, None, None)], source="paper", method="clipood"))
+    table.rows.append(Row(["paper: MIRO"], [Stat(71.0, None, None), None], source="paper", method=None))
+    caption = plots.bars(table, tmp_path / "b.png").caption
+    marks = [c for c in keep.figs[-1].axes[0].collections if isinstance(c, PathCollection)]
+    assert sum(len(c.get_offsets()) for c in marks) == 1  # MIRO has no bar of ours: no mark
+    assert "black marks: the paper's number for the same method (1)" in caption
+    captions = [c for c in full_report.markdown.splitlines() if c.startswith("Table 2 layout: PACS")]
+    assert captions and all("black marks" not in c for c in captions)
+
+
+def test_zero_weights_are_not_drawn_on_the_log_axis(tmp_path, monkeypatch):
+    import math
+
+    from clipood.reporting import curves
+    keep = _Keep(monkeypatch, curves)
+    plot = curves.step_weights(10, 0.5, 0.9, tmp_path / "w.png")
+    ax = keep.figs[0].axes[0]
+    assert ax.get_yscale() == "log"
+    uniform = next(ln for ln in ax.get_lines() if ln.get_label().startswith("uniform"))
+    assert math.isnan(uniform.get_ydata()[0]) and all(y == pytest.approx(0.1) for y in uniform.get_ydata()[1:])
+    low, _ = ax.get_ylim()
+    for ln in ax.get_lines():
+        assert all(y > 0 and y >= low for y in ln.get_ydata() if not math.isnan(y)), ln.get_label()
+    assert "uniform gives step 0 weight 0: not drawn" in plot.caption

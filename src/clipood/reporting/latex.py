@@ -43,6 +43,8 @@ def to_latex(t: Table, caption: Optional[str] = None) -> str:
         previous = r.source
         vs = [None] * n_labels + variants(t, r) + [None]
         texts = [escape(c) + (r" {\scriptsize (" + escape(v) + ")}" if v else "") for c, v in zip(cells, vs)]
+        if t.has_gap() and texts[-1]:
+            texts[-1] = f"${texts[-1]}$"  # a signed number: a minus sign, not a hyphen
         if r.source == "paper":
             texts = [r"\textit{" + x + "}" if x and x != "-" else x for x in texts]
         lines.append(_row(texts))
