@@ -187,3 +187,29 @@ def test_run_without_sweep_metadata_is_read_from_its_files(tmp_path):
     assert rec.variant["loss.margin_lambda"] == 0.2 and "averaging.ema_decay" not in rec.variant
 
 
+
+
+def test_no_average_beside_another_average_or_of_one_column(tmp_path):
+    """Table 3: ours averages the user's datasets, the paper's Avg CoOp's 11: never side by side. Table 2: one
+    shifted test set has no 'OOD avg' column repeating it (and Δ is on that column)."""
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        for ds in ("ImageNet", "Flowers"):
+            _write_run(root, f"{ds}-b2n-{seed}", method="clipood", dataset=ds, holdout=(), seed=seed, variant={},
+                       b2n=True, evals={"x/test": _entry("x", "test", "test", 0.6, (0.7, 0.5 + 0.1 * seed))},
+                       domains=["x"], train_domains=["x"])
+        _write_run(root, f"in-{seed}", method="clipood", dataset="ImageNet", holdout=(), seed=seed, variant={},
+                   evals={"imagenet/test": _entry("imagenet", "test", "test", 0.7),
+                          "imagenet-v2/test": _entry("imagenet-v2", "test", "test", 0.6 + 0.01 * seed)},
+                   domains=["imagenet", "imagenet-v2"], train_domains=["imagenet"])
+    tables = {t.kind: t for t in build_report(root, tmp_path / "out", make_plots=False).tables["training-domain"]}
+    t3 = tables["table3"]
+    assert t3.columns[-3:] == ["Avg Base", "Avg New", "Avg H"]
+    paper = next(r for r in t3.paper if r.method == "clipood")
+    assert paper.cells[-3:] == [None] * 3 and paper.cells[:3] == [None] * 3  # Flowers first: not in the paper
+    assert [c.mean for c in paper.cells[3:6]] == [77.5, 70.3, 73.7]  # ImageNet's own numbers stay
+    assert any("not shown beside it" in n for n in t3.notes)
+    t2 = tables["table2"]
+    assert t2.columns == ["imagenet", "imagenet-v2"] and t2.gap_column == "imagenet-v2"
+    ours = t2.ours[0]
+    assert ours.gap == pytest.approx(ours.cells[1].mean - 64.9)
