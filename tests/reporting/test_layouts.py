@@ -178,13 +178,17 @@ def test_run_without_sweep_metadata_is_read_from_its_files(tmp_path):
     d.mkdir()
     (d / "results.json").write_text(json.dumps({
         "kind": "train", "dataset": "/data/shapes", "holdout_domains": ["sketch"], "seed": 3, "base_to_new": False,
-        "method": {"loss": "fixed_margin", "averaging": "bma"},
+        "method": {"loss": "fixed_margin", "averaging": "bma"}, "steps": 7,
+        "backbone": {"arch": "ViT-B-16", "weights": "open_clip 'openai' weights of ViT-B-16"},
         "final": {"sketch/in": _entry("sketch", "in", "test", 0.5)}}))
     (d / "config.yaml").write_text(yaml.safe_dump({"loss": {"name": "fixed_margin", "margin_lambda": 0.2},
                                                    "averaging": {"name": "bma", "beta": 0.5}}))
     (rec,) = read_run(d)
     assert (rec.method, rec.dataset, rec.holdout, rec.seed) == ("clipood-fixed-margin", "shapes", ("sketch",), 3)
     assert rec.variant["loss.margin_lambda"] == 0.2 and "averaging.ema_decay" not in rec.variant
+    # What the settings table shows: what results.json says was loaded, where config.yaml does not say.
+    assert (rec.hparams["arch"], rec.hparams["pretrained"], rec.hparams["steps"]) == \
+        ("ViT-B-16", "open_clip 'openai' weights of ViT-B-16", 7)
 
 
 

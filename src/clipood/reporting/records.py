@@ -78,7 +78,9 @@ def _hparams(cfg: dict, results: dict) -> dict[str, Any]:
             "ema_decay": f.get("averaging.ema_decay"), "lr": f.get("optim.lr"),
             "steps": f.get("train.steps", results.get("steps")), "averaging": f.get("averaging.name"),
             "loss": f.get("loss.name"), "arch": f.get("model.arch", backbone.get("arch")),
-            "pretrained": f.get("model.pretrained"), "batch_size": f.get("train.batch_size"),
+            "pretrained": backbone.get("weights") or ("none (random weights)" if "model.pretrained" in f and
+                                                      f["model.pretrained"] is None else f.get("model.pretrained")),
+            "batch_size": f.get("train.batch_size"),
             "accum_steps": f.get("train.accum_steps"), "trainable": f.get("model.trainable")}
 
 

@@ -120,7 +120,7 @@ class SelectionInfo:
         if self.no_score:
             text += f" {self.no_score} had no split to score on and kept the first variant."
         if self.unselectable or self.unscored_variants:
-            examples = ", ".join(self.missing[:3]) + (f" and {len(self.missing) - 3} more" if len(self.missing) > 3
+            examples = "; ".join(self.missing[:3]) + (f" and {len(self.missing) - 3} more" if len(self.missing) > 3
                                                       else "")
             if self.unselectable:
                 text += f" {self.unselectable} cell(s) are empty: no variant has every run this selection needs."
@@ -153,11 +153,12 @@ def select(records: list[RunRecord], mode: str) -> tuple[list[RunRecord], Select
         if mode == "leave-one-out" and len(recs[0].holdout) != 1:
             info.not_applicable += 1
             continue
+        keys = sorted({k for r in recs for k in r.variant if len({repr(x.variant.get(k)) for x in recs}) > 1})
         scored = []
         for i, r in enumerate(recs):
             if mode == "leave-one-out":
                 s, missing = leave_one_out_score(r, pairs)
-                info.missing += [f"{r.dataset} {r.method} {m} seed {r.seed} {variant_label(r.variant, list(r.variant))}"
+                info.missing += [f"{r.dataset} {r.method} {m} seed {r.seed} {variant_label(r.variant, keys)}"
                                  for m in missing]
             else:
                 s = score(r, mode)
@@ -173,7 +174,6 @@ def select(records: list[RunRecord], mode: str) -> tuple[list[RunRecord], Select
         else:
             info.unscored_variants += len(scored) - len(valid) if mode == "leave-one-out" else 0
             best = max(valid, key=lambda s: (s[0], -s[1]))[2]
-        keys = sorted({k for r in recs for k in r.variant if len({repr(x.variant.get(k)) for x in recs}) > 1})
         info.variant_of[id(best)] = variant_label(best.variant, keys)
         chosen.append(best)
     order = {id(r): i for i, r in enumerate(records)}
