@@ -50,6 +50,7 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock_fd: Optional[int] = None
+        self._trackers: list = []
 
     @classmethod
     def create(cls, cfg, *, name=default_name, command: str = "train") -> "RunDir":
@@ -95,7 +96,21 @@ class RunDir:
         self._lock_fd = fd
         return self
 
+    def track(self, report_to: str, config) -> "RunDir":
+        """Send what this run logs to the trackers of --report-to too (tracking.py), the config as
+        hyper-parameters; the results (``write_results``) end them."""
+        from .config import flatten, to_dict
+        from .tracking import start_trackers
+        self._trackers = start_trackers(report_to, self.path, flatten(to_dict(config)))
+        return self
+
+    def _end_tracking(self, results: Optional[dict]) -> None:
+        trackers, self._trackers = self._trackers, []
+        for t in trackers:
+            t.finish(results)
+
     def release(self) -> None:
+        self._end_tracking(None)  # a run that stopped before its results
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing drops the flock
             self._lock_fd = None
@@ -128,6 +143,8 @@ class RunDir:
     def log(self, record: dict) -> None:
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        for t in self._trackers:
+            t.log(record)
 
     def truncate_metrics(self, after_step: int) -> None:
         """On resume, drop events logged after the checkpoint (they will be logged again)."""
@@ -145,6 +162,7 @@ class RunDir:
 
     def write_results(self, results: dict) -> None:
         write_json(self.path / "results.json", results)
+        self._end_tracking(results)
 
     def write_bad_images(self, bad: list[tuple[str, str]]) -> None:
         write_text(self.path / "bad_images.txt", "".join(f"{p}\t{r}\n" for p, r in bad))

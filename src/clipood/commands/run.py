@@ -105,6 +105,7 @@ def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext) ->
     data = preflight(cfg, training=False)
     run = distributed.create_run(dist, lambda: RunDir.create(cfg))
     try:
+        run.track(cfg.run.report_to, cfg)
         return _zeroshot_in(run, cfg, data, progress, dist)
     finally:
         run.release()
@@ -137,6 +138,7 @@ def train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True
         else:
             run = distributed.create_run(dist, lambda: RunDir.create(cfg))
         try:
+            run.track(cfg.run.report_to, cfg)
             return _run_train(cfg, run, data, resume is not None, progress and dist.is_main, dist, allow_changed_data)
         finally:
             run.release()

@@ -77,3 +77,9 @@ class RunConfig:
         None, "run directory name (default: [<dataset>-]<method>-<holdout>-seed<seed>-<timestamp>).",
         execution=True, scope=("train", "zeroshot"),
     )
+    report_to: str = opt(
+        "none", "also report what metrics.jsonl records (loss, lr, evaluations, final results; the config as "
+        "hyper-parameters) to 'tensorboard' (RUN/tensorboard), 'wandb' (WANDB_MODE=offline works offline; "
+        "WANDB_PROJECT, default clipood), or both: 'tensorboard,wandb'. Needs pip install 'clipood[tracking]'.",
+        execution=True, scope=("train", "zeroshot"),
+    )

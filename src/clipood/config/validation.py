@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from ..errors import ConfigError
 from ..templates import PRESETS, expand_templates, is_template
+from ..tracking import check_report_to
 from .fields import check_value, iter_fields, out_of_range
 from .tree import SECTION_SCOPE, Config
 
@@ -72,6 +73,7 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
                f"fewer than --steps ({t.steps})")
     check_name(cfg.run.name)
     check_output_dir(cfg.run.output_dir)
+    check_report_to(cfg.run.report_to)
     if d.root is None:
         raise ConfigError("--root: no dataset given; pass --root PATH (see 'clipood data --help' for a bundled one)")
     if not Path(d.root).is_dir():

@@ -29,6 +29,7 @@ from ..config import (
 )
 from ..config.validation import _check
 from ..errors import ConfigError
+from ..tracking import check_report_to
 
 __all__ = ["PretrainConfig", "PretrainDataConfig", "PretrainModelConfig", "PretrainOptimConfig", "PretrainRunConfig",
            "PretrainTrainConfig", "irrelevant_keys", "options_doc", "separator", "validate"]
@@ -225,6 +226,7 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     check_device(t.device)
     check_name(r.name)
     check_output_dir(r.output_dir)
+    check_report_to(r.report_to)
     if r.install_as is not None:
         ok = bool(r.install_as) and r.install_as.replace("-", "").replace("_", "").replace(".", "").isalnum()
         _check(ok, "install-as", r.install_as, "a tag made of letters, digits, '-', '_' or '.'")

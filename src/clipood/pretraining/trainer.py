@@ -262,6 +262,7 @@ def run_pretrain(cfg: PretrainConfig, *, resume: Optional[RunDir] = None, progre
     else:
         run = create_run(cfg)
     try:
+        run.track(cfg.run.report_to, cfg)
         return _pretrain_in(run, cfg, table, resume is not None, progress, allow_changed_data)
     finally:
         run.release()
