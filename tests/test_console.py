@@ -15,6 +15,7 @@ def test_line_progress_prints_plain_lines_and_a_final_one(capsys):
     for _ in range(4):
         bar.update(1)
         bar.set_postfix(loss="1.5")
+    bar.set_postfix_str("loss=1.5")
     bar.close()
     bar.close()  # twice: one final line
     err = capsys.readouterr().err

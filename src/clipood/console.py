@@ -76,6 +76,9 @@ class LineProgress:
     def set_postfix(self, **fields) -> None:
         self.postfix = ", ".join(f"{k}={v}" for k, v in fields.items())
 
+    def set_postfix_str(self, text: str) -> None:
+        self.postfix = text
+
     def _line(self, end: bool = False) -> None:
         if self.silent:
             return

@@ -40,11 +40,23 @@ def test_help_of_command_and_every_subcommand():
         assert "usage: clipood" in res.stdout
 
 
+@pytest.mark.parametrize("command", ["predict", "wise-ft", "export", "sweep"])
+def test_every_option_of_the_tool_commands_has_help(command):
+    parser = build_parser()._subparsers._group_actions[0].choices[command]
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help and len(action.help) > 10, (command, action.option_strings)
+    text = parser.format_help()
+    assert {"predict": "--classes-file", "wise-ft": "--alphas", "export": "--push", "sweep": "--slurm-partition"}[
+        command] in text
+
+
 def test_train_help_documents_every_option_with_its_default():
     help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     for _, _, f in iter_fields(Config):
         assert f"--{flag_name(f)}" in help_text, f.name
     assert "(default: 0.3)" in help_text and "(default: 0.5)" in help_text
+    assert "--report-to" in help_text and "tensorboard" in help_text
 
 
 def _error(capsys, argv):

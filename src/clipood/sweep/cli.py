@@ -10,13 +10,15 @@ from typing import Any
 
 import yaml
 
+from ..console import warn
 from ..errors import ClipoodError, ConfigError
 from ..methods import METHODS
 from .execution import run_sweep
+from .launchers import LAUNCHERS, SlurmOptions
 from .plan import plan, plan_table
 from .spec import SPEC_KEYS, SweepSpec, option_key, read_spec_file, spec_from_dict
 
-__all__ = ["add_arguments", "main", "spec_from_args"]
+__all__ = ["add_arguments", "main", "slurm_options", "spec_from_args"]
 
 
 def add_arguments(p) -> None:
@@ -40,7 +42,24 @@ def add_arguments(p) -> None:
     p.add_argument("--out", metavar="DIR", help="parent folder of the sweep's runs (spec: output_dir).")
     p.add_argument("--name", metavar="NAME", help="the sweep's name (spec: name).")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="runs at a time, each in its own process (1: in this process, one after another).")
+                   help="runs at a time, each in its own process (1: in this process, one after another); on a "
+                        "machine with GPUs each job gets its own (CUDA_VISIBLE_DEVICES), round-robin when there are "
+                        "more jobs than GPUs.")
+    p.add_argument("--report-to", metavar="LIST", help="tensorboard, wandb or tensorboard,wandb for every run "
+                   "(docs/configuration.md: --report-to; spec: overrides.run.report_to).")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="local", help="local: this machine (--jobs); slurm: "
+                   "each run a task of a Slurm job array via submitit, waited for; submitit-local: the same "
+                   "submission through submitit's local executor (to check a cluster sweep here).")
+    s_ = p.add_argument_group("Slurm options (--launcher slurm / submitit-local)")
+    d = SlurmOptions()
+    s_.add_argument("--slurm-partition", metavar="NAME", help="partition (default: the cluster's).")
+    s_.add_argument("--slurm-time", type=int, default=d.time_min, metavar="MIN", help="time limit per run, minutes "
+                    "(a run stopped by it checkpoints on SIGTERM; rerun the sweep to continue).")
+    s_.add_argument("--slurm-gpus-per-job", type=int, default=d.gpus_per_job, metavar="N", help="GPUs per run.")
+    s_.add_argument("--slurm-cpus-per-task", type=int, default=d.cpus_per_task, metavar="N", help="CPUs per run.")
+    s_.add_argument("--slurm-mem-gb", type=int, metavar="GB", help="memory per run (default: the cluster's).")
+    s_.add_argument("--slurm-array-parallelism", type=int, default=d.array_parallelism, metavar="N",
+                    help="runs of the array at a time.")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing.")
     p.add_argument("--no-report", action="store_true", help="do not write the report when the sweep ends.")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars.")
@@ -88,6 +107,8 @@ def spec_from_args(args) -> SweepSpec:
             raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
         sec, name = option_key(key).split(".", 1)
         overrides.setdefault(sec, {})[name] = _parse_value(value)
+    if getattr(args, "report_to", None):
+        overrides.setdefault("run", {})["report_to"] = args.report_to
     if overrides:
         data["overrides"] = overrides
     grid = dict(data.get("grid") or {})
@@ -101,6 +122,26 @@ def spec_from_args(args) -> SweepSpec:
     return spec_from_dict(data, args.spec or "command line")
 
 
+def slurm_options(args) -> SlurmOptions:
+    """The --slurm-* flags; with --launcher local any of them given is said not to apply."""
+    opts = SlurmOptions(partition=args.slurm_partition, time_min=args.slurm_time, gpus_per_job=args.slurm_gpus_per_job,
+                        cpus_per_task=args.slurm_cpus_per_task, mem_gb=args.slurm_mem_gb,
+                        array_parallelism=args.slurm_array_parallelism)
+    if args.launcher == "local":
+        given = [f.replace("_", "-") for f in ("slurm_partition", "slurm_mem_gb") if getattr(args, f) is not None]
+        given += [f"slurm-{n}" for n, v, dv in (("time", opts.time_min, SlurmOptions.time_min),
+                                               ("gpus-per-job", opts.gpus_per_job, SlurmOptions.gpus_per_job),
+                                               ("cpus-per-task", opts.cpus_per_task, SlurmOptions.cpus_per_task),
+                                               ("array-parallelism", opts.array_parallelism,
+                                                SlurmOptions.array_parallelism)) if v != dv]
+        if given:
+            warn(f"--{', --'.join(given)}: Slurm options do not apply with --launcher local; ignored")
+    elif args.jobs != 1:
+        warn(f"--jobs {args.jobs}: does not apply with --launcher {args.launcher} (--slurm-array-parallelism "
+             f"sets how many run at a time); ignored")
+    return opts
+
+
 def main(args) -> int:
     """``clipood sweep``: plan, run (skipping finished runs), then report."""
     spec = spec_from_args(args)
@@ -112,7 +153,8 @@ def main(args) -> int:
     counts = {s: sum(r.status() == s for r in runs) for s in ("finished", "unfinished", "new")}
     print(f"sweep {spec.name!r}: {len(runs)} runs in {spec.output_dir} ({counts['finished']} finished and skipped, "
           f"{counts['unfinished']} to resume, {counts['new']} new)", file=sys.stderr)
-    outcome = run_sweep(spec, jobs=args.jobs, progress=progress, runs=runs)
+    outcome = run_sweep(spec, jobs=args.jobs, progress=progress, runs=runs, launcher=args.launcher,
+                        slurm=slurm_options(args))
     if not args.no_report:
         from ..reporting import build_report
         report = build_report(Path(spec.output_dir), progress=progress)

@@ -22,6 +22,7 @@ from ..errors import ClipoodError, ConfigError, Interrupted
 from ..io import write_json, write_text
 from ..methods import TRAIN, WISE_FT, ZEROSHOT
 from ..rundir import RunDir
+from .launchers import LAUNCHERS, GpuSlots, SlurmOptions, submit, visible_gpus
 from .plan import SIDECAR, PlannedRun, check_same, plan
 from .spec import SweepSpec, spec_to_dict
 
@@ -100,13 +101,35 @@ class _Children:
                     p.send_signal(signum)
 
 
-def _run_child(run: PlannedRun, state_dir: Path, children: _Children, threads: int) -> Optional[str]:
-    """Run one subprocess; None on success, else the reason (the log's last line)."""
+def log_path(run: PlannedRun, state_dir: Path) -> Path:
+    return state_dir / "logs" / f"{run.name}.log"
+
+
+def _why_failed(run: PlannedRun, state_dir: Path, code) -> str:
+    log = log_path(run, state_dir)
+    lines = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()] \
+        if log.is_file() else []
+    return f"{code}: {lines[-1] if lines else 'no output'} (log: {log})"
+
+
+def _run_child(run: PlannedRun, state_dir: Path, children: _Children, threads: int,
+               slots: Optional[GpuSlots] = None) -> Optional[str]:
+    """Run one subprocess (on its own GPU when there are GPUs); None on success, else the reason."""
     if children.stopping:
         return "not started: the sweep is stopping"
+    slot, gpu_env = slots.take() if slots is not None else (None, {})
+    try:
+        return _run_child_on(run, state_dir, children, threads, gpu_env)
+    finally:
+        if slot is not None:
+            slots.give_back(slot)
+
+
+def _run_child_on(run: PlannedRun, state_dir: Path, children: _Children, threads: int, gpu_env: dict
+                  ) -> Optional[str]:
     log_path = state_dir / "logs" / f"{run.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = {**os.environ, **gpu_env}
     env.setdefault("OMP_NUM_THREADS", str(threads))  # jobs share the cores instead of oversubscribing them
     cmd = subprocess_command(run, state_dir)
     with open(log_path, "ab") as log:
@@ -121,8 +144,7 @@ def _run_child(run: PlannedRun, state_dir: Path, children: _Children, threads: i
             children.procs.discard(proc)
     if code == 0 and run.status() == "finished":
         return None
-    lines = [ln for ln in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-    return f"exit {code}: {lines[-1] if lines else 'no output'} (log: {log_path})"
+    return _why_failed(run, state_dir, f"exit {code}")
 
 
 class SweepExecutor:
@@ -188,12 +210,14 @@ class SweepExecutor:
         from ..training.signals import handling_stop_signals
         children = _Children()
         threads = max(1, (os.cpu_count() or 1) // jobs)
+        slots = GpuSlots(jobs, visible_gpus())
         separate = [r for r in todo if r.method.kind != WISE_FT]
         with handling_stop_signals(children.stop):
             for r in separate:
                 _write_sidecar(r, self.spec.name)
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                futures = {pool.submit(_run_child, r, self.state_dir, children, threads): r for r in separate}
+                futures = {pool.submit(_run_child, r, self.state_dir, children, threads, slots): r
+                           for r in separate}
                 for fut in as_completed(futures):
                     r, err = futures[fut], fut.result()
                     if err is None:
@@ -202,11 +226,35 @@ class SweepExecutor:
                         self.failed(r, err)
             if children.stopping:
                 raise Interrupted(f"sweep stopped by a signal; running runs checkpointed; {self.stop_hint}")
+        self.post_hoc(todo)
+
+    def post_hoc(self, todo: list[PlannedRun]) -> None:
         for r in todo:  # post-hoc steps, once their base runs are done
             if r.method.kind == WISE_FT:
                 self.in_process(r)
 
-    def run(self, jobs: int = 1) -> "SweepOutcome":
+    def on_cluster(self, todo: list[PlannedRun], launcher: str, slurm: SlurmOptions) -> None:
+        """Training and zero-shot runs as one submitit job array (Slurm, or its local executor), then WiSE-FT."""
+        separate = [r for r in todo if r.method.kind != WISE_FT]
+        for r in separate:
+            _write_sidecar(r, self.spec.name)
+        commands = {r.name: subprocess_command(r, self.state_dir) for r in separate}
+        logs = {r.name: log_path(r, self.state_dir) for r in separate}
+        try:
+            errors = submit(commands, logs, self.state_dir / "submitit", launcher, slurm) if separate else {}
+        except KeyboardInterrupt:
+            raise Interrupted(f"sweep interrupted while waiting; submitted jobs keep running (scancel them to stop; "
+                              f"their state is in {self.state_dir / 'submitit'}); {self.stop_hint}") from None
+        for r in separate:
+            if errors.get(r.name) is None and r.status() == "finished":
+                self.finished(r)
+            else:
+                self.failed(r, _why_failed(r, self.state_dir, errors.get(r.name) or "did not finish"))
+        self.post_hoc(todo)
+
+    def run(self, jobs: int = 1, launcher: str = "local", slurm: Optional[SlurmOptions] = None) -> "SweepOutcome":
+        if launcher not in LAUNCHERS:
+            raise ConfigError(f"--launcher: {launcher!r} is unknown; allowed: {', '.join(LAUNCHERS)}")
         if jobs < 1:
             raise ConfigError(f"--jobs: {jobs} is out of range; allowed: an integer >= 1")
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -215,7 +263,9 @@ class SweepExecutor:
         self.bar = progress_bar(total=len(self.runs), initial=len(self.outcome.skipped), desc="sweep", unit="run",
                         disable=not self.progress, dynamic_ncols=True)
         try:
-            if jobs == 1:
+            if launcher != "local":
+                self.on_cluster(todo, launcher, slurm or SlurmOptions())
+            elif jobs == 1:
                 for r in todo:
                     self.in_process(r)
             else:
@@ -227,7 +277,8 @@ class SweepExecutor:
 
 def run_sweep(spec: SweepSpec, *, jobs: int = 1, progress: bool = True,
               on_run_end: Optional[Callable[[PlannedRun, SweepOutcome], None]] = None,
-              runs: Optional[list[PlannedRun]] = None) -> SweepOutcome:
+              runs: Optional[list[PlannedRun]] = None, launcher: str = "local",
+              slurm: Optional[SlurmOptions] = None) -> SweepOutcome:
     """Run every unfinished run of the sweep; finished ones are skipped, interrupted ones resume.
 
     ``on_run_end`` is called after each run this call finishes (tests use it to interrupt).
@@ -235,4 +286,4 @@ def run_sweep(spec: SweepSpec, *, jobs: int = 1, progress: bool = True,
     SIGINT/SIGTERM stop it (the running run checkpoints) with a message saying how to continue.
     """
     return SweepExecutor(spec, plan(spec) if runs is None else runs, progress=progress,
-                         on_run_end=on_run_end).run(jobs)
+                         on_run_end=on_run_end).run(jobs, launcher, slurm)
