@@ -102,3 +102,11 @@ def test_out_folder_is_refused(trained_run, shapes_root, tmp_path):
     with pytest.raises(ConfigError, match="is a folder"):
         write_predictions(pred, tmp_path, 5)
     assert expand_templates(["simple"])  # presets apply to predict's --template too
+
+
+def test_a_wrong_model_is_named_before_the_images_are_scanned(tmp_path):
+    """A typo in --model is the error shown, not a problem found while scanning a large input folder."""
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "loop").symlink_to(tmp_path / "imgs")  # scanning would refuse this loop
+    with pytest.raises(Exception, match="not an exported model folder"):
+        predict(tmp_path / "no-such-model", [str(tmp_path / "imgs")], classes=["a", "b"], progress=False)

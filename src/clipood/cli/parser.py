@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate an exported model folder (RUN_DIR/model, an open_clip local-dir "
                                    "folder) on --root with the given protocol.")
     _add_common(p)
-    p.add_argument("--model", required=True, metavar="DIR", help="exported model folder, e.g. runs/NAME/model.")
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="exported model folder (runs/NAME/model) or its run folder.")
     p.add_argument("--out", metavar="JSON", help="also write the results to this file.")
     add_config_flags(p, "eval")
 

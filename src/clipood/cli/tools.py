@@ -24,7 +24,8 @@ def add_tool_parsers(sub) -> None:
                                    "tower is frozen; without them the model's own classes and head are used. Writes "
                                    "a CSV (path, top-k labels and softmax scores, error) and prints a summary.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or list files.")
-    p.add_argument("--model", required=True, metavar="DIR", help="exported model folder, e.g. runs/NAME/model.")
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="exported model folder (runs/NAME/model) or its run folder.")
     p.add_argument("--classes", metavar="A,B,C", help="comma-separated class names to score.")
     p.add_argument("--classes-file", metavar="FILE", help="class names, one per line ('#' lines skipped).")
     p.add_argument("--template", action="append", metavar="VALUE", help="prompt template(s) for --classes: a "
@@ -45,8 +46,10 @@ def add_tool_parsers(sub) -> None:
                                    "--alphas value, evaluated on a dataset with the given protocol; alpha chosen by "
                                    "training-domain validation, that model exported, a table printed and a plot "
                                    "written (RUN_DIR/wise_ft.png).")
-    p.add_argument("model_a", metavar="MODEL_A", help="exported model folder at alpha = 0 (e.g. a zero-shot model).")
-    p.add_argument("model_b", metavar="MODEL_B", help="exported model folder at alpha = 1 (e.g. a fine-tuned one).")
+    p.add_argument("model_a", metavar="MODEL_A",
+                   help="exported model folder (or its run folder) at alpha = 0 (e.g. a zero-shot model).")
+    p.add_argument("model_b", metavar="MODEL_B",
+                   help="exported model folder (or its run folder) at alpha = 1 (e.g. a fine-tuned one).")
     p.add_argument("--alphas", default="0:1:0.1", help="START:STOP:STEP (stop included) or a list 0,0.5,1.")
     p.add_argument("--output-dir", default="runs", metavar="DIR", help="parent folder of the WiSE-FT run.")
     p.add_argument("--name", metavar="NAME", help="run folder name (default: wise-ft-<time>).")

@@ -26,8 +26,8 @@ from ..model.heads import encode_class_texts
 from ..templates import expand_templates
 from ..training.experiment import Experiment
 
-__all__ = ["Classifier", "HEAD_FILE", "META_FILE", "export_model", "load_classifier", "load_exported_head",
-           "read_model_meta"]
+__all__ = ["Classifier", "HEAD_FILE", "META_FILE", "export_model", "exported_model_dir", "load_classifier",
+           "load_exported_head", "read_model_meta"]
 
 HEAD_FILE = "clipood_head.safetensors"
 META_FILE = "clipood.json"
@@ -104,9 +104,20 @@ class Classifier:
         return logits + self.bias if self.bias is not None else logits / self.temperature
 
 
+def exported_model_dir(path: str | Path, option: str = "--model") -> Path:
+    """RUN_DIR or RUN_DIR/model -> the exported model folder, or one line naming ``option`` and what to pass."""
+    path = Path(path)
+    if (path / "model" / "open_clip_config.json").is_file():
+        path = path / "model"
+    if not (path / "open_clip_config.json").is_file() or not (path / "open_clip_model.safetensors").is_file():
+        raise ModelError(f"{option}: {path} is not an exported model folder (open_clip_config.json and "
+                         f"open_clip_model.safetensors); pass RUN_DIR or RUN_DIR/model")
+    return path
+
+
 def load_classifier(model_dir: str | Path, *, device: str | torch.device = "cpu") -> Classifier:
-    """The model, its preprocessing, class names and head of an exported run (``RUN/model``)."""
-    model_dir = Path(model_dir)
+    """The model, its preprocessing, class names and head of an exported run (``RUN`` or ``RUN/model``)."""
+    model_dir = exported_model_dir(model_dir)
     backbone = load_backbone(f"local-dir:{model_dir}", device=device)
     meta = read_model_meta(model_dir)
     names = list(meta.get("class_names", []))

@@ -23,7 +23,7 @@ from ..errors import ClipoodError, ModelError
 from ..io import read_json
 from ..model.backbones import Backbone, load_backbone
 from ..rundir import RunDir
-from .export import HEAD_FILE, META_FILE, read_model_meta
+from .export import HEAD_FILE, META_FILE, exported_model_dir, read_model_meta
 
 __all__ = ["export_hf", "model_card"]
 
@@ -34,16 +34,6 @@ class _BundledTokenizer:
     def save_pretrained(self, folder) -> None:
         return None
 
-
-def _model_dir(path: Path) -> Path:
-    """RUN_DIR or RUN_DIR/model -> the exported model folder."""
-    path = Path(path)
-    if (path / "model" / "open_clip_config.json").is_file():
-        path = path / "model"
-    if not (path / "open_clip_config.json").is_file() or not (path / "open_clip_model.safetensors").is_file():
-        raise ClipoodError(f"MODEL: {path} is not an exported model folder (open_clip_config.json and "
-                           f"open_clip_model.safetensors); pass RUN_DIR or RUN_DIR/model")
-    return path
 
 
 def _fmt(v) -> str:
@@ -111,7 +101,7 @@ def _hub_config(backbone: Backbone, name: str) -> dict:
 
 def export_hf(model: Path, out: Path, *, push: Optional[str] = None, private: bool = False) -> Path:
     from open_clip.push_to_hf_hub import generate_readme, save_for_hf
-    model_dir = _model_dir(model)
+    model_dir = exported_model_dir(model, "MODEL")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ClipoodError(f"--hf: {out} exists and is not an empty folder; choose a new folder")

@@ -125,12 +125,12 @@ def predict(model_dir: str | Path, inputs: Sequence[str | Path], *, classes: Opt
         raise ConfigError(f"--top-k: {top_k} is out of range; allowed: an integer >= 1")
     if batch_size < 1:
         raise ConfigError(f"--batch-size: {batch_size} is out of range; allowed: an integer >= 1")
-    paths = image_paths(inputs)
-    dev = resolve_device(device)
-    clf = load_classifier(model_dir, device=dev)
     if templates and classes is None:
         raise ConfigError("--template: applies with --classes or --classes-file (the model's own classes keep "
                           "its own head)")
+    dev = resolve_device(device)
+    clf = load_classifier(model_dir, device=dev)  # a wrong --model is named before any folder is scanned
+    paths = image_paths(inputs)
     if classes is not None:
         clf = with_classes(clf, classes, templates or read_model_meta(Path(model_dir)).get("templates")
                            or ["a photo of a {}."])

@@ -26,7 +26,7 @@ from ..training import checkpoint as ckpt
 from ..training import distributed
 from ..training.experiment import Experiment, build_experiment, prepare_data
 from ..training.loop import fit
-from .export import META_FILE, export_model, load_exported_head, read_model_meta
+from .export import META_FILE, export_model, exported_model_dir, load_exported_head, read_model_meta
 
 __all__ = ["evaluate", "evaluate_experiment", "resume_config", "train", "zeroshot"]
 
@@ -203,10 +203,7 @@ def evaluate(cfg: Config, model_dir: Path, out: Optional[Path] = None, *, progre
 
 def _run_eval(cfg: Config, model_dir: Path, out: Optional[Path], progress: bool,
               dist: distributed.DistContext) -> dict:
-    model_dir = Path(model_dir)
-    if not (model_dir / "open_clip_config.json").is_file():
-        raise ClipoodError(f"--model: {model_dir} is not an exported model folder (no open_clip_config.json); "
-                           f"pass RUN_DIR/model")
+    model_dir = exported_model_dir(model_dir)
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{model_dir}", "auto"
     cfg.averaging.name = "none"
     meta = model_dir / META_FILE

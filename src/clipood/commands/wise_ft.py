@@ -30,7 +30,7 @@ from ..errors import ClipoodError, ModelError
 from ..io import write_json
 from ..rundir import RunDir
 from ..training.experiment import build_experiment
-from .export import META_FILE, export_model, read_model_meta
+from .export import META_FILE, export_model, exported_model_dir, read_model_meta
 from .run import environment, evaluate_experiment, preflight, results_summary
 
 __all__ = ["alpha_key", "interpolate", "parse_alphas", "run_wise_ft", "validation_score", "wise_ft_models",
@@ -101,10 +101,7 @@ def run_wise_ft(finetuned: Path, cfg: Config, alphas: Sequence[float], *, progre
 
 
 def _check_model_dir(path: Path, which: str) -> Path:
-    path = Path(path)
-    if not (path / "open_clip_config.json").is_file() or not (path / "open_clip_model.safetensors").is_file():
-        raise ClipoodError(f"{which}: {path} is not an exported model folder (open_clip_config.json and "
-                           f"open_clip_model.safetensors); pass RUN_DIR/model")
+    path = exported_model_dir(path, which)
     if (path / META_FILE).is_file() and read_model_meta(path).get("head") == "linear":
         raise ModelError(f"{which}: {path} was trained with a linear head; interpolation needs the class-text head "
                          f"(a 'finetune' or CLIPood run, or a zero-shot model)")
