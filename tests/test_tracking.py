@@ -107,3 +107,21 @@ def test_wandb_offline_run_read_back(shapes_root, tiny_pretrained, tmp_path):
     name, entry = next(iter(results["final"].items()))
     assert summary[f"final/{name}/accuracy"] == pytest.approx(entry["accuracy"])
     assert config["train.steps"] == 4 and config["run.report_to"] == "wandb"
+
+
+def test_wandb_without_a_login_is_one_line_before_training(shapes_root, tiny_pretrained, tmp_path):
+    """Online W&B with no API key: wandb's reason and what to do, no traceback, no step trained."""
+    pytest.importorskip("wandb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HF_HUB_OFFLINE="1", HOME=str(tmp_path / "home"), WANDB_MODE="online", WANDB_SILENT="true",
+               WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
+    cmd = [sys.executable, "-m", "clipood", "train", "--root", str(shapes_root), "--arch", f"local-dir:{tiny_pretrained}",
+           "--holdout-domain", "sketch", "--steps", "2", "--batch-size", "2", "--device", "cpu", "--no-progress",
+           "--output-dir", str(tmp_path / "runs"), "--name", "r", "--report-to", "wandb"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    line = [x for x in res.stderr.splitlines() if x.startswith("clipood: error:")]
+    assert len(line) == 1 and "--report-to wandb: wandb could not start a run" in line[0]
+    assert "WANDB_MODE=offline" in line[0] and "API key" in line[0]
+    assert not (tmp_path / "runs" / "r" / "metrics.jsonl").exists() or \
+        "loss" not in (tmp_path / "runs" / "r" / "metrics.jsonl").read_text()

@@ -17,11 +17,15 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from .errors import ConfigError
+from .errors import ClipoodError, ConfigError
 
-__all__ = ["REPORTERS", "Tracker", "check_report_to", "flat_scalars", "parse_report_to", "start_trackers"]
+__all__ = ["REPORTERS", "Tracker", "TrackingError", "check_report_to", "flat_scalars", "parse_report_to", "start_trackers"]
 
 REPORTERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # --report-to name -> the package it needs
+
+
+class TrackingError(ClipoodError):
+    """A reporter that could not start (W&B without a login, say): one line, before any training step."""
 
 
 def parse_report_to(value: str) -> list[str]:
@@ -92,9 +96,16 @@ class WandB(Tracker):
         import wandb
         run_id = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:16]  # a resumed run continues
         self.wandb = wandb
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "clipood"), name=run_dir.name, id=run_id,
-                              group=os.environ.get("WANDB_RUN_GROUP", run_dir.parent.name), dir=str(run_dir),
-                              config=config, resume="allow", reinit="finish_previous")
+        try:
+            self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "clipood"), name=run_dir.name, id=run_id,
+                                  group=os.environ.get("WANDB_RUN_GROUP", run_dir.parent.name), dir=str(run_dir),
+                                  config=config, resume="allow", reinit="finish_previous")
+        except Exception as e:  # no API key, no network, a bad entity: wandb's own reason, in one line
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise TrackingError(f"--report-to wandb: wandb could not start a run: {reason} Log in with `wandb "
+                                f"login`, or set WANDB_MODE=offline (the run is kept in {run_dir / 'wandb'}; "
+                                f"`wandb sync` uploads it later). Nothing was trained ({run_dir} holds the "
+                                f"config only).") from None
 
     def log(self, record: dict) -> None:
         scalars = flat_scalars(record)

@@ -110,3 +110,11 @@ def test_a_wrong_model_is_named_before_the_images_are_scanned(tmp_path):
     (tmp_path / "imgs" / "loop").symlink_to(tmp_path / "imgs")  # scanning would refuse this loop
     with pytest.raises(Exception, match="not an exported model folder"):
         predict(tmp_path / "no-such-model", [str(tmp_path / "imgs")], classes=["a", "b"], progress=False)
+
+
+def test_a_run_folder_is_a_model(trained_run, shapes_root):
+    """--model RUN_DIR works as --model RUN_DIR/model does, with new class names too."""
+    images = [str(p) for p in _images(shapes_root, 2)]
+    a = predict(trained_run, images, classes=["zebra", "teapot"], progress=False)
+    b = predict(trained_run / "model", images, classes=["zebra", "teapot"], progress=False)
+    assert a.top == b.top

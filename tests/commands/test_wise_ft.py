@@ -79,11 +79,12 @@ def test_cli_table_and_plot(trained_run, tiny_pretrained, shapes_root, tmp_path)
     import sys
     res = subprocess.run([sys.executable, "-m", "clipood", "wise-ft", str(tiny_pretrained), str(trained_run / "model"),
                           "--root", str(shapes_root), "--holdout-domain", "sketch", "--alphas", "0:1:0.5",
-                          "--workers", "0", "--device", "cpu", "--output-dir", str(tmp_path), "--name", "w",
+                          "--workers", "0", "--device", "cpu", "--output-dir", str(tmp_path),
                           "--no-progress"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert "| alpha" in res.stdout and "alpha chosen by training-domain validation" in res.stdout
-    assert (tmp_path / "w" / "wise_ft.png").stat().st_size > 0 and (tmp_path / "w" / "results.json").is_file()
+    assert "| alpha" in res.stdout and "alpha chosen: " in res.stdout and "(training-domain validation)" in res.stdout
+    (run,) = tmp_path.glob("wise-ft-*")  # the default name says what the run is
+    assert (run / "wise_ft.png").stat().st_size > 0 and (run / "results.json").is_file()
 
 
 def test_sweep_wise_ft_base_from_the_spec(shapes_root):

@@ -94,8 +94,8 @@ def dispatch_tool(args: argparse.Namespace) -> int:
                                       progress=progress)
         print(wise_ft_table(results))
         plot = wise_ft_plot(results, run.path / "wise_ft.png")
-        print(f"\nalpha chosen by training-domain validation: {results['selected_alpha']:g} "
-              f"({results['selection']}); its model: {run.model_dir}; plot: {plot}")
+        print(f"\nalpha chosen: {results['selected_alpha']:g} ({results['selection']}); its model: "
+              f"{run.model_dir}; plot: {plot}")
         print(f"run directory: {run.path}")
         return 0
     if args.command == "export":

@@ -27,7 +27,7 @@ from ..io import atomic_path
 from ..model.heads import encode_class_texts
 from ..templates import expand_templates
 from ..training.device import resolve_device
-from .export import Classifier, load_classifier, read_model_meta
+from .export import Classifier, exported_model_dir, load_classifier, read_model_meta
 
 __all__ = ["LIST_SUFFIXES", "Predictions", "image_paths", "predict", "read_classes", "write_predictions"]
 
@@ -129,10 +129,11 @@ def predict(model_dir: str | Path, inputs: Sequence[str | Path], *, classes: Opt
         raise ConfigError("--template: applies with --classes or --classes-file (the model's own classes keep "
                           "its own head)")
     dev = resolve_device(device)
-    clf = load_classifier(model_dir, device=dev)  # a wrong --model is named before any folder is scanned
+    model_dir = exported_model_dir(model_dir)  # a wrong --model is named before any folder is scanned
+    clf = load_classifier(model_dir, device=dev)
     paths = image_paths(inputs)
     if classes is not None:
-        clf = with_classes(clf, classes, templates or read_model_meta(Path(model_dir)).get("templates")
+        clf = with_classes(clf, classes, templates or read_model_meta(model_dir).get("templates")
                            or ["a photo of a {}."])
     loader = torch.utils.data.DataLoader(PathDataset(paths, clf.preprocess), batch_size=batch_size,
                                          num_workers=workers, collate_fn=collate)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -123,6 +124,7 @@ def wise_ft_models(model_a: Path, model_b: Path, cfg: Config, alphas: Sequence[f
         raise ClipoodError(f"--alphas: alphas must be in [0, 1], got {list(alphas)}")
     cfg = copy.deepcopy(cfg)
     cfg.model.arch, cfg.model.pretrained, cfg.averaging.name = f"local-dir:{a}", "auto", "none"
+    cfg.run.name = cfg.run.name or f"wise-ft-{time.strftime('%Y%m%d-%H%M%S')}"
     if (a / META_FILE).is_file():
         meta = read_model_meta(a)
         cfg.model.templates = meta.get("templates", cfg.model.templates)
