@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -93,7 +95,22 @@ def test_cli_says_slurm_options_do_not_apply_locally(shapes_root, tiny_pretraine
     path = tmp_path / "spec.yaml"
     import yaml
     path.write_text(yaml.safe_dump(spec))
+    said = "--slurm-partition: Slurm options do not apply with --launcher local; ignored"
     assert main(["sweep", str(path), "--slurm-partition", "gpu", "--dry-run"]) == 0
-    # --dry-run stops before the launcher; the real run says it
+    assert said in capsys.readouterr().err  # a dry run says it too
     assert main(["sweep", str(path), "--slurm-partition", "gpu", "--no-report", "--no-progress"]) == 0
-    assert "--slurm-partition: Slurm options do not apply with --launcher local; ignored" in capsys.readouterr().err
+
+
+def test_slurm_where_there_is_none_is_one_line_before_anything_is_written(shapes_root, tiny_pretrained, tmp_path):
+    import subprocess
+
+    import yaml
+    spec = _spec(tmp_path, shapes_root, tiny_pretrained, holdout=["sketch"], seeds=[0], methods=["zeroshot"])
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": os.path.dirname(sys.executable)}  # no sbatch on it
+    res = subprocess.run([sys.executable, "-m", "clipood", "sweep", str(path), "--launcher", "slurm", "--no-progress"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "clipood: error: --launcher slurm: no Slurm on this machine (sbatch is not on PATH)" in res.stderr
+    assert not (Path(spec["output_dir"]) / ".sweep").exists()

@@ -145,6 +145,7 @@ def slurm_options(args) -> SlurmOptions:
 def main(args) -> int:
     """``clipood sweep``: plan, run (skipping finished runs), then report."""
     spec = spec_from_args(args)
+    slurm = slurm_options(args)  # what does not apply is said, in a dry run too
     runs = plan(spec)
     if args.dry_run:
         print(plan_table(runs))
@@ -154,7 +155,7 @@ def main(args) -> int:
     print(f"sweep {spec.name!r}: {len(runs)} runs in {spec.output_dir} ({counts['finished']} finished and skipped, "
           f"{counts['unfinished']} to resume, {counts['new']} new)", file=sys.stderr)
     outcome = run_sweep(spec, jobs=args.jobs, progress=progress, runs=runs, launcher=args.launcher,
-                        slurm=slurm_options(args))
+                        slurm=slurm)
     if not args.no_report:
         from ..reporting import build_report
         report = build_report(Path(spec.output_dir), progress=progress)

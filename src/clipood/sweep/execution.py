@@ -22,7 +22,7 @@ from ..errors import ClipoodError, ConfigError, Interrupted
 from ..io import write_json, write_text
 from ..methods import TRAIN, WISE_FT, ZEROSHOT
 from ..rundir import RunDir
-from .launchers import LAUNCHERS, GpuSlots, SlurmOptions, submit, visible_gpus
+from .launchers import GpuSlots, SlurmOptions, check_launcher, submit, visible_gpus
 from .plan import SIDECAR, PlannedRun, check_same, plan
 from .spec import SweepSpec, spec_to_dict
 
@@ -253,8 +253,7 @@ class SweepExecutor:
         self.post_hoc(todo)
 
     def run(self, jobs: int = 1, launcher: str = "local", slurm: Optional[SlurmOptions] = None) -> "SweepOutcome":
-        if launcher not in LAUNCHERS:
-            raise ConfigError(f"--launcher: {launcher!r} is unknown; allowed: {', '.join(LAUNCHERS)}")
+        check_launcher(launcher, slurm)
         if jobs < 1:
             raise ConfigError(f"--jobs: {jobs} is out of range; allowed: an integer >= 1")
         self.state_dir.mkdir(parents=True, exist_ok=True)

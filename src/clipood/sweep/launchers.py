@@ -12,8 +12,10 @@ runs and resumes the others from their checkpoints.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import queue
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Optional
 from ..console import note
 from ..errors import ConfigError
 
-__all__ = ["LAUNCHERS", "GpuSlots", "SlurmOptions", "run_logged", "submit", "visible_gpus"]
+__all__ = ["LAUNCHERS", "GpuSlots", "SlurmOptions", "check_launcher", "run_logged", "submit", "visible_gpus"]
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -87,15 +89,27 @@ def run_logged(cmd: list[str], log_path: str) -> int:
         return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
 
 
+def check_launcher(launcher: str, opts: Optional[SlurmOptions] = None) -> None:
+    """The launcher known, its package installed and, for Slurm, a Slurm here: before anything is written."""
+    if launcher not in LAUNCHERS:
+        raise ConfigError(f"--launcher: {launcher!r} is unknown; allowed: {', '.join(LAUNCHERS)}")
+    if launcher == "local":
+        return
+    if importlib.util.find_spec("submitit") is None:
+        raise ConfigError(f"--launcher {launcher}: the 'submitit' package is not installed; "
+                          f"pip install 'clipood[slurm]' (or pip install submitit)")
+    if launcher == "slurm" and shutil.which("sbatch") is None:
+        raise ConfigError("--launcher slurm: no Slurm on this machine (sbatch is not on PATH); run the sweep on the "
+                          "cluster's login node, or use --launcher local here (--launcher submitit-local tries the "
+                          "same submission on this machine)")
+    (opts or SlurmOptions()).check()
+
+
 def submit(commands: dict[str, list[str]], logs: dict[str, Path], folder: Path, launcher: str,
            opts: SlurmOptions) -> dict[str, Optional[str]]:
     """Submit every command as one task of a job array and wait; name -> None, or why it failed."""
-    try:
-        import submitit
-    except ImportError:
-        raise ConfigError(f"--launcher {launcher}: the 'submitit' package is not installed; "
-                          f"pip install 'clipood[slurm]' (or pip install submitit)") from None
-    opts.check()
+    check_launcher(launcher, opts)
+    import submitit
     cluster = "slurm" if launcher == "slurm" else "local"
     ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
     params = {"timeout_min": opts.time_min, "name": "clipood-sweep"}
