@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,8 +72,22 @@ def is_disk_full(e: BaseException) -> bool:
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path`` atomically."""
+    """Yield a temporary path to write; on success it replaces ``path`` atomically.
+
+    A link to a file keeps being a link (its target is replaced). A target that is no regular
+    file (``/dev/stdout``, a FIFO, a device) cannot be renamed onto: it is written into, whole,
+    once the temporary file is complete."""
     path = Path(path)
+    try:
+        st = os.stat(path)  # follows links
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        with _into_special(path) as tmp:
+            yield tmp
+        return
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
@@ -94,6 +109,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def _into_special(path: Path) -> Iterator[Path]:
+    fd, tmp = tempfile.mkstemp(prefix="clipood-", suffix=TMP_SUFFIX)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    except Exception as e:
+        if is_disk_full(e):
+            raise DiskFull(path) from None
+        raise
+    finally:
+        os.unlink(tmp)
 
 
 def remove_debris(folder: str | Path) -> list[Path]:
