@@ -62,3 +62,10 @@ def test_class_texts_equal_the_direct_computation(templates):
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     assert torch.equal(got.argmax(0), want.argmax(0))
     assert model.training is False
+
+
+def test_a_missing_template_file_is_named_as_a_missing_file(tmp_path):
+    from clipood.config.validation import check_templates
+    with pytest.raises(ConfigError, match=r"--template: .*nope\.txt: file not found"):
+        check_templates([str(tmp_path / "nope.txt")])
+    check_templates(["simple", "a photo of a {}."])  # presets and templates pass

@@ -273,3 +273,11 @@ def test_docs_table_lists_every_option_once():
     flags = [flag_name(f) for _, _, f in iter_fields(Config)]
     assert len(flags) == len(set(flags)), "two options share a CLI flag"
     assert len(dataclasses.fields(Config)) == len(SECTIONS)
+
+
+def test_integer_bounds_are_written_in_full():
+    """--seed's bound is 2**63 - 1 as a user types it, not 9.22337e+18; small floats stay short."""
+    from clipood.config.fields import Range
+    assert Range(0, 2**63 - 1, name="seed").text() == "0 <= seed <= 9223372036854775807"
+    assert Range(0.0, 1.0, lo_open=True, name="lr").text() == "0 < lr <= 1"
+    assert Range(1e-5, None).text() == "x >= 1e-05"

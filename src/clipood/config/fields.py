@@ -42,16 +42,21 @@ class Range:
         return True
 
     def text(self, integer: bool = False) -> str:
+        lo, hi = _number(self.lo), _number(self.hi)
         lo_op, hi_op = ("<" if self.lo_open else "<="), ("<" if self.hi_open else "<=")
         name = "an integer" if integer and self.name == "x" else self.name
         if self.lo is not None and self.hi is not None:
-            core = f"{name} from {self.lo:g} to {self.hi:g}" if integer and self.name == "x" else \
-                f"{self.lo:g} {lo_op} {name} {hi_op} {self.hi:g}"
+            core = f"{name} from {lo} to {hi}" if integer and self.name == "x" else f"{lo} {lo_op} {name} {hi_op} {hi}"
         elif self.lo is not None:
-            core = f"{name} {'>' if self.lo_open else '>='} {self.lo:g}"
+            core = f"{name} {'>' if self.lo_open else '>='} {lo}"
         else:
-            core = f"{name} {hi_op} {self.hi:g}"
+            core = f"{name} {hi_op} {hi}"
         return core + (f" ({self.note})" if self.note else "")
+
+
+def _number(v: Any) -> str:
+    """A bound as written: integers in full (2**63 - 1, not 9.22337e+18), other numbers short (1e-05)."""
+    return "" if v is None else str(v) if isinstance(v, int) else f"{v:g}"
 
 
 def opt(default: Any, help: str, *, flag: Optional[str] = None, choices: Optional[tuple] = None,

@@ -46,6 +46,10 @@ def check_output_dir(output_dir: str) -> None:
 def check_templates(templates: list) -> None:
     """Each value a template, a preset or a readable file of templates (one line naming what is wrong)."""
     for t in templates:
+        if isinstance(t, str) and "{" not in t and t not in PRESETS and ("/" in t or t.endswith(".txt")) \
+                and not Path(t).expanduser().is_file():
+            raise ConfigError(f"--template: {t}: file not found (a file of templates, one per line, each with one "
+                              f"'{{}}')")
         named = isinstance(t, str) and (is_template(t) or t in PRESETS or "{" not in t and Path(t).expanduser().is_file())
         _check(named, "template", t, f"a prompt with one '{{}}' where the class name goes and no other braces "
                                      f"(e.g. 'a photo of a {{}}.'), a preset ({', '.join(PRESETS)}), or a file of templates")
