@@ -125,3 +125,23 @@ def test_wandb_without_a_login_is_one_line_before_training(shapes_root, tiny_pre
     assert "WANDB_MODE=offline" in line[0] and "API key" in line[0]
     assert not (tmp_path / "runs" / "r" / "metrics.jsonl").exists() or \
         "loss" not in (tmp_path / "runs" / "r" / "metrics.jsonl").read_text()
+
+
+def test_tensorboard_of_a_resumed_run_shows_each_step_once(tmp_path):
+    """Steps logged after the checkpoint by a killed run are hidden when the resumed run logs them again."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from clipood.tracking import TensorBoard
+    first = TensorBoard(tmp_path, {"train.steps": 4})
+    for step in (1, 2, 3):
+        first.log({"step": step, "loss": float(step)})
+    first.writer.close()  # killed after step 3; the checkpoint is at step 2
+    again = TensorBoard(tmp_path, {"train.steps": 4})
+    again.resume_at(2)
+    for step in (3, 4):
+        again.log({"step": step, "loss": 10.0 * step})
+    again.finish(None)
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("loss")] == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]

@@ -147,7 +147,10 @@ class RunDir:
             t.log(record)
 
     def truncate_metrics(self, after_step: int) -> None:
-        """On resume, drop events logged after the checkpoint (they will be logged again)."""
+        """On resume, drop events logged after the checkpoint (they will be logged again), here and in
+        the trackers."""
+        for t in self._trackers:
+            t.resume_at(after_step)
         if not self.metrics_path.exists():
             return
         keep = []

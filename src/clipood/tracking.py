@@ -65,15 +65,24 @@ class Tracker:
 
     def log(self, record: dict) -> None: ...
 
+    def resume_at(self, step: int) -> None:
+        """A resumed run logs the steps after its checkpoint ``step`` again."""
+
     def finish(self, results: Optional[dict]) -> None: ...
 
 
 class TensorBoard(Tracker):
     def __init__(self, run_dir: Path, config: dict):
         from torch.utils.tensorboard import SummaryWriter
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.open = lambda **kw: SummaryWriter(log_dir=str(run_dir / "tensorboard"), **kw)
+        self.writer = self.open()
         self.config, self.last_step = config, 0
         self.writer.add_text("config", "\n".join(f"    {k}: {v!r}" for k, v in config.items()), 0)
+
+    def resume_at(self, step: int) -> None:
+        if step > 0:  # TensorBoard hides what the killed run wrote after the checkpoint (purge_step)
+            self.writer.close()
+            self.writer, self.last_step = self.open(purge_step=step + 1), step
 
     def log(self, record: dict) -> None:
         step = int(record.get("step", self.last_step))
@@ -109,8 +118,11 @@ class WandB(Tracker):
 
     def log(self, record: dict) -> None:
         scalars = flat_scalars(record)
+        step = int(record["step"]) if "step" in record else None
+        if step is not None and step < self.run.step:
+            return  # a resumed run's repeat of a step W&B already has (the same values: resume is bit-exact)
         if scalars:
-            self.run.log(scalars, step=int(record["step"]) if "step" in record else None)
+            self.run.log(scalars, step=step)
 
     def finish(self, results: Optional[dict]) -> None:
         if results is not None:
