@@ -71,6 +71,7 @@ def test_push_goes_through_open_clips_push_to_hf_hub(trained_run, tmp_path, monk
 
 def test_cli_export_help_and_run(trained_run, tmp_path):
     res = subprocess.run([sys.executable, "-m", "clipood", "export", str(trained_run / "model"), "--hf",
-                          str(tmp_path / "hf")], capture_output=True, text=True, timeout=300)
+                          str(tmp_path / "hf"), "--private"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "Hugging Face layout written to" in res.stdout
+    assert "clipood: warning: --private: applies with --push" in res.stderr  # nothing ignored silently

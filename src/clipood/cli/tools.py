@@ -100,6 +100,9 @@ def dispatch_tool(args: argparse.Namespace) -> int:
         return 0
     if args.command == "export":
         from ..commands.hub import export_hf
+        if args.private and not args.push:
+            from ..console import warn
+            warn("--private: applies with --push (a repository to create); ignored")
         out = export_hf(Path(args.model), Path(args.hf), push=args.push, private=args.private)
         print(f"Hugging Face layout written to {out}" + (f"; pushed to {args.push}" if args.push else ""))
         return 0

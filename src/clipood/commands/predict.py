@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..console import progress_bar
+from ..console import progress_bar, warn
 from ..data.bad_images import BadImages
 from ..data.folder import images_under
 from ..data.images import is_image_file
@@ -140,6 +140,8 @@ def predict(model_dir: str | Path, inputs: Sequence[str | Path], *, classes: Opt
     bad = BadImages(bad_images, paths)
     top: list[list[tuple[str, float]]] = [[] for _ in paths]
     k = min(top_k, len(clf.class_names))
+    if k < top_k:
+        warn(f"--top-k {top_k}: there are {k} classes; each row lists all {k}")
     t0 = time.perf_counter()
     bar = progress_bar(total=len(paths), desc="predict", unit="img", disable=not progress)
     for images, idx, unreadable in loader:
