@@ -6,7 +6,8 @@ open_clip backbones (``model``), with DomainBed and base-to-new protocols (``dat
 
 One import gives what a user's own code needs (as open_clip's ``__init__`` re-exports
 ``create_model_and_transforms``): a whole run from a ``Config`` (``train``, ``zeroshot``,
-``evaluate``, ``load_classifier``), or the pieces for one's own loop (``load_backbone``,
+``evaluate``, ``load_classifier``; around a trained model ``predict``, ``wise_ft_models``,
+``export_hf``), or the pieces for one's own loop (``load_backbone``,
 ``encode_class_texts``, ``train_transform``, ``margin_metric_softmax``, ``BetaMovingAverage``,
 ``averaged_tensors``, ``fit``). Names load on first use, so ``import clipood`` is cheap.
 """
@@ -19,6 +20,7 @@ _WHERE = {
     "Config": "config", "validate": "config",
     "train": "commands", "zeroshot": "commands", "evaluate": "commands", "load_classifier": "commands",
     "Classifier": "commands",
+    "predict": "commands.predict", "wise_ft_models": "commands.wise_ft", "export_hf": "commands.hub",
     "load_backbone": "model", "encode_class_texts": "model", "set_trainable": "model", "Backbone": "model",
     "train_transform": "data.transforms",
     "margin_metric_softmax": "losses", "MetricSoftmaxLoss": "losses", "LogitCrossEntropy": "losses",

@@ -99,7 +99,9 @@ def _hub_config(backbone: Backbone, name: str) -> dict:
     return cfg
 
 
-def export_hf(model: Path, out: Path, *, push: Optional[str] = None, private: bool = False) -> Path:
+def export_hf(model: str | Path, out: str | Path, *, push: Optional[str] = None, private: bool = False) -> Path:
+    """MODEL (RUN or RUN/model) in open_clip's Hugging Face layout with a model card, in OUT; uploaded
+    with open_clip's push_to_hf_hub when ``push`` names a repository."""
     from open_clip.push_to_hf_hub import generate_readme, save_for_hf
     model_dir = exported_model_dir(model, "MODEL")
     out = Path(out)
