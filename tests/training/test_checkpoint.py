@@ -91,9 +91,12 @@ def test_resume_works_from_another_working_directory(tiny_config, tmp_path, monk
     cfg.train.checkpoint_every = 3
     monkeypatch.chdir(tmp_path)
     cfg.run.output_dir = "runs-here"  # relative, as a user types it
+    (tmp_path / "prompts.txt").write_text("a photo of a {}.\na drawing of a {}.\n")
+    cfg.model.templates = ["prompts.txt", "simple", "a sketch of a {}."]  # a file, a preset, a template
     _stopped_run(cfg, monkeypatch)
     saved = RunDir.open(tmp_path / "runs-here" / "run")[1]
     assert os.path.isabs(saved.data.root) and os.path.isabs(saved.run.output_dir)
+    assert saved.model.templates == [str(tmp_path / "prompts.txt"), "simple", "a sketch of a {}."]
     monkeypatch.chdir("/")
     _, results = run_train(saved, resume=RunDir(tmp_path / "runs-here" / "run"), progress=False)
     assert results["resumed_from_step"] == 3
