@@ -19,7 +19,8 @@ from typing import Any, Mapping, Optional
 from .config import Config, from_dict
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_WISE_ALPHAS", "METHODS", "Method", "get_method", "infer_method"]
+__all__ = ["DEFAULT_WISE_ALPHAS", "METHODS", "Method", "get_method", "infer_method", "method_label", "registered",
+           "wise_ft_key"]
 
 TRAIN, ZEROSHOT, WISE_FT = "train", "zeroshot", "wise-ft"
 
@@ -81,13 +82,39 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
+ANY_MODELS = "models"  # the base of a ``clipood wise-ft MODEL_A MODEL_B`` run made outside a sweep
+
+
+def wise_ft_key(base: str) -> str:
+    """The report's key of WiSE-FT on ``base``: 'wise-ft' on the registered base, else 'wise-ft/BASE',
+    so that WiSE-FT on CLIPood is neither merged with nor labelled as WiSE-FT on plain fine-tuning."""
+    return WISE_FT if base == METHODS[WISE_FT].base else f"{WISE_FT}/{base}"
+
+
+def registered(key: str) -> str:
+    """The registered method a report key belongs to ('wise-ft/clipood' -> 'wise-ft')."""
+    return key.split("/", 1)[0]
+
+
+def method_label(key: str) -> str:
+    """What tables and plots call a method key."""
+    if key in METHODS:
+        return METHODS[key].label
+    name, _, base = key.partition("/")
+    if name == WISE_FT and base == ANY_MODELS:
+        return "WiSE-FT (two exported models)"
+    if name == WISE_FT and base in METHODS:
+        return f"WiSE-FT with {METHODS[base].label}"
+    return key
+
+
 def infer_method(results: dict) -> str:
     """The method name of a finished run from its results.json (for runs made without a sweep)."""
     kind = results.get("kind")
     if kind == ZEROSHOT:
         return "zeroshot"
     if kind == WISE_FT:
-        return "wise-ft"
+        return f"{WISE_FT}/{ANY_MODELS}"  # which two models were mixed is in results.json, not a method
     m = results.get("method") or {}
     key = (m.get("loss"), m.get("averaging"))
     for method in METHODS.values():

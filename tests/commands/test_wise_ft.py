@@ -101,5 +101,32 @@ def test_sweep_wise_ft_base_from_the_spec(shapes_root):
     default = plan(spec_from_dict({"methods": ["wise-ft"], "datasets": [str(shapes_root)], "holdout": ["sketch"],
                                    "overrides": {"model": {"arch": "clipood-tiny", "pretrained": "none"}}}))
     assert [r.method.name for r in default] == ["finetune", "wise-ft"]
+    # the report keys them apart: WiSE-FT on CLIPood is not WiSE-FT on plain fine-tuning
+    assert runs[1].sidecar("s")["method"] == "wise-ft/clipood" and default[1].sidecar("s")["method"] == "wise-ft"
     with pytest.raises(ConfigError, match="'wise_ft_base' must be a training method with the class-text head"):
         spec_from_dict({"methods": ["wise-ft"], "datasets": [str(shapes_root)], "wise_ft_base": "erm-linear"})
+
+
+def test_report_labels_wise_ft_by_its_base(tmp_path):
+    """A WiSE-FT run is reported under the method it interpolates, or as two exported models."""
+    import json
+
+    from clipood.methods import method_label
+    from clipood.reporting.records import read_run
+    from clipood.reporting.table import methods_of
+    assert method_label("wise-ft") == "WiSE-FT (fine-tune)"
+    assert method_label("wise-ft/clipood") == "WiSE-FT with CLIPood (MMS + BMA)"
+    results = {"kind": "wise-ft", "alphas": [0.0, 1.0], "domains": ["a", "b"], "train_domains": ["a"],
+               "variants": {"alpha=0": {"b/in": {"accuracy": 0.5}}, "alpha=1": {"b/in": {"accuracy": 0.6}}}}
+    records = []
+    for name, side in (("on-clipood", {"method": "wise-ft/clipood"}), ("on-finetune", {"method": "wise-ft"}),
+                       ("by-hand", None)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "results.json").write_text(json.dumps(results))
+        if side:
+            (run / "sweep.json").write_text(json.dumps({"sweep": "s", "dataset": "d", "holdout": ["b"], "seed": 0,
+                                                        "variant": {}, "base_to_new": False, **side}))
+        records += read_run(run)
+    assert methods_of(records) == ["wise-ft", "wise-ft/clipood", "wise-ft/models"]
+    assert method_label("wise-ft/models") == "WiSE-FT (two exported models)"

@@ -42,7 +42,7 @@ class Plot(NamedTuple):
 
 def color(method: str) -> str:
     names = list(METHODS)
-    i = names.index(method) if method in names else len(names) + sum(map(ord, method))
+    i = names.index(method) if method in names else len(names) + sum(map(ord, method))  # WiSE-FT's bases apart
     return PALETTE[i % len(PALETTE)]
 
 

@@ -19,6 +19,7 @@ from typing import Optional
 
 from matplotlib.figure import Figure  # drawn without pyplot: the Agg renderer, no display, no global state
 
+from ..methods import WISE_FT, registered
 from .curves import MIN_CURVE_POINTS, PALETTE, Plot, color, save, series_plot
 from .records import RunRecord
 from .shown import METRIC, shown_kind, shown_value
@@ -143,7 +144,7 @@ def hparam_plot(records: list[RunRecord], name: str, path: Path) -> Optional[Plo
 def wise_ft_plot(records: list[RunRecord], path: Path) -> Optional[Plot]:
     """WiSE-FT: the table's number and training-domain validation accuracy against alpha (0: zero-shot, 1: tuned)."""
     from .selection import score
-    recs = [r for r in records if r.method == "wise-ft" and "alpha" in r.variant and shown_kind(r)]
+    recs = [r for r in records if registered(r.method) == WISE_FT and "alpha" in r.variant and shown_kind(r)]
     if not recs:
         return None
     fig = Figure(figsize=(7, 4))

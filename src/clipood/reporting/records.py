@@ -18,7 +18,7 @@ from typing import Any, Optional
 import yaml
 
 from ..config import flatten, irrelevant_keys, variant_keys
-from ..methods import METHODS, infer_method
+from ..methods import METHODS, infer_method, registered
 from .stats import harmonic, mean
 
 __all__ = ["RunRecord", "SKIP_DIRS", "VARIANT_KEYS", "add_derived_zeroshot", "collect", "headline", "method_order",
@@ -159,7 +159,7 @@ def collect(runs_dir: Path, exclude: Optional[Path] = None) -> list[RunRecord]:
 
 def method_order(name: str) -> int:
     names = list(METHODS)
-    return names.index(name) if name in names else len(names)
+    return names.index(registered(name)) if registered(name) in names else len(names)
 
 
 def add_derived_zeroshot(records: list[RunRecord]) -> list[RunRecord]:

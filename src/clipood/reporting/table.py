@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from ..methods import METHODS
+from ..methods import method_label
 from .records import RunRecord, method_order
 from .reference import cell
 from .stats import ERROR_TEXT, Stat, mean, stat
@@ -57,7 +57,7 @@ class Table:
 
 
 def label(method: str) -> str:
-    return METHODS[method].label if method in METHODS else method
+    return method_label(method)
 
 
 def methods_of(records: list[RunRecord]) -> list[str]:

@@ -30,7 +30,7 @@ from ..config import (
     with_absolute_paths,
 )
 from ..errors import ConfigError
-from ..methods import WISE_FT, ZEROSHOT, Method, get_method
+from ..methods import WISE_FT, ZEROSHOT, Method, get_method, method_label, wise_ft_key
 from .spec import SweepSpec, check_spec, nested
 
 __all__ = ["PlannedRun", "config_differences", "plan", "plan_table", "run_name", "variants"]
@@ -64,7 +64,8 @@ class PlannedRun:
         return "new"
 
     def sidecar(self, sweep: str) -> dict:
-        return {"sweep": sweep, "method": self.method.name, "dataset": self.dataset, "holdout": list(self.holdout),
+        method = wise_ft_key(self.method.base) if self.method.kind == WISE_FT else self.method.name
+        return {"sweep": sweep, "method": method, "dataset": self.dataset, "holdout": list(self.holdout),
                 "seed": self.seed, "variant": self.variant, "base_to_new": self.cfg.data.base_to_new,
                 "base_run": self.base}
 
@@ -138,7 +139,8 @@ def method_for(spec: SweepSpec, name: str) -> Method:
     """The registered method; WiSE-FT with the spec's base method (``wise_ft_base``)."""
     m = get_method(name)
     if m.kind == WISE_FT and spec.wise_ft_base != m.base:
-        m = dataclasses.replace(m, base=spec.wise_ft_base, label=f"WiSE-FT with {get_method(spec.wise_ft_base).label}")
+        get_method(spec.wise_ft_base)  # a known method
+        m = dataclasses.replace(m, base=spec.wise_ft_base, label=method_label(wise_ft_key(spec.wise_ft_base)))
     return m
 
 
