@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from clipood.errors import ConfigError
 
@@ -41,14 +40,7 @@ def _cfg(csv_path, out, *, steps=12, name="lit", lock=True, **model):
     return validate(cfg)
 
 
-def _clip_loss(image_features, text_features, scale):
-    """CLIP's symmetric cross-entropy, written out (not open_clip's ClipLoss)."""
-    logits = scale * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T
-    labels = torch.arange(len(logits))
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-
-
-def test_cached_features_give_the_loss_of_the_whole_model(captions_csv, tmp_path, monkeypatch):
+def test_cached_features_give_the_loss_of_the_whole_model(captions_csv, tmp_path, monkeypatch, clip_loss):
     from clipood.data.images import load_rgb
     from clipood.pretraining import trainer
     monkeypatch.setenv("CLIPOOD_CACHE", str(tmp_path / "cache"))
@@ -63,10 +55,10 @@ def test_cached_features_give_the_loss_of_the_whole_model(captions_csv, tmp_path
     idx = torch.as_tensor(rows)
     with torch.no_grad():
         img, txt, scale = trainer.features(p, None, idx, None)
-        cached = _clip_loss(img, txt, scale)
+        cached = clip_loss(img, txt, scale)
         p.model.eval()  # the whole model on the eval preprocessing: what the cache stands for
         images = torch.stack([p.backbone.preprocess_val(load_rgb(p.table.paths[i])) for i in rows])
-        whole = _clip_loss(p.model.encode_image(images), p.model.encode_text(p.tokens[idx]), p.model.logit_scale.exp())
+        whole = clip_loss(p.model.encode_image(images), p.model.encode_text(p.tokens[idx]), p.model.logit_scale.exp())
     torch.testing.assert_close(cached, whole, rtol=1e-5, atol=1e-5)
 
     files = p.features.files

@@ -10,7 +10,6 @@ import signal
 
 import pytest
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from clipood.errors import ConfigError, DataError, Interrupted, ModelError
@@ -46,13 +45,6 @@ def _cfg(csv_path, out, *, steps=40, name="run", **data):
     return validate(cfg)
 
 
-def _clip_loss(image_features, text_features, scale):
-    """CLIP's symmetric cross-entropy, written out (not open_clip's ClipLoss)."""
-    logits = scale * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T
-    labels = torch.arange(len(logits))
-    return float((F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2)
-
-
 @torch.no_grad()
 def _features(backbone, table, rows):
     from clipood.data.images import load_rgb
@@ -72,7 +64,8 @@ def _one_per_caption(table, rows):
     return out
 
 
-def test_pretraining_lowers_clip_loss_excludes_domain_and_exports_the_same_model(captions_csv, tmp_path):
+def test_pretraining_lowers_clip_loss_excludes_domain_and_exports_the_same_model(captions_csv, tmp_path,
+                                                                                 clip_loss):
     from clipood.model import load_backbone
     from clipood.pretraining import trainer
 
@@ -88,13 +81,13 @@ def test_pretraining_lowers_clip_loss_excludes_domain_and_exports_the_same_model
     run = trainer.create_run(cfg)
     p = trainer.build(cfg, table)
     probe = _one_per_caption(table, p.train_rows)
-    before = _clip_loss(*_features(p.backbone, table, probe))
+    before = float(clip_loss(*_features(p.backbone, table, probe)))
     drawn = {i for batch in trainer.train_loader(p, 0).batch_sampler for i, _ in batch}
     outcome = trainer.fit(p, run, progress=False)
     assert {table.domains[i] for i in drawn} == {"photo", "painting", "cartoon"}
     assert not drawn & set(p.val_rows), "held-out pairs are never trained on"
 
-    after = _clip_loss(*_features(p.backbone, table, probe))
+    after = float(clip_loss(*_features(p.backbone, table, probe)))
     assert after < 0.8 * before, (before, after)
     records = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]
