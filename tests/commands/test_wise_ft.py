@@ -130,3 +130,22 @@ def test_report_labels_wise_ft_by_its_base(tmp_path):
         records += read_run(run)
     assert methods_of(records) == ["wise-ft", "wise-ft/clipood", "wise-ft/models"]
     assert method_label("wise-ft/models") == "WiSE-FT (two exported models)"
+
+
+def test_a_saved_zero_shot_model_is_the_zero_shot_end(shapes_root, tiny_pretrained, tmp_path):
+    """zeroshot --save-model writes an exported model that evaluates as the zero-shot run did."""
+    from clipood.commands import evaluate, zeroshot
+    from clipood.config import Config, validate
+    cfg = Config()
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
+    cfg.data.root, cfg.data.workers, cfg.data.holdout_domains = str(shapes_root), 0, ["sketch"]
+    cfg.train.device = "cpu"
+    cfg.run.output_dir, cfg.run.name, cfg.run.save_model = str(tmp_path), "zs", True
+    run, results = zeroshot(validate(cfg, training=False), progress=False)
+    assert (run.model_dir / "clipood.json").is_file()
+    again = evaluate(validate(cfg, training=False), run.path, None, progress=False)
+    for split, entry in results["zeroshot"].items():
+        assert again["final"][split]["accuracy"] == entry["accuracy"], split
+    cfg.run.name, cfg.run.save_model = "zs-plain", False
+    plain, _ = zeroshot(validate(cfg, training=False), progress=False)
+    assert not plain.model_dir.exists()  # nothing on disk unless asked

@@ -120,6 +120,8 @@ def _zeroshot_in(run: RunDir, cfg: Config, data, progress: bool, dist) -> tuple[
                "environment": environment(exp), "bad_images": len(bad.items())}
     if bad.items():
         run.write_bad_images(bad.items())
+    if cfg.run.save_model and dist.is_main:
+        export_model(exp, run.model_dir)
     run.write_results(results)
     return run, results
 
