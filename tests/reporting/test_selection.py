@@ -7,7 +7,7 @@ import random
 import shutil
 import statistics
 
-from fakes import PACS, _cell, _domainbed_runs
+from fakes import OFFICE, PACS, _b2n_domain_runs, _cell, _domainbed_runs, _entry, _write_run
 
 from clipood.reporting import build_report
 from clipood.reporting.records import collect
@@ -42,6 +42,10 @@ def test_leave_one_out_picks_by_the_paired_runs(tmp_path):
     assert info.unselectable == 0 and info.unscored_variants == 0 and not info.missing
     # The paired runs themselves hold out two domains: no single test domain, so no leave-one-out cell.
     assert info.not_applicable > 0 and "hold out no single domain" in info.statement()
+    # ... and no shift of their own: no Table 2 of PACS made of them, and the page says where they went
+    assert not [t for ts in report.tables.values() for t in ts if t.kind == "table2"]
+    n_pairs = len([p for p in (tmp_path / "runs").iterdir() if p.name.count("+") == 1])
+    assert f"{n_pairs} of the runs hold out two domains beside runs that hold out each alone" in report.markdown
 
 
 def test_missing_paired_runs_leave_cells_empty_and_are_named(tmp_path):
@@ -75,3 +79,16 @@ def test_without_paired_runs_the_report_says_so_and_shows_no_table(tmp_path):
     assert f"## Results (leave-one-domain-out selection)\n\n**{statement}**" in report.markdown
     assert "table1_pacs_loo" not in report.markdown
     assert report.tables["training-domain"] and report.tables["oracle"]  # the other selections stand
+
+
+def test_a_run_no_layout_takes_is_named_not_dropped(tmp_path):
+    """Base-to-new holding out two domains (no paired single runs): no table of the paper's has it; the page
+    names it and runs.csv has its numbers, instead of it vanishing."""
+    _b2n_domain_runs(tmp_path / "runs", random.Random(3), seeds=(0,))
+    held = ("Art", "Clipart")
+    evals = {f"{d}/in": _entry(d, "in", "test", 0.5, (0.6, 0.4)) for d in held}
+    _write_run(tmp_path / "runs", "oh-two-held-out", method="finetune", dataset="OfficeHome", holdout=held, seed=0,
+               variant={}, b2n=True, evals=evals, domains=OFFICE, train_domains=[d for d in OFFICE if d not in held])
+    report = build_report(tmp_path / "runs", tmp_path / "out", make_plots=False)
+    assert "In no table (1: base-to-new with several held-out domains" in report.markdown
+    assert "oh-two-held-out" in report.markdown and "oh-two-held-out" in (tmp_path / "out" / "runs.csv").read_text()

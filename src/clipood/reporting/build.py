@@ -23,7 +23,7 @@ from ..io import write_text
 from . import curves as C
 from . import plots as P
 from .latex import document
-from .layouts import all_tables, reference_tables
+from .layouts import all_tables, in_no_table, paired_runs, reference_tables
 from .page import figure, page, paragraph
 from .records import RunRecord, add_derived_zeroshot, collect
 from .reference import citation
@@ -141,6 +141,13 @@ def build_report(runs_dir: Path, out_dir: Optional[Path] = None, *, make_plots: 
              f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `clipood report`. Accuracy in %, {ERROR_TEXT[error]} "
              f"over seeds.",
              f"Published reference numbers: {citation()}."]
+    shown = [r for r in records if not r.derived]
+    if paired := {r.path for r in paired_runs(shown)}:
+        intro.append(f"{len(paired)} of the runs hold out two domains beside runs that hold out each alone: "
+                     f"leave-one-domain-out's paired runs, which score that selection and are in no table.")
+    if unplaced := sorted({str(r.path.name) for r in in_no_table(shown)}):
+        intro.append(f"In no table ({len(unplaced)}: base-to-new with several held-out domains, a layout the paper "
+                     f"has not): {', '.join(unplaced)}; their numbers are in runs.csv.")
     sections = [(f"Results ({infos[m].title})" if len(infos) > 1 else "Results", infos[m].statement(), tables[m], m)
                 for m in infos]
 

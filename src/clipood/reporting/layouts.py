@@ -41,7 +41,23 @@ from .table import (
     values_per_seed,
 )
 
-__all__ = ["SPLITS", "all_tables", "reference_tables", "table1", "table2", "table3", "table4"]
+__all__ = ["SPLITS", "all_tables", "in_no_table", "paired_runs", "reference_tables", "table1", "table2", "table3",
+           "table4"]
+
+
+def paired_runs(records: list[RunRecord]) -> list[RunRecord]:
+    """Leave-one-domain-out's paired runs: two domains held out where the same method, seed and class
+    split also hold out each of them alone. They score that selection (``selection``); they are no
+    shift of their own, so no table shows them."""
+    singles = {(r.dataset, r.method, r.base_to_new, r.seed, r.holdout[0]) for r in records if len(r.holdout) == 1}
+    return [r for r in records if len(r.holdout) == 2
+            and all((r.dataset, r.method, r.base_to_new, r.seed, d) in singles for d in r.holdout)]
+
+
+def in_no_table(records: list[RunRecord]) -> list[RunRecord]:
+    """Finished runs no layout takes (base-to-new with several held-out domains), paired runs aside."""
+    paired = {id(r) for r in paired_runs(records)}
+    return [r for r in records if r.base_to_new and len(r.holdout) > 1 and id(r) not in paired]
 
 # ------------------------------------------------------------------------------ Table 1
 
@@ -146,7 +162,8 @@ def _shift_values(r: RunRecord) -> tuple[dict[str, float], list[str], list[str]]
 
 
 def table2(records: list[RunRecord], variant_of: dict[int, str], error: str = "std") -> list[Table]:
-    recs = [r for r in records if not r.base_to_new and len(r.holdout) != 1]
+    paired = {id(r) for r in paired_runs(records)}
+    recs = [r for r in records if not r.base_to_new and len(r.holdout) != 1 and id(r) not in paired]
     if not recs:
         return []
     ref = load_reference()["table2"]
