@@ -140,12 +140,17 @@ def test_a_saved_zero_shot_model_is_the_zero_shot_end(shapes_root, tiny_pretrain
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
     cfg.data.root, cfg.data.workers, cfg.data.holdout_domains = str(shapes_root), 0, ["sketch"]
     cfg.train.device = "cpu"
-    cfg.run.output_dir, cfg.run.name, cfg.run.save_model = str(tmp_path), "zs", True
-    run, results = zeroshot(validate(cfg, training=False), progress=False)
+    cfg.run.output_dir, cfg.run.name = str(tmp_path), "zs"
+    run, results = zeroshot(validate(cfg, training=False), progress=False, save_model=True)
     assert (run.model_dir / "clipood.json").is_file()
     again = evaluate(validate(cfg, training=False), run.path, None, progress=False)
     for split, entry in results["zeroshot"].items():
         assert again["final"][split]["accuracy"] == entry["accuracy"], split
-    cfg.run.name, cfg.run.save_model = "zs-plain", False
+    cfg.run.name = "zs-plain"
     plain, _ = zeroshot(validate(cfg, training=False), progress=False)
     assert not plain.model_dir.exists()  # nothing on disk unless asked
+    from clipood.cli import main
+    assert main(["zeroshot", "--root", str(shapes_root), "--arch", f"local-dir:{tiny_pretrained}", "--holdout-domain",
+                 "sketch", "--workers", "0", "--device", "cpu", "--output-dir", str(tmp_path), "--name", "zs-cli",
+                 "--save-model", "--no-progress"]) == 0
+    assert (tmp_path / "zs-cli" / "model" / "open_clip_model.safetensors").is_file()

@@ -174,7 +174,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "zeroshot":
         cfg = validate(config_from_args(args)[0], training=False)
-        run, results = commands.zeroshot(cfg, progress=progress)
+        run, results = commands.zeroshot(cfg, progress=progress, save_model=args.save_model)
         return report_run(run, results)
     if args.command == "eval":
         cfg = validate(config_from_args(args)[0], training=False)

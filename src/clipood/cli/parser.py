@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zeroshot", help="evaluate the pre-trained model zero-shot (no training).",
                        description="Zero-shot accuracy of the pre-trained model on every split of the protocol.")
     _add_common(p)
+    p.add_argument("--save-model", action="store_true", help="also save the pre-trained model with its class-text "
+                   "head as RUN_DIR/model: an exported model for predict, export and wise-ft (its zero-shot end); "
+                   "it takes the model's size on disk.")
     add_config_flags(p, "zeroshot")
 
     p = sub.add_parser("eval", help="evaluate a saved model (RUN_DIR/model) on a dataset.",

@@ -93,25 +93,27 @@ def _open_for_resume(run: RunDir) -> RunDir:
     return run
 
 
-def zeroshot(cfg: Config, *, progress: bool = True) -> tuple[RunDir, dict]:
-    """The pre-trained model's accuracy on every split of the protocol (no training)."""
+def zeroshot(cfg: Config, *, progress: bool = True, save_model: bool = False) -> tuple[RunDir, dict]:
+    """The pre-trained model's accuracy on every split of the protocol (no training); with ``save_model``
+    the model and its class-text head are also exported to RUN/model (the zero-shot end of WiSE-FT)."""
     cfg = copy.deepcopy(cfg)
     with distributed.session(cfg.train.device) as dist:
-        return _run_zeroshot(cfg, progress and dist.is_main, dist)
+        return _run_zeroshot(cfg, progress and dist.is_main, dist, save_model)
 
 
-def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext) -> tuple[RunDir, dict]:
+def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext,
+                  save_model: bool = False) -> tuple[RunDir, dict]:
     cfg.averaging.name = "none"  # nothing trains
     data = preflight(cfg, training=False)
     run = distributed.create_run(dist, lambda: RunDir.create(cfg))
     try:
         run.track(cfg.run.report_to, cfg)
-        return _zeroshot_in(run, cfg, data, progress, dist)
+        return _zeroshot_in(run, cfg, data, progress, dist, save_model)
     finally:
         run.release()
 
 
-def _zeroshot_in(run: RunDir, cfg: Config, data, progress: bool, dist) -> tuple[RunDir, dict]:
+def _zeroshot_in(run: RunDir, cfg: Config, data, progress: bool, dist, save_model: bool) -> tuple[RunDir, dict]:
     exp = build_experiment(cfg, data=data, dist=dist)
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     zeroshot = evaluate_experiment(exp, bad, progress=progress)
@@ -120,7 +122,7 @@ def _zeroshot_in(run: RunDir, cfg: Config, data, progress: bool, dist) -> tuple[
                "environment": environment(exp), "bad_images": len(bad.items())}
     if bad.items():
         run.write_bad_images(bad.items())
-    if cfg.run.save_model and dist.is_main:
+    if save_model and dist.is_main:
         export_model(exp, run.model_dir)
     run.write_results(results)
     return run, results

@@ -83,8 +83,3 @@ class RunConfig:
         "WANDB_PROJECT, default clipood), or both: 'tensorboard,wandb'. Needs pip install 'clipood[tracking]'.",
         execution=True, scope=("train", "zeroshot"),
     )
-    save_model: bool = opt(
-        False, "save the pre-trained model with its class-text head as RUN/model, an exported model for "
-        "predict, wise-ft (as its zero-shot end) and export (it takes the model's size on disk; training runs "
-        "always save theirs).", execution=True, scope=("zeroshot",),
-    )
