@@ -15,7 +15,7 @@ from typing import Sequence
 
 from .errors import ConfigError
 
-__all__ = ["PRESETS", "expand_templates", "is_template", "preset_templates"]
+__all__ = ["PRESETS", "expand_templates", "is_template", "is_template_file", "preset_templates"]
 
 PRESETS = ("openai-imagenet", "simple")
 
@@ -33,6 +33,11 @@ def is_template(t: object) -> bool:
         return isinstance(t, str) and t.count("{}") == 1 and t.format("x") == t.replace("{}", "x", 1)
     except (IndexError, KeyError, ValueError):
         return False
+
+
+def is_template_file(v: object) -> bool:
+    """A value that names an existing file of templates (no braces, not a preset)."""
+    return isinstance(v, str) and "{" not in v and v not in PRESETS and Path(v).expanduser().is_file()
 
 
 def _from_file(path: Path) -> list[str]:
@@ -58,7 +63,7 @@ def expand_templates(values: Sequence[str]) -> list[str]:
             out += preset_templates(v)
         elif is_template(v):
             out.append(v)
-        elif isinstance(v, str) and "{" not in v and Path(v).expanduser().is_file():
+        elif is_template_file(v):
             out += _from_file(Path(v).expanduser())
         else:
             raise ConfigError(f"--template: {v!r} is not a template with one '{{}}' where the class name goes "

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Optional
 
 from .errors import ClipoodError, ConfigError
 
-__all__ = ["REPORTERS", "Tracker", "TrackingError", "check_report_to", "flat_scalars", "parse_report_to", "start_trackers"]
+__all__ = ["REPORTERS", "Tracker", "TrackingError", "check_report_to", "final_scalars", "flat_scalars", "parse_report_to", "start_trackers"]
 
 REPORTERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # --report-to name -> the package it needs
 
@@ -60,6 +60,11 @@ def flat_scalars(record: dict, prefix: str = "", skip: Iterable[str] = ("step",)
     return out
 
 
+def final_scalars(results: dict) -> dict[str, float]:
+    """The results' zero-shot and final evaluations as 'zeroshot/SPLIT/METRIC' -> value."""
+    return flat_scalars({k: results[k] for k in ("zeroshot", "final") if isinstance(results.get(k), dict)})
+
+
 class Tracker:
     """One reporter: ``log`` a record at its step, ``finish`` with the results (or without, on failure)."""
 
@@ -92,7 +97,7 @@ class TensorBoard(Tracker):
 
     def finish(self, results: Optional[dict]) -> None:
         if results is not None:
-            final = flat_scalars({k: results[k] for k in ("zeroshot", "final") if isinstance(results.get(k), dict)})
+            final = final_scalars(results)
             for k, v in final.items():
                 self.writer.add_scalar(k, v, self.last_step)
             hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.config.items()}
@@ -104,7 +109,6 @@ class WandB(Tracker):
     def __init__(self, run_dir: Path, config: dict):
         import wandb
         run_id = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:16]  # a resumed run continues
-        self.wandb = wandb
         try:
             self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "clipood"), name=run_dir.name, id=run_id,
                                   group=os.environ.get("WANDB_RUN_GROUP", run_dir.parent.name), dir=str(run_dir),
@@ -126,8 +130,7 @@ class WandB(Tracker):
 
     def finish(self, results: Optional[dict]) -> None:
         if results is not None:
-            self.run.summary.update(flat_scalars({k: results[k] for k in ("zeroshot", "final")
-                                                  if isinstance(results.get(k), dict)}))
+            self.run.summary.update(final_scalars(results))
         self.run.finish(exit_code=0 if results is not None else 1)
 
 

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import yaml
 
 from ..errors import ConfigError
-from ..templates import PRESETS
+from ..templates import is_template_file
 from .fields import coerce, flag_name, iter_fields
 from .tree import Config
 
@@ -118,8 +118,7 @@ def with_absolute_paths(cfg):
         m.pretrained = _absolute(m.pretrained)
     m.cache_dir = _absolute(m.cache_dir)
     if getattr(m, "templates", None):  # a file of templates; presets and templates stay as they are
-        m.templates = [_absolute(t) if isinstance(t, str) and "{" not in t and t not in PRESETS
-                       and os.path.isfile(os.path.expanduser(t)) else t for t in m.templates]
+        m.templates = [_absolute(t) if is_template_file(t) else t for t in m.templates]
     for section, key in (("data", "root"), ("data", "class_names"), ("data", "csv"), ("run", "output_dir")):
         sec = getattr(cfg, section, None)
         if sec is not None and hasattr(sec, key):

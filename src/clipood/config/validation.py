@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import ConfigError
-from ..templates import PRESETS, expand_templates, is_template
+from ..templates import PRESETS, expand_templates, is_template, is_template_file
 from ..tracking import check_report_to
 from .fields import check_value, iter_fields, out_of_range
 from .tree import SECTION_SCOPE, Config
@@ -47,10 +47,10 @@ def check_templates(templates: list) -> None:
     """Each value a template, a preset or a readable file of templates (one line naming what is wrong)."""
     for t in templates:
         if isinstance(t, str) and "{" not in t and t not in PRESETS and ("/" in t or t.endswith(".txt")) \
-                and not Path(t).expanduser().is_file():
+                and not is_template_file(t):
             raise ConfigError(f"--template: {t}: file not found (a file of templates, one per line, each with one "
                               f"'{{}}')")
-        named = isinstance(t, str) and (is_template(t) or t in PRESETS or "{" not in t and Path(t).expanduser().is_file())
+        named = is_template(t) or t in PRESETS or is_template_file(t)
         _check(named, "template", t, f"a prompt with one '{{}}' where the class name goes and no other braces "
                                      f"(e.g. 'a photo of a {{}}.'), a preset ({', '.join(PRESETS)}), or a file of templates")
     expand_templates(templates)  # the files' contents

@@ -127,12 +127,12 @@ def _run_child(run: PlannedRun, state_dir: Path, children: _Children, threads: i
 
 def _run_child_on(run: PlannedRun, state_dir: Path, children: _Children, threads: int, gpu_env: dict
                   ) -> Optional[str]:
-    log_path = state_dir / "logs" / f"{run.name}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    path = log_path(run, state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **gpu_env}
     env.setdefault("OMP_NUM_THREADS", str(threads))  # jobs share the cores instead of oversubscribing them
     cmd = subprocess_command(run, state_dir)
-    with open(log_path, "ab") as log:
+    with open(path, "ab") as log:
         log.write(("$ " + " ".join(cmd) + "\n").encode())
         log.flush()
         with children.lock:
