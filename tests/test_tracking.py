@@ -15,11 +15,14 @@ from clipood.errors import ConfigError
 from clipood.tracking import check_report_to, flat_scalars, parse_report_to
 
 
+def _train_cmd(root, pretrained, out, *extra):
+    return [sys.executable, "-m", "clipood", "train", "--root", str(root), "--arch", f"local-dir:{pretrained}",
+            "--holdout-domain", "sketch", "--steps", "4", "--batch-size", "2", "--workers", "0", "--device", "cpu",
+            "--log-every", "1", "--eval-every", "2", "--output-dir", str(out), "--name", "r", "--no-progress", *extra]
+
+
 def _train(root, pretrained, out, *extra, env=None):
-    cmd = [sys.executable, "-m", "clipood", "train", "--root", str(root), "--arch", f"local-dir:{pretrained}",
-           "--holdout-domain", "sketch", "--steps", "4", "--batch-size", "2", "--workers", "0", "--device", "cpu",
-           "--log-every", "1", "--eval-every", "2", "--output-dir", str(out), "--name", "r", "--no-progress", *extra]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+    res = subprocess.run(_train_cmd(root, pretrained, out, *extra), capture_output=True, text=True, timeout=300,
                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
     assert res.returncode == 0, res.stderr[-3000:]
     run = Path(out) / "r"
@@ -115,9 +118,7 @@ def test_wandb_without_a_login_is_one_line_before_training(shapes_root, tiny_pre
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HF_HUB_OFFLINE="1", HOME=str(tmp_path / "home"), WANDB_MODE="online", WANDB_SILENT="true",
                WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
-    cmd = [sys.executable, "-m", "clipood", "train", "--root", str(shapes_root), "--arch", f"local-dir:{tiny_pretrained}",
-           "--holdout-domain", "sketch", "--steps", "2", "--batch-size", "2", "--device", "cpu", "--no-progress",
-           "--output-dir", str(tmp_path / "runs"), "--name", "r", "--report-to", "wandb"]
+    cmd = _train_cmd(shapes_root, tiny_pretrained, tmp_path / "runs", "--report-to", "wandb")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     line = [x for x in res.stderr.splitlines() if x.startswith("clipood: error:")]
