@@ -37,7 +37,7 @@ def test_a_template_file_one_per_line(tmp_path):
 
 @pytest.mark.parametrize("bad", ["a photo", "{}-{}", "openai", "no-such-file.txt"])
 def test_neither_template_preset_nor_file_is_one_line(bad):
-    with pytest.raises(ConfigError, match="preset \\(openai-imagenet, simple\\), or a file of templates"):
+    with pytest.raises(ConfigError, match="preset \\(auto, openai-imagenet, simple\\), or a file of templates"):
         expand_templates([bad])
 
 

@@ -19,6 +19,12 @@ which is Eq. 7: theta_bma_t = (A_{t-1}/A_t) theta_bma_{t-1} + (alpha_t/A_t) thet
 With ``every = k`` the average is updated every k steps (and at the last), and the
 weights of the steps it skipped go to the step that updates, so BMA and uniform keep
 their exact total weights; k = 1 is exact.
+
+``half`` (``--average-precision fp16``, the official code's): the tensors it marks are
+averaged as the official ``GeneralMovingAverage`` does on the fp16 weights of
+``clip.model.convert_weights``: kept in fp16 and updated in fp16 arithmetic, in its order
+of operations, avg <- (avg + r theta) / (1 + r) with r = alpha_t / A_{t-1} (the same Eq. 7);
+the others as fp32.
 """
 
 from __future__ import annotations
@@ -55,15 +61,20 @@ class WeightAverage:
     name: ClassVar[str]
     keeps_copy: ClassVar[bool] = True
 
-    def __init__(self, tensors: Sequence[torch.Tensor], total_steps: int, every: int = 1):
+    def __init__(self, tensors: Sequence[torch.Tensor], total_steps: int, every: int = 1,
+                 half: Sequence[bool] | None = None):
         self.live = list(tensors)
         self.total_steps = int(total_steps)
         self.every = int(every)
         self.last_step = 0
         self.total_weight = self.initial_total()
+        self.half = list(half) if half is not None and any(half) else []
+        if self.half and len(self.half) != len(self.live):
+            raise ValueError("half: one flag per averaged tensor")
         with torch.no_grad():
-            self.average = [t.detach().clone(memory_format=torch.preserve_format).float()
-                            for t in self.live] if self.keeps_copy else []
+            self.average = [t.detach().clone(memory_format=torch.preserve_format).to(
+                torch.float16 if self.half and self.half[i] else torch.float32)
+                for i, t in enumerate(self.live)] if self.keeps_copy else []
 
     # --- the scheme (pure)
     def initial_total(self) -> float:
@@ -84,13 +95,30 @@ class WeightAverage:
             return False
         if not self.due(step) or step <= self.last_step:
             return False
-        w, self.total_weight = self.fraction(self.last_step + 1, step, self.total_weight)
+        first, before = self.last_step + 1, self.total_weight
+        w, self.total_weight = self.fraction(first, step, before)
         self.last_step = step
         if w == 0.0:
+            return True
+        if self.half:
+            self._update_official(self.added(first, step), before)
             return True
         live = [t if t.dtype == torch.float32 else t.float() for t in self.live]
         torch._foreach_lerp_(self.average, live, w)
         return True
+
+    def added(self, first: int, last: int) -> float:
+        """The weight the steps first..last add (the official form needs it apart from the total)."""
+        raise TypeError(f"--average-precision fp16 is the official BMA's form; it does not apply to {self.name}")
+
+    def _update_official(self, added: float, before: float) -> None:
+        """avg <- (avg + r theta) / (1 + r), r = added / before, each operation in the average's own dtype."""
+        for i, (a, t) in enumerate(zip(self.average, self.live)):
+            if before == 0.0:  # the first member (uniform's theta_1): the average is theta
+                a.copy_(t)
+                continue
+            r = added / before
+            a.copy_((a + r * t.to(a.dtype)) / (1 + r))
 
     @torch.no_grad()
     def copy_to(self, tensors: Sequence[torch.Tensor] | None = None) -> None:
@@ -102,7 +130,18 @@ class WeightAverage:
 
     @contextlib.contextmanager
     def swapped(self) -> Iterator[None]:
-        """Temporarily put the average into the model (zero-copy swap), e.g. to evaluate it."""
+        """Temporarily put the average into the model (zero-copy swap; a copy for fp16 averages), e.g. to
+        evaluate it."""
+        if self.half:
+            with torch.no_grad():
+                kept = [t.detach().clone() for t in self.live]
+                self.copy_to()
+            try:
+                yield
+            finally:
+                with torch.no_grad():
+                    torch._foreach_copy_(self.live, kept)
+            return
         self._swap()
         try:
             yield
@@ -146,9 +185,12 @@ class NormalisedAverage(WeightAverage):
         return self.member_weight(0)
 
     def fraction(self, first: int, last: int, total: float) -> tuple[float, float]:
-        w = sum(self.member_weight(s) for s in range(first, last + 1))
+        w = self.added(first, last)
         total = total + w
         return (w / total if total > 0 else 0.0), total
+
+    def added(self, first: int, last: int) -> float:
+        return sum(self.member_weight(s) for s in range(first, last + 1))
 
 
 class BetaMovingAverage(NormalisedAverage):
@@ -156,10 +198,10 @@ class BetaMovingAverage(NormalisedAverage):
 
     name = "bma"
 
-    def __init__(self, tensors, total_steps: int, beta: float, every: int = 1):
+    def __init__(self, tensors, total_steps: int, beta: float, every: int = 1, half=None):
         self.beta = float(beta)
         self.alphas = beta_weights(total_steps, self.beta)
-        super().__init__(tensors, total_steps, every)
+        super().__init__(tensors, total_steps, every, half)
 
     def member_weight(self, t: int) -> float:
         return self.alphas[t]
@@ -179,9 +221,9 @@ class ExponentialMovingAverage(WeightAverage):
 
     name = "ema"
 
-    def __init__(self, tensors, total_steps: int, decay: float, every: int = 1):
+    def __init__(self, tensors, total_steps: int, decay: float, every: int = 1, half=None):
         self.decay = float(decay)
-        super().__init__(tensors, total_steps, every)
+        super().__init__(tensors, total_steps, every, half)
 
     def fraction(self, first: int, last: int, total: float) -> tuple[float, float]:
         # k skipped steps with the same theta: avg <- d^k avg + (1 - d^k) theta.
@@ -203,19 +245,21 @@ class NoAverage(WeightAverage):
 
 # The averaging schemes by name (--averaging): each builds from the live tensors, T and the options.
 AVERAGERS: dict[str, Callable[..., WeightAverage]] = {
-    "bma": lambda tensors, T, *, beta, ema_decay, every: BetaMovingAverage(tensors, T, beta, every),
-    "ema": lambda tensors, T, *, beta, ema_decay, every: ExponentialMovingAverage(tensors, T, ema_decay, every),
-    "uniform": lambda tensors, T, *, beta, ema_decay, every: UniformAverage(tensors, T, every),
-    "none": lambda tensors, T, *, beta, ema_decay, every: NoAverage(tensors, T),
+    "bma": lambda tensors, T, *, beta, ema_decay, every, half: BetaMovingAverage(tensors, T, beta, every, half),
+    "ema": lambda tensors, T, *, beta, ema_decay, every, half: ExponentialMovingAverage(tensors, T, ema_decay, every,
+                                                                                      half),
+    "uniform": lambda tensors, T, *, beta, ema_decay, every, half: UniformAverage(tensors, T, every, half),
+    "none": lambda tensors, T, *, beta, ema_decay, every, half: NoAverage(tensors, T),
 }
 
 
 def build_averager(name: str, tensors, total_steps: int, *, beta: float = 0.5,
-                   ema_decay: float = 0.999, every: int = 1) -> WeightAverage:
-    """The averaging scheme ``name`` over the live trained tensors (theta_0 now)."""
+                   ema_decay: float = 0.999, every: int = 1, half: Sequence[bool] | None = None) -> WeightAverage:
+    """The averaging scheme ``name`` over the live trained tensors (theta_0 now); ``half`` marks the tensors
+    averaged in fp16 (--average-precision fp16)."""
     if name not in AVERAGERS:
         raise ValueError(f"unknown averaging {name!r}; known: {', '.join(AVERAGERS)}")
-    return AVERAGERS[name](tensors, total_steps, beta=beta, ema_decay=ema_decay, every=every)
+    return AVERAGERS[name](tensors, total_steps, beta=beta, ema_decay=ema_decay, every=every, half=half)
 
 
 def averaged_tensors(module: torch.nn.Module, buffers: bool = True) -> list[torch.Tensor]:

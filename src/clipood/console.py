@@ -28,8 +28,12 @@ def _main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def note(message: str) -> None:
+def note(message: str, *, once: bool = False) -> None:
     """Something the user should know happened (a fallback, a default taken)."""
+    if once:
+        if message in _said:
+            return
+        _said.add(message)
     if _main_process():
         print(f"clipood: note: {message}", file=sys.stderr, flush=True)
 

@@ -3,8 +3,10 @@
 Class scores are ``features @ W.T + b`` with W the class-text embeddings (cosine
 scoring) or a linear head's weights. With base-to-new classes, 'base' accuracy is over
 base-class images scored among base classes only, 'new' likewise, H their harmonic mean
-(CoOp), and 'accuracy' is over all images among all classes. An evaluation set with a
-class subset (ImageNet-A/-R: 200 of the 1000 classes) is scored among its subset only.
+(CoOp), and 'accuracy' is over all images among all classes. A set scored the official
+in-the-wild way (``EvalSet.scoring == 'all'``, paper Table 4) scores its base and its new
+images among all classes instead. An evaluation set with a class subset (ImageNet-A/-R:
+200 of the 1000 classes) is scored among its subset only.
 """
 
 from __future__ import annotations
@@ -90,6 +92,13 @@ def _accuracy(scores: torch.Tensor, labels: torch.Tensor, classes: Optional[Sequ
     return int((pred == labels[keep]).sum()) / n, n  # exact count ratio, not a float32 mean
 
 
+def _accuracy_of(scores: torch.Tensor, labels: torch.Tensor, group: Sequence[int],
+                 among: Optional[Sequence[int]]) -> tuple[float, int]:
+    """Top-1 accuracy of the images whose label is in ``group``, scored among ``among`` (None: every class)."""
+    keep = torch.isin(labels, torch.as_tensor(list(group), dtype=torch.long))
+    return _accuracy(scores[keep], labels[keep], among)
+
+
 def accuracies(features: torch.Tensor, image_ids: torch.Tensor, index: ImageIndex, evals: Sequence[EvalSet],
              weights: ClassWeights, base: Optional[Sequence[int]] = None,
              new: Optional[Sequence[int]] = None) -> dict[str, dict]:
@@ -106,8 +115,14 @@ def accuracies(features: torch.Tensor, image_ids: torch.Tensor, index: ImageInde
         entry = {"domain": es.domain, "split": es.split, "role": es.role, "n": n, "accuracy": acc}
         if base is not None and new is not None:
             subset = None if es.classes is None else set(es.classes)
-            b, nb = _accuracy(scores, labels, base if subset is None else [c for c in base if c in subset])
-            w, nn_ = _accuracy(scores, labels, new if subset is None else [c for c in new if c in subset])
+            in_base = base if subset is None else [c for c in base if c in subset]
+            in_new = new if subset is None else [c for c in new if c in subset]
+            if es.scoring == "all":  # each half's images, scored among every class of the set
+                b, nb = _accuracy_of(scores, labels, in_base, es.classes)
+                w, nn_ = _accuracy_of(scores, labels, in_new, es.classes)
+            else:
+                b, nb = _accuracy(scores, labels, in_base)
+                w, nn_ = _accuracy(scores, labels, in_new)
             entry.update(base=b, new=w, H=harmonic_mean(b, w), n_base=nb, n_new=nn_)
         out[es.name] = entry
     return out

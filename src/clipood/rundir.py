@@ -53,8 +53,10 @@ class RunDir:
         self._trackers: list = []
 
     @classmethod
-    def create(cls, cfg, *, name=default_name, command: str = "train") -> "RunDir":
-        """A new run directory for ``cfg`` (any config tree with a ``run`` section), owned by this process."""
+    def create(cls, cfg, *, name=default_name, command: str = "train",
+               notes: Optional[dict[str, str]] = None) -> "RunDir":
+        """A new run directory for ``cfg`` (any config tree with a ``run`` section), owned by this process;
+        ``notes`` are comments in its config.yaml (``save_yaml``)."""
         path = run_path(cfg.run.output_dir, cfg.run.name or name(cfg))
         if (path / "results.json").exists():
             raise ClipoodError(f"{path} already holds a finished run; choose another --name or delete it")
@@ -66,7 +68,7 @@ class RunDir:
         run.acquire()
         remove_debris(path)
         cfg.run.name = path.name
-        save_yaml(with_absolute_paths(cfg), path / "config.yaml")
+        save_yaml(with_absolute_paths(cfg), path / "config.yaml", notes)
         return run
 
     @classmethod

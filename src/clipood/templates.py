@@ -1,8 +1,11 @@
 """Prompt templates: the class text is a template with '{}' where the class name goes.
 
 ``--template`` takes a template ('a photo of a {}.'), a preset name, or a text file of
-templates (one per line; blank lines and lines starting with '#' skipped). The presets are
-open_clip's own lists (``open_clip.zero_shot_metadata``): 'openai-imagenet', the 80
+templates (one per line; blank lines and lines starting with '#' skipped). 'auto' (the
+default) is the prompt the paper's official code uses for the data: a named dataset's own
+(CoOp's per-dataset prompts for Table 3, e.g. EuroSAT's 'a centered satellite photo of {}.';
+``Benchmark.template``), 'a photo of a {}.' for DomainBed's datasets, ImageNet and a folder.
+The other presets are open_clip's own lists (``open_clip.zero_shot_metadata``): 'openai-imagenet', the 80
 templates of CLIP's ImageNet evaluation, and 'simple', its 7-template subset. Several
 templates give an ensemble: per class, the renormalised mean of the normalised embeddings
 (``model.heads.encode_class_texts``, which calls ``open_clip.build_zero_shot_classifier``).
@@ -15,9 +18,12 @@ from typing import Sequence
 
 from .errors import ConfigError
 
-__all__ = ["PRESETS", "expand_templates", "is_template", "is_template_file", "preset_templates"]
+__all__ = ["AUTO", "DEFAULT_TEMPLATE", "PRESETS", "expand_templates", "is_template", "is_template_file",
+           "preset_templates"]
 
-PRESETS = ("openai-imagenet", "simple")
+AUTO = "auto"
+DEFAULT_TEMPLATE = "a photo of a {}."  # the paper's prompt (CLIP's), for data that names no other
+PRESETS = (AUTO, "openai-imagenet", "simple")
 
 
 def preset_templates(name: str) -> list[str]:
@@ -55,11 +61,14 @@ def _from_file(path: Path) -> list[str]:
     return out
 
 
-def expand_templates(values: Sequence[str]) -> list[str]:
-    """The templates that ``values`` name: presets and files expanded, in order."""
+def expand_templates(values: Sequence[str], auto: str = DEFAULT_TEMPLATE) -> list[str]:
+    """The templates that ``values`` name: presets and files expanded, in order; 'auto' is ``auto``, the
+    data's own prompt."""
     out: list[str] = []
     for v in values:
-        if v in PRESETS:
+        if v == AUTO:
+            out.append(auto)
+        elif v in PRESETS:
             out += preset_templates(v)
         elif is_template(v):
             out.append(v)

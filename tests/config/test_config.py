@@ -22,6 +22,7 @@ from clipood.config import (
     validate,
 )
 from clipood.errors import ConfigError
+from clipood.templates import expand_templates
 
 
 def test_defaults_are_the_papers():
@@ -37,7 +38,9 @@ def test_defaults_are_the_papers():
     assert cfg.averaging.every == 1
     assert cfg.train.steps == 5000
     assert cfg.train.batch_size == 12  # per training domain
-    assert cfg.model.templates == ["a photo of a {}."]
+    assert cfg.model.templates == ["auto"]  # the official code's prompt for the data: 'a photo of a {}.' here
+    assert expand_templates(cfg.model.templates) == ["a photo of a {}."]
+    assert cfg.model.activation == "auto"  # QuickGELU for OpenAI's weights, as clip.load
     assert cfg.model.trainable == "all"
     assert cfg.data.val_fraction == 0.2
 
@@ -46,7 +49,7 @@ def test_list_defaults_are_not_shared_between_configs():
     a, b = Config(), Config()
     a.model.templates.append("a sketch of a {}.")
     a.data.holdout_domains.append("sketch")
-    assert b.model.templates == ["a photo of a {}."] and b.data.holdout_domains == []
+    assert b.model.templates == ["auto"] and b.data.holdout_domains == []
 
 
 def _changed_config(tmp_path) -> Config:

@@ -514,3 +514,29 @@ def test_train_base_to_new_on_a_coop_dataset(tmp_path, tiny_pretrained):
     assert final["eurosat/test"]["n_base"] == 2 and final["eurosat/test"]["n_new"] == 1
     meta = json.loads((run.path / "model" / "clipood.json").read_text())
     assert meta["class_names"] == COOP["eurosat"][5] and meta["train_classes"] == [0, 1]
+    # --template auto: the official code's EuroSAT prompt, used and recorded
+    assert meta["templates"] == results["templates"] == ["a centered satellite photo of {}."]
+
+
+# The official code's prompt per dataset (converter_dassl.CUSTOM_TEMPLATES for CoOp's datasets and ImageNet's;
+# engine.py's 'a photo of a {}.' for the DomainBed tasks), keyed by clipood's dataset names.
+OFFICIAL_PROMPTS = {
+    "oxfordpets": "a photo of a {}, a type of pet.", "flowers102": "a photo of a {}, a type of flower.",
+    "fgvcaircraft": "a photo of a {}, a type of aircraft.", "dtd": "{} texture.",
+    "eurosat": "a centered satellite photo of {}.", "stanfordcars": "a photo of a {}.",
+    "food101": "a photo of {}, a type of food.", "sun397": "a photo of a {}.", "caltech101": "a photo of a {}.",
+    "ucf101": "a photo of a person doing {}.", "imagenet": "a photo of a {}.", "imagenet-sketch": "a photo of a {}.",
+    "imagenet-v2": "a photo of a {}.", "imagenet-a": "a photo of a {}.", "imagenet-r": "a photo of a {}.",
+    "pacs": "a photo of a {}.", "vlcs": "a photo of a {}.", "officehome": "a photo of a {}.",
+    "terraincognita": "a photo of a {}.", "domainnet": "a photo of a {}.",
+}
+
+
+def test_every_dataset_prompts_as_the_official_code():
+    from clipood.templates import expand_templates
+    assert set(OFFICIAL_PROMPTS) == set(registry.names())
+    for name, prompt in OFFICIAL_PROMPTS.items():
+        assert registry.prompt_template(name) == prompt, name
+        assert expand_templates(["auto"], registry.prompt_template(name)) == [prompt]
+    assert registry.prompt_template(None) == "a photo of a {}."  # a folder
+    assert "a centered satellite photo of {}." in registry.datasets_markdown()

@@ -153,3 +153,93 @@ def test_few_shot_seed_changes_the_choice():
     index = make_index(default_counts())
     ids = list(range(len(index)))
     assert few_shot(index, ids, 2, seed=0) != few_shot(index, ids, 2, seed=1)
+
+
+# --- the official code's protocol (--protocol official): DomainBed's split, Table 4's test and scoring
+
+
+def reference_domainbed_split(n: int, fraction: float, seed_args: tuple) -> tuple[list[int], list[int]]:
+    """DomainBed's misc.split_dataset written out: positions ('out', 'in') of n items in ImageFolder order."""
+    import hashlib
+
+    import numpy as np
+    seed = int(hashlib.md5(str(seed_args).encode("utf-8")).hexdigest(), 16) % (2 ** 31)
+    keys = list(range(n))
+    np.random.RandomState(seed).shuffle(keys)
+    return keys[:int(n * fraction)], keys[int(n * fraction):]
+
+
+def _domain_members(index: ImageIndex, d: int, labels=None) -> list[int]:
+    # make_index lists images by domain, class, file: each domain's run is ImageFolder's order
+    return [i for i in range(len(index)) if index.domain_ids[i] == d and (labels is None or index.labels[i] in labels)]
+
+
+def test_official_leave_one_domain_out_is_domainbeds_split_tested_on_out():
+    index = make_index(default_counts())
+    splits = make_splits(index, holdout_domains=["photo"], val_fraction=0.2, split_seed=0, protocol="official")
+    evals = {es.name: es for es in splits.evals}
+    train = []
+    for d, name in enumerate(DOMAINS):
+        members = _domain_members(index, d)
+        out_pos, in_pos = reference_domainbed_split(len(members), 0.2, (0, d))
+        outs, ins = sorted(members[k] for k in out_pos), sorted(members[k] for k in in_pos)
+        role = "test" if name == "photo" else "val"
+        assert evals[f"{name}/out"].role == role and evals[f"{name}/out"].indices == outs
+        assert f"{name}/in" not in evals  # the official code tests on the held-out domain's 20 % only
+        if name != "photo":
+            train += ins
+    assert splits.train == sorted(train) and splits.protocol == "official"
+    # the split is not clipood's per-class one
+    assert splits.train != make_splits(index, holdout_domains=["photo"], val_fraction=0.2, split_seed=0).train
+
+
+def test_official_in_the_wild_takes_floor_half_trains_on_base_and_tests_the_whole_domain():
+    index = make_index(default_counts())  # 5 classes
+    splits = make_splits(index, holdout_domains=["photo"], val_fraction=0.2, split_seed=0, base_to_new=True,
+                         protocol="official")
+    assert splits.base_classes == [0, 1] and splits.new_classes == [2, 3, 4]  # int(0.5 * 5); OfficeHome: 32 of 65
+    assert make_splits(index, holdout_domains=["photo"], val_fraction=0.2, split_seed=0,
+                       base_to_new=True).base_classes == [0, 1, 2]  # clipood's (CoOp's) ceil
+    tests = [es for es in splits.evals if es.role == "test"]
+    assert len(tests) == 1 and tests[0].scoring == "all" and tests[0].classes is None
+    assert tests[0].indices == _domain_members(index, DOMAINS.index("photo"))  # every image of the domain
+    train, vals = [], {es.domain: es for es in splits.evals if es.role == "val"}
+    for d, name in enumerate(DOMAINS):
+        if name == "photo":
+            continue
+        members = _domain_members(index, d, labels={0, 1})
+        out_pos, in_pos = reference_domainbed_split(len(members), 0.2, (0, d, "base"))
+        train += [members[k] for k in in_pos]
+        assert vals[name].indices == sorted(members[k] for k in out_pos) and vals[name].classes == [0, 1]
+    assert splits.train == sorted(train)
+    assert {index.labels[i] for i in splits.train} == {0, 1}
+
+
+def test_in_the_wild_scoring_scores_base_and_new_images_among_all_classes():
+    import torch
+
+    from clipood.data.splits import EvalSet
+    from clipood.evaluation import ClassWeights, accuracies
+    classes = CLASSES[:4]
+    index = make_index({("photo", c): 2 for c in classes}, domains=["photo"], classes=classes)
+    # one row per image (labels 0,0,1,1,2,2,3,3): cosine scores against 4 orthogonal class texts
+    # in each pair the first is right among all classes, the second right only among its own half
+    feats = torch.tensor([[.9, .1, .8, 0], [.4, .1, .8, 0],    # base 0 (the second: 2 wins among all)
+                          [0, .9, 0, .2], [.3, .5, 0, .7],     # base 1 (3 wins)
+                          [.1, 0, .9, .3], [.8, 0, .3, .1],    # new 2 (0 wins)
+                          [0, 0, .2, .9], [0, .9, .1, .2]])    # new 3 (1 wins)
+    labels = torch.tensor(index.labels)
+    pred_all = feats.argmax(1)
+    expect_base = (pred_all[:4] == labels[:4]).float().mean().item()
+    expect_new = (pred_all[4:] == labels[4:]).float().mean().item()
+    ids = torch.arange(len(index))
+    every = list(range(len(index)))
+    res = accuracies(feats, ids, index, [EvalSet("photo", "all", "test", every, scoring="all")],
+                     ClassWeights(torch.eye(4)), base=[0, 1], new=[2, 3])["photo/all"]
+    assert (res["base"], res["new"]) == (expect_base, expect_new) == (0.5, 0.5)
+    assert res["accuracy"] == (pred_all == labels).float().mean().item() == 0.5  # paper Table 4's Total
+    split = accuracies(feats, ids, index, [EvalSet("photo", "all", "test", every)], ClassWeights(torch.eye(4)),
+                       base=[0, 1], new=[2, 3])["photo/all"]
+    own_base = (feats[:4, :2].argmax(1) == labels[:4]).float().mean().item()  # CoOp's: each half among its own
+    own_new = (feats[4:, 2:].argmax(1) + 2 == labels[4:]).float().mean().item()
+    assert (split["base"], split["new"]) == (own_base, own_new) == (1.0, 1.0)

@@ -23,14 +23,14 @@ def _entry(domain, split, role, acc, b2n=None):
 
 
 def _write_run(root: Path, name: str, *, method, dataset, holdout, seed, variant, evals, domains, train_domains,
-               b2n=False, kind="train", zeroshot=None, metrics=None, config=None) -> Path:
+               b2n=False, kind="train", zeroshot=None, metrics=None, config=None, protocol="official") -> Path:
     d = root / name
     d.mkdir(parents=True)
     (d / "sweep.json").write_text(json.dumps({"sweep": "t", "method": method, "dataset": dataset,
                                               "holdout": list(holdout), "seed": seed, "variant": variant,
                                               "base_to_new": b2n}))
     res = {"kind": kind, "domains": domains, "train_domains": train_domains, "holdout_domains": list(holdout),
-           "base_to_new": b2n, "seed": seed, "zeroshot": zeroshot}
+           "base_to_new": b2n, "seed": seed, "zeroshot": zeroshot, "protocol": protocol}
     res["zeroshot" if kind == "zeroshot" else "final"] = evals
     (d / "results.json").write_text(json.dumps(res))
     if config is not None:
@@ -48,7 +48,7 @@ def _config(method, lam, seed, *, steps=4, lr=1e-5, batch=6, arch="clipood-tiny"
 
 
 def _domainbed_runs(root: Path, rng: random.Random, held_out=("art_painting", "sketch"), pairs=False,
-                    seeds=(0, 1, 2)) -> dict:
+                    seeds=(0, 1, 2), protocol="official") -> dict:
     """PACS, the held-out domains x seeds: CLIPood with lambda 0.1 / 0.3 (to select), ERM one variant.
 
     pairs: also the runs leave-one-domain-out selection needs, each held-out domain t with each training
@@ -71,7 +71,8 @@ def _domainbed_runs(root: Path, rng: random.Random, held_out=("art_painting", "s
                     zs = {f"{held}/in": _entry(held, "in", "test", 0.25)}
                     _write_run(root, f"pacs-{method}-{held}-{lam}-seed{seed}", method=method, dataset="PACS",
                                holdout=(held,), seed=seed, variant=variant, evals=evals, domains=PACS,
-                               train_domains=train, zeroshot=zs, metrics=losses + evs, config=_config(method, lam, seed))
+                               train_domains=train, zeroshot=zs, metrics=losses + evs, config=_config(method, lam, seed),
+                               protocol=protocol)
                     truth[(method, held, seed, lam)] = {"test": test, "oracle": oracle, "val": statistics.fmean(vals)}
                     if not pairs:
                         continue
@@ -131,7 +132,8 @@ def _wise_runs(root: Path) -> None:
 
 
 
-def _b2n_domain_runs(root: Path, rng: random.Random, held_out=("Art", "Real_World"), seeds=(0, 1)) -> dict:
+def _b2n_domain_runs(root: Path, rng: random.Random, held_out=("Art", "Real_World"), seeds=(0, 1),
+                     protocol="official") -> dict:
     """OfficeHome base-to-new with a held-out domain (Table 4), one variant, evaluated only before training
     and at the end (two points per run: no curve to draw). truth[(held, seed)] = (base, new, total)."""
     truth = {}
@@ -146,6 +148,6 @@ def _b2n_domain_runs(root: Path, rng: random.Random, held_out=("Art", "Real_Worl
             _write_run(root, f"oh-clipood-{held}-b2n-seed{seed}", method="clipood", dataset="OfficeHome",
                        holdout=(held,), seed=seed, variant={}, b2n=True, evals=evals, domains=OFFICE,
                        train_domains=train, zeroshot=zs, metrics=losses + [{"step": 4, "eval": evals, "final": True}],
-                       config=_config("clipood", 0.3, seed, lr=2e-5, batch=8))
+                       config=_config("clipood", 0.3, seed, lr=2e-5, batch=8), protocol=protocol)
             truth[(held, seed)] = (b, n, tot)
     return truth

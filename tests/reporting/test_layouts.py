@@ -94,6 +94,28 @@ def test_table1_compares_with_the_paper_only_over_the_same_domains(tmp_path):
     assert t.columns == ["sketch"] and not t.paper  # no Avg repeating the one domain, no paper average beside it
 
 
+def test_domainbed_cells_are_compared_with_the_paper_only_under_the_official_protocol(tmp_path):
+    """The paper tests on the official code's splits (Table 1: the held-out domain's 'out' 20 %; Table 4: the whole
+    domain, base and new each among all classes): runs with clipood's protocol get no paper row and no Δ."""
+    from fakes import _b2n_domain_runs
+    _domainbed_runs(tmp_path / "runs", random.Random(3), held_out=tuple(PACS), seeds=(0, 1), protocol="clipood")
+    _b2n_domain_runs(tmp_path / "runs", random.Random(5), held_out=tuple(OFFICE), protocol="clipood")
+    tables = {t.key: t for t in build_report(tmp_path / "runs", tmp_path / "out",
+                                             make_plots=False).tables["training-domain"]}
+    for key in ("table1_pacs", "table4_domain_and_class_shift"):
+        t = tables[key]
+        assert not t.paper and all(r.gap is None for r in t.ours), key
+        assert any("--profile official" in n for n in t.notes), key
+    official = tmp_path / "official"
+    _domainbed_runs(official / "runs", random.Random(3), held_out=tuple(PACS), seeds=(0, 1))
+    _b2n_domain_runs(official / "runs", random.Random(5), held_out=tuple(OFFICE))
+    tables = {t.key: t for t in build_report(official / "runs", official / "out",
+                                             make_plots=False).tables["training-domain"]}
+    for key in ("table1_pacs", "table4_domain_and_class_shift"):
+        assert tables[key].paper and tables[key].gap_column, key
+    assert any("each scored among all classes" in n for n in tables["table4_domain_and_class_shift"].notes)
+
+
 def test_tables_2_3_4_layouts_match_paper_columns(tmp_path):
     root, rng = tmp_path / "runs", random.Random(1)
     imnet = ["imagenet", "imagenet-v2", "imagenet-sketch"]

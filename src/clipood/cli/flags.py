@@ -7,9 +7,12 @@ import argparse
 from typing import Optional
 
 from ..config import (
+    DEFAULT_PROFILE,
+    PROFILES,
     SECTION_SCOPE,
     Config,
     allowed,
+    apply_profile,
     default_of,
     execution_keys,
     field_type,
@@ -74,16 +77,34 @@ def flag_overrides(args: argparse.Namespace) -> dict:
 
 
 def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) -> tuple[Config, set[str]]:
-    """Defaults < --config YAML < flags given on the command line; also the options the user set."""
+    """Defaults < --profile < --config YAML < flags given on the command line; also the options the user set.
+
+    The fine-tuning tree takes a profile (``--profile``, or ``profile:`` in the YAML file); pretraining has none."""
     cfg = base or Config()
     given: set[str] = set()
+    layers: list[tuple[dict, str]] = []
+    profile = getattr(args, "profile", None)
     if getattr(args, "config", None):
         data = parse_yaml(args.config)
-        cfg = from_dict(data, cfg, source=str(args.config))
+        if isinstance(cfg, Config) and isinstance(data, dict) and "profile" in data:
+            data = dict(data)
+            in_file = data.pop("profile")
+            if in_file not in PROFILES:
+                raise ClipoodError(f"--config: {args.config}: unknown profile {in_file!r}; known: "
+                                   f"{', '.join(PROFILES)}")
+            profile = profile or in_file
+        layers.append((data, str(args.config)))
         given |= given_keys(data)
     overrides = flag_overrides(args)
+    layers.append((overrides, "command line"))
     given |= given_keys(overrides)
-    return from_dict(overrides, cfg, source="command line"), given
+    if isinstance(cfg, Config):
+        from ..data.datasets import splits_by_domain
+        return apply_profile(profile or DEFAULT_PROFILE, layers, lambda c: splits_by_domain(c.data.dataset),
+                             base=cfg), given
+    for data, source in layers:
+        cfg = from_dict(data, cfg, source=source)
+    return cfg, given
 
 
 def flag_of(key: str, root=Config) -> str:
@@ -108,8 +129,9 @@ def resume_overrides(args: argparse.Namespace, cfg, root=Config):
     overrides = flag_overrides(args)
     given = given_keys(overrides)
     fixed = sorted(given - execution_keys(root))
-    if fixed or getattr(args, "config", None):
-        what = ", ".join(flag_of(k, root) for k in fixed) if fixed else "--config"
+    if fixed or getattr(args, "config", None) or getattr(args, "profile", None):
+        what = ", ".join(flag_of(k, root) for k in fixed) if fixed else "--config" if getattr(args, "config", None) \
+            else "--profile"
         raise ClipoodError(f"--resume: {what} cannot change a run that has started (its config.yaml holds the "
                            f"options); start a new run, or give only options of how it runs (e.g. --workers, "
                            f"--device, --log-every)")

@@ -7,6 +7,7 @@ import re
 
 from .. import __version__
 from ..cache import cache_root
+from ..config import DEFAULT_PROFILE, PROFILES
 from ..data.emoji.build import DEFAULT_PER_CLASS, DEFAULT_SIZE
 from ..data.synthetic import SHAPES_PER_CLASS
 from ..pretraining.config import PretrainConfig
@@ -20,7 +21,11 @@ NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", help="YAML file with any of the options below, by section "
-                   "(model, data, loss, averaging, optim, train, eval, run); flags override it.")
+                   "(model, data, loss, averaging, optim, train, eval, run), and optionally 'profile: NAME'; flags "
+                   "override it.")
+    p.add_argument("--profile", choices=tuple(PROFILES), help="a named set of option values under --config and the "
+                   "flags: " + "; ".join(f"'{n}': {pr.about}" for n, pr in PROFILES.items())
+                   + f" (docs/method.md). Default: {DEFAULT_PROFILE}.")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars.")
 
 

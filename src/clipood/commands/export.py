@@ -23,7 +23,6 @@ from ..io import atomic_path, read_json, write_json
 from ..model import Backbone, LinearHead, load_backbone
 from ..model.backbones import save_open_clip_folder
 from ..model.heads import encode_class_texts
-from ..templates import expand_templates
 from ..training.experiment import Experiment
 
 __all__ = ["Classifier", "HEAD_FILE", "META_FILE", "export_model", "exported_model_dir", "load_classifier",
@@ -45,7 +44,7 @@ def export_model(exp: Experiment, out_dir: Path) -> None:
         "clipood_version": __version__,
         "class_names": exp.index.class_names,
         "train_classes": exp.splits.train_classes,
-        "templates": expand_templates(exp.cfg.model.templates),  # presets and files written out: self-contained
+        "templates": exp.templates,  # presets and files written out: self-contained
         "temperature": exp.temperature,
         "head": "linear" if isinstance(head, LinearHead) else "text",
         "source_arch": exp.backbone.arch,

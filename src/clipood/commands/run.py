@@ -14,12 +14,14 @@ from typing import Optional
 
 import torch
 
-from ..config import Config
+from ..config import Config, profile_of
 from ..console import note
 from ..data.bad_images import BadImages
+from ..data.datasets import splits_by_domain
 from ..errors import ClipoodError
 from ..evaluation import accuracies, encode_images
 from ..io import DiskFull, write_json
+from ..model.backbones import planned_activation
 from ..model.weights import check_arch
 from ..rundir import RunDir
 from ..training import checkpoint as ckpt
@@ -59,13 +61,34 @@ def results_summary(exp: Experiment) -> dict:
                       for es in s.evals},
         "benchmark": exp.cfg.data.dataset,
         "backbone": {"arch": exp.backbone.arch, "weights": exp.backbone.weights.about if exp.backbone.weights else None,
-                     "learned_logit_scale": exp.backbone.logit_scale},
-        "test_split_note": "held-out domains are reported on their 'in' split (DomainBed); 'out' is the oracle "
-                           "selection split; training domains' 'out' split is validation"
-                           if all(es.split in ("in", "out") for es in s.evals) else
-                           "the dataset's own splits: 'val' is validation, 'test' the test sets; sets with "
-                           "'classes' are scored among that many classes only (ImageNet-A/-R)",
+                     "learned_logit_scale": exp.backbone.logit_scale, "activation": exp.backbone.activation,
+                     "interpolation": exp.backbone.preprocess_cfg.get("interpolation")},
+        "templates": exp.templates,
+        "protocol": s.protocol,
+        "profile": profile_of(exp.cfg, splits_by_domain(exp.cfg.data.dataset)),
+        "test_split_note": test_split_note(s),
     }
+
+
+def test_split_note(s) -> str:
+    """Which split each reported number is on, in words (results.json)."""
+    if s.protocol == "official":
+        return ("the official code's protocol: held-out domains are tested on their 'out' split (leave-one-domain-out) "
+                "or, with base and new classes, on all their images, base and new each scored among all classes; "
+                "training domains' 'out' split is validation")
+    if all(es.split in ("in", "out") for es in s.evals):
+        return ("held-out domains are reported on their 'in' split (DomainBed); 'out' is the oracle selection split; "
+                "training domains' 'out' split is validation")
+    return ("the dataset's own splits: 'val' is validation, 'test' the test sets; sets with 'classes' are scored among "
+            "that many classes only (ImageNet-A/-R)")
+
+
+def record_notes(cfg: Config) -> dict[str, str]:
+    """Comments for config.yaml: what its 'auto' model options resolve to."""
+    notes = {}
+    if cfg.model.activation == "auto":
+        notes["model.activation"] = f"built: {planned_activation(cfg.model.arch, cfg.model.pretrained)}"
+    return notes
 
 
 def environment(exp: Experiment) -> dict:
@@ -105,7 +128,7 @@ def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext,
                   save_model: bool = False) -> tuple[RunDir, dict]:
     cfg.averaging.name = "none"  # nothing trains
     data = preflight(cfg, training=False)
-    run = distributed.create_run(dist, lambda: RunDir.create(cfg))
+    run = distributed.create_run(dist, lambda: RunDir.create(cfg, notes=record_notes(cfg)))
     try:
         run.track(cfg.run.report_to, cfg)
         return _zeroshot_in(run, cfg, data, progress, dist, save_model)
@@ -140,7 +163,7 @@ def train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True
         if resume is not None:
             run = distributed.create_run(dist, lambda: _open_for_resume(resume))
         else:
-            run = distributed.create_run(dist, lambda: RunDir.create(cfg))
+            run = distributed.create_run(dist, lambda: RunDir.create(cfg, notes=record_notes(cfg)))
         try:
             run.track(cfg.run.report_to, cfg)
             return _run_train(cfg, run, data, resume is not None, progress and dist.is_main, dist, allow_changed_data)

@@ -116,7 +116,9 @@ def wise_ft_models(model_a: Path, model_b: Path, cfg: Config, alphas: Sequence[f
     A gives the architecture, the preprocessing and (from its clipood.json, when it has one) the
     templates; B must have the same tensors. ``cfg`` names the run (output_dir, name)."""
     a, b = _check_model_dir(model_a, "MODEL_A"), _check_model_dir(model_b, "MODEL_B")
-    ca, cb = (json.loads((m / "open_clip_config.json").read_text()).get("model_cfg") for m in (a, b))
+    # quick_gelu absent means GELU (open_clip's default), so a folder that does not name it equals one that says False
+    ca, cb = ({"quick_gelu": False, **json.loads((m / "open_clip_config.json").read_text()).get("model_cfg")}
+              for m in (a, b))
     if ca != cb:
         raise ModelError(f"WiSE-FT: {a} and {b} are different architectures (their open_clip_config.json "
                          f"model_cfg differ); interpolate models of one architecture")

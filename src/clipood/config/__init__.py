@@ -20,6 +20,7 @@ from .io import (
                  variant_keys,
                  with_absolute_paths,
 )
+from .profiles import DEFAULT_PROFILE, PROFILES, Profile, apply_profile, profile_of, profile_values
 from .sections import ALL_COMMANDS, MAX_SEED, PRECISIONS, LoopConfig, OptimConfig, RunConfig
 from .tree import (
                  SECTION_SCOPE,
@@ -34,9 +35,9 @@ from .tree import (
 )
 from .validation import check_device, check_fields, check_name, check_output_dir, check_templates, validate
 
-__all__ = ["ALL_COMMANDS", "AveragingConfig", "Config", "DataConfig", "EvalConfig", "LoopConfig", "LossConfig",
-           "MAX_SEED", "ModelConfig", "OptimConfig", "PRECISIONS", "Range", "RunConfig", "SECTIONS", "SECTION_SCOPE",
-           "TrainConfig", "again", "allowed", "check_device", "check_fields", "check_name", "check_output_dir",
+__all__ = ["ALL_COMMANDS", "AveragingConfig", "Config", "DEFAULT_PROFILE", "DataConfig", "EvalConfig", "LoopConfig",
+           "LossConfig", "MAX_SEED", "ModelConfig", "OptimConfig", "PRECISIONS", "PROFILES", "Profile", "Range",
+           "RunConfig", "SECTIONS", "SECTION_SCOPE", "TrainConfig", "again", "allowed", "apply_profile", "check_device", "check_fields", "check_name", "check_output_dir",
            "check_templates", "check_value", "coerce", "default_of", "execution_keys", "field_type", "flatten", "flag_name",
            "from_dict", "given_keys", "irrelevant_keys", "iter_fields", "load_yaml", "opt", "options_markdown",
-           "parse_yaml", "save_yaml", "to_dict", "validate", "variant_keys", "with_absolute_paths"]
+           "parse_yaml", "profile_of", "profile_values", "save_yaml", "to_dict", "validate", "variant_keys", "with_absolute_paths"]

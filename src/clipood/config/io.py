@@ -99,9 +99,20 @@ def load_yaml(path: str | Path, base: Optional[Config] = None) -> Config:
     return from_dict(parse_yaml(path), base, source=str(path))
 
 
-def save_yaml(cfg, path: str | Path) -> None:
+def save_yaml(cfg, path: str | Path, notes: Optional[dict[str, str]] = None) -> None:
+    """Write the config; ``notes`` ('section.field' -> text) become comments on their lines, e.g. what an
+    'auto' value resolved to (a comment, so reading the file back gives the config as it was given)."""
     from ..io import write_text
-    write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    lines = yaml.safe_dump(to_dict(cfg), sort_keys=False).splitlines()
+    section = ""
+    for i, line in enumerate(lines):
+        if not line.startswith(" "):
+            section = line.split(":", 1)[0]
+        elif notes and line.startswith("  ") and not line.startswith("   ") and ":" in line:
+            text = notes.get(f"{section}.{line.strip().split(':', 1)[0]}")
+            if text:
+                lines[i] = f"{line}  # {text}"
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def _absolute(path: Optional[str]) -> Optional[str]:

@@ -47,12 +47,32 @@ class ModelConfig:
         scope=("train",),
     )
     templates: list = opt(
-        ["a photo of a {}."],
-        "prompt templates for the class texts, repeatable: a template with '{}' for the class name, a preset "
-        "of open_clip's lists ('openai-imagenet': CLIP's 80 ImageNet templates; 'simple': 7 of them), or a "
-        "text file with one template per line. Several give an ensemble (the renormalised mean of the "
-        "normalised embeddings). Paper: 'a photo of a {}.'",
+        ["auto"],
+        "prompt templates for the class texts, repeatable: 'auto' (the paper's prompt for the data: a named "
+        "dataset's own, e.g. CoOp's 'a centered satellite photo of {}.' for EuroSAT, docs/datasets.md; 'a photo "
+        "of a {}.' for DomainBed's datasets, ImageNet and a folder), a template with '{}' for the class name, a "
+        "preset of open_clip's lists ('openai-imagenet': CLIP's 80 ImageNet templates; 'simple': 7 of them), or "
+        "a text file with one template per line. Several give an ensemble (the renormalised mean of the "
+        "normalised embeddings).",
         flag="template",
+        scope=("train", "zeroshot"),
+    )
+    activation: str = opt(
+        "auto",
+        "activation of open_clip's own towers (ViT, ResNet, text transformer): 'auto' (what the weights were "
+        "trained with: QuickGELU for OpenAI's CLIP, as the official code's clip.load builds it; a folder's "
+        "open_clip_config.json; else the architecture config's), 'gelu' or 'quick_gelu'. A choice the weights "
+        "were not trained with is built as asked, with a warning. results.json records the one built "
+        "(backbone.activation).",
+        choices=("auto", "gelu", "quick_gelu"),
+        scope=("train", "zeroshot"),
+    )
+    interpolation: str = opt(
+        "auto",
+        "resize interpolation of the training and evaluation transforms: 'auto' (the model's own: bicubic for "
+        "CLIP), 'bicubic' or 'bilinear' (the official code's torchvision defaults: --profile official). The "
+        "exported model keeps it.",
+        choices=("auto", "bicubic", "bilinear"),
         scope=("train", "zeroshot"),
     )
     cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights.", execution=True,
@@ -93,6 +113,20 @@ class DataConfig:
         False,
         "split classes (sorted) in half: train on the first half (base) only, report "
         "accuracy on base, new and their harmonic mean H (CoOp protocol).", scope=ALL_COMMANDS)
+    protocol: str = opt(
+        "clipood",
+        "how domain-split data (DomainBed's datasets, a folder) is split and scored. 'clipood': each domain "
+        "split per class into in/out (--val-fraction, --split-seed), the held-out domain reported on its 'in' "
+        "part (DomainBed's number); with --base-to-new the first ceil(C/2) classes are base and base and new "
+        "images are each scored among their own half (CoOp). 'official': as the official code "
+        "(converter_domainbed.py): DomainBed's own split (misc.split_dataset, seed_hash(--split-seed, domain)); "
+        "leave-one-domain-out tests on the held-out domain's 'out' part; with --base-to-new the first "
+        "floor(C/2) classes are base (OfficeHome 32, DomainNet 172), each domain's base and new images are "
+        "split apart, training domains validate on their base 'out' part, and the WHOLE held-out domain is "
+        "tested, base and new images each scored among ALL classes (paper Table 4). The report compares a "
+        "DomainBed cell with the paper only under 'official'. Datasets with their own splits (CoOp's, "
+        "ImageNet) are read the same way under both.",
+        choices=("clipood", "official"), scope=ALL_COMMANDS)
     val_fraction: float = opt(
         0.2,
         "fraction of each domain held out as its 'out' split (DomainBed: 0.2); training "
@@ -100,6 +134,10 @@ class DataConfig:
     split_seed: int = opt(0, "seed of the in/out split (fixed across runs, as DomainBed's).", within=Range(0, MAX_SEED, name="seed"), scope=ALL_COMMANDS)
     shots: Optional[int] = opt(
         None, "use at most N training images per class and domain (few-shot; 16 in CoOp).", within=Range(1, name="N"), scope=("train", "zeroshot"))
+    shot_seed: Optional[int] = opt(
+        None, "seed of the few-shot subset (--shots): none draws a new subset for each --seed (CoOp's 3-seed "
+        "protocol); 0 keeps one subset for every seed, as the official code does (Dassl's seed 0).",
+        within=Range(0, MAX_SEED, name="seed"), scope=("train", "zeroshot"))
     workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", execution=True, within=Range(0), scope=ALL_COMMANDS)
     bad_images: str = opt(
         "fail",
@@ -149,6 +187,13 @@ class AveragingConfig:
         "update the average every k steps; the skipped steps' Beta weights go to the step "
         "that updates (exact when k = 1).",
         flag="average-every", within=Range(1), applies={"averaging.name": ("bma", "ema", "uniform")})
+    precision: str = opt(
+        "fp32",
+        "number format of the average: 'fp32' (one fp32 copy, updated with one lerp) or 'fp16' (the official "
+        "code's: the tensors it stores in fp16, Linear/Conv weights and CLIP's projection, are averaged in "
+        "fp16 arithmetic as (avg + r theta) / (1 + r), r = alpha_t / A_(t-1); --profile official). fp16 rounds "
+        "away steps smaller than a weight's fp16 spacing (docs/method.md).",
+        flag="average-precision", choices=("fp32", "fp16"), applies={"averaging.name": ("bma", "uniform")})
 
 
 @dataclass
@@ -177,6 +222,22 @@ class TrainConfig(LoopConfig):
         "averaged as weights) or 'train' (statistics from each batch, updated and averaged). No effect on "
         "towers without BatchNorm (ViTs).",
         choices=("frozen", "train"),
+    )
+    sampling: str = opt(
+        "epochs",
+        "how each training domain's images are drawn: 'epochs' (seeded permutations, every image once per "
+        "pass) or 'replacement' (uniformly with replacement each step, as DomainBed's InfiniteDataLoader that "
+        "the official code uses for domain-split data; --profile official).",
+        choices=("epochs", "replacement"),
+    )
+    master_weights: str = opt(
+        "fp32",
+        "how trained weights are kept between steps: 'fp32' or 'fp16' (the official code's: after every AdamW "
+        "step, computed in fp32, the image tower's Linear/Conv weights and biases, attention in-projections "
+        "and CLIP's projection are rounded to fp16, as clip.model.convert_weights does; the optimizer state "
+        "stays fp32; --profile official). At lr 5e-6 fp16 storage rounds most of each update away "
+        "(docs/method.md).",
+        choices=("fp32", "fp16"),
     )
     compile: bool = opt(
         False,

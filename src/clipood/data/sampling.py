@@ -2,8 +2,10 @@
 
 Each step draws ``per_domain`` images from every training domain (DomainBed / CLIPood:
 12 per source domain). Every domain is an endless stream of seeded permutations of its
-images, so the batch of step s is computed directly from (seed, s): resuming at step s
-needs no replay, and under DDP each rank takes its slice of the same global batch.
+images (or, with ``replacement``, of independent uniform draws, as DomainBed's
+InfiniteDataLoader samples), so the batch of step s is computed directly from (seed, s):
+resuming at step s needs no replay, and under DDP each rank takes its slice of the same
+global batch.
 Each drawn image also gets its own augmentation seed, so random crops do not depend on
 worker processes or on where a run was resumed.
 """
@@ -36,8 +38,9 @@ class DomainBalancedBatches(torch.utils.data.Sampler):
     """Yields, for steps start..steps-1, a list of (image index, augmentation seed)."""
 
     def __init__(self, domains: Sequence[Sequence[int]], per_domain: int, steps: int, seed: int,
-                 start: int = 0, rank: int = 0, world_size: int = 1):
+                 start: int = 0, rank: int = 0, world_size: int = 1, replacement: bool = False):
         self.domains = [list(d) for d in domains if len(d) > 0]
+        self.replacement = replacement
         self.per_domain = per_domain
         self.steps, self.seed, self.start = steps, seed, start
         self.rank, self.world_size = rank, world_size
@@ -57,6 +60,10 @@ class DomainBalancedBatches(torch.utils.data.Sampler):
         for d, members in enumerate(self.domains):
             n = len(members)
             for j in range(self.per_domain):
+                if self.replacement:
+                    idx = members[mix(self.seed, step, d, j, 2) % n]
+                    out.append((idx, mix(self.seed, step, d, j, 1)))
+                    continue
                 pos = step * self.per_domain + j
                 idx = members[self._perm(d, pos // n)[pos % n]]
                 out.append((idx, mix(self.seed, step, d, j, 1)))

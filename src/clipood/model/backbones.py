@@ -36,13 +36,17 @@ import open_clip
 import torch
 from safetensors.torch import save_file
 
+from ..console import note, warn
 from ..errors import ModelError
 from ..io import atomic_path, write_json
 from . import towers as shipped
-from .weights import AUTO, EXPORT_CONFIG, EXPORT_WEIGHTS, Weights, read_folder_config, resolve_weights
+from .weights import AUTO, EXPORT_CONFIG, EXPORT_WEIGHTS, Weights, read_folder_config, resolve_weights, tag_quick_gelu
 
-__all__ = ["BUNDLED_CONFIGS", "Backbone", "IMAGENET_PREPROCESS", "export_config", "list_architectures", "load_backbone",
-           "one_line", "save_open_clip_folder", "set_trainable"]
+__all__ = ["ACTIVATIONS", "BUNDLED_CONFIGS", "Backbone", "IMAGENET_PREPROCESS", "activation_name", "export_config",
+           "list_architectures", "load_backbone", "one_line", "planned_activation", "resolve_activation", "save_open_clip_folder",
+           "set_trainable"]
+
+ACTIVATIONS = ("auto", "gelu", "quick_gelu")  # --activation
 
 BUNDLED_CONFIGS = Path(__file__).parent / "configs"
 open_clip.add_model_config(BUNDLED_CONFIGS)
@@ -69,6 +73,11 @@ class Backbone:
     arch: str
     pretrained: Optional[str]         # the tag or file open_clip loaded (None: a folder, towers or random)
     weights: Optional[Weights] = None  # what was loaded, in words (Weights.about)
+    quick_gelu: bool = False          # the activation of open_clip's own towers (ViT, text transformer)
+
+    @property
+    def activation(self) -> str:
+        return activation_name(self.quick_gelu)
 
     @property
     def logit_scale(self) -> Optional[float]:
@@ -88,6 +97,49 @@ def _base_model_cfg(w: Weights) -> dict:
     if cfg is None:
         raise ModelError(f"--arch: no open_clip config for {w.model_name}")
     return copy.deepcopy(cfg)
+
+
+def activation_name(quick_gelu: bool) -> str:
+    return "quick_gelu" if quick_gelu else "gelu"
+
+
+def _has_own_towers(model_cfg: dict) -> bool:
+    """Whether open_clip builds a tower itself (ViT, ResNet, text transformer): the ones quick_gelu changes."""
+    return ("timm_model_name" not in model_cfg.get("vision_cfg", {})
+            or not model_cfg.get("text_cfg", {}).get("hf_model_name"))
+
+
+def resolve_activation(w: Weights, model_cfg: dict, choice: str = AUTO) -> bool:
+    """QuickGELU (True) or GELU: by default what the weights were trained with (OpenAI's CLIP: QuickGELU, as
+    the official code's clip.load builds it), else the architecture config's. A choice that differs from what
+    the weights were trained with is built as asked, with one warning line."""
+    if choice not in ACTIVATIONS:
+        raise ModelError(f"--activation: unknown activation {choice!r}; choose from {', '.join(ACTIVATIONS)}")
+    configured = bool(model_cfg.get("quick_gelu", False))
+    if choice == AUTO:
+        if w.quick_gelu is not None:
+            return w.quick_gelu
+        if w.kind == "file" and not configured and _has_own_towers(model_cfg) and any(
+                tag_quick_gelu(w.model_name, t) for t in open_clip.list_pretrained_tags_by_model(w.model_name)):
+            note(f"--pretrained {w.pretrained}: a checkpoint file does not say which activation it was trained "
+                 f"with; building GELU, the {w.model_name} config's. If it holds OpenAI's weights (trained with "
+                 f"QuickGELU), pass --activation quick_gelu", once=True)
+        return configured
+    wanted = choice == "quick_gelu"
+    if not _has_own_towers(model_cfg):
+        warn(f"--activation {choice} does not apply to {w.model_name}: its towers (timm image tower, Hugging Face "
+             f"text tower) have their own activations; it is ignored")
+        return configured
+    if w.quick_gelu is not None and wanted != w.quick_gelu:
+        warn(f"--activation {choice}: {w.about} were trained with {activation_name(w.quick_gelu)}; building "
+             f"{choice} as asked runs another network than the one trained (zero-shot accuracy drops)")
+    return wanted
+
+
+def planned_activation(arch: str, pretrained: Optional[str] = AUTO, choice: str = AUTO) -> str:
+    """The activation ``load_backbone`` will build, decided before anything is built (for a run's record)."""
+    w = resolve_weights(arch, pretrained)
+    return activation_name(resolve_activation(w, _base_model_cfg(w), choice))
 
 
 def _merge(base: dict, overrides: Optional[dict]) -> dict:
@@ -155,27 +207,37 @@ def _tokenizer(w: Weights, model_cfg: dict, cache_dir: Optional[str]) -> Callabl
 
 
 def load_backbone(arch: str, pretrained: Optional[str] = AUTO, *, device: str | torch.device = "cpu",
-                  cache_dir: Optional[str] = None, model_overrides: Optional[dict] = None) -> Backbone:
+                  cache_dir: Optional[str] = None, model_overrides: Optional[dict] = None,
+                  activation: str = AUTO, interpolation: str = AUTO) -> Backbone:
     """Create an open_clip model (fp32 master weights) with its eval transform and tokenizer.
 
     ``model_overrides`` replaces parts of the architecture's config (e.g. a projection type)
-    before the model is built; only for weights that do not fix them (towers, random)."""
+    before the model is built; only for weights that do not fix them (towers, random).
+    ``activation`` ('auto': what the weights were trained with, ``resolve_activation``) and
+    ``interpolation`` ('auto': the model's own resize interpolation) are --activation and
+    --interpolation."""
     w = resolve_weights(arch, pretrained)
     if model_overrides and w.kind not in ("towers", "random"):
         raise ModelError(f"{arch} with {w.about}: its projections are fixed by those weights; choose projections "
                          f"when aligning from --pretrained towers (or none)")
     model_cfg = _resolved_cfg(w, model_overrides)
-    kwargs: dict[str, Any] = {}
+    quick_gelu = resolve_activation(w, model_cfg, activation)
+    model_cfg["quick_gelu"] = quick_gelu  # recorded with the model: an export reloads with the same activation
+    kwargs: dict[str, Any] = {"quick_gelu": quick_gelu}
     if model_cfg.get("text_cfg", {}).get("hf_model_name") or model_overrides:
-        kwargs = {k: model_cfg[k] for k in ("embed_dim", "vision_cfg", "text_cfg") if k in model_cfg}
+        kwargs.update({k: model_cfg[k] for k in ("embed_dim", "vision_cfg", "text_cfg") if k in model_cfg})
     if w.model_name in shipped.SHIPPED and w.folder is None:
         kwargs.update(IMAGENET_PREPROCESS)
+    if interpolation != AUTO:
+        kwargs["image_interpolation"] = interpolation
     try:
-        with _quiet_loggers():
+        with _quiet_loggers(), warnings.catch_warnings():
+            # resolve_activation has decided (and said) what a mismatch with the tag's activation means
+            warnings.filterwarnings("ignore", message="QuickGELU mismatch", category=UserWarning)
             model, _, preprocess_val = open_clip.create_model_and_transforms(
                 w.model_name, pretrained=w.pretrained, device="cpu", cache_dir=cache_dir, precision="fp32",
                 load_weights=w.kind != "random", require_pretrained=w.kind in ("tag", "file", "folder"),
-                **kwargs)
+                force_quick_gelu=quick_gelu, **kwargs)
             if w.kind == "towers":
                 shipped.load_towers(model, shipped.SHIPPED[w.model_name])
             tokenizer = _tokenizer(w, model_cfg, cache_dir)
@@ -188,7 +250,7 @@ def load_backbone(arch: str, pretrained: Optional[str] = AUTO, *, device: str | 
     model.to(device)
     return Backbone(model=model, tokenizer=tokenizer, preprocess_val=preprocess_val,
                     preprocess_cfg=dict(open_clip.get_model_preprocess_cfg(model)), model_cfg=model_cfg, arch=arch,
-                    pretrained=w.pretrained, weights=w)
+                    pretrained=w.pretrained, weights=w, quick_gelu=quick_gelu)
 
 
 def set_trainable(model: torch.nn.Module, trainable: str) -> list[torch.nn.Parameter]:

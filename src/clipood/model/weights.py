@@ -24,7 +24,7 @@ from . import towers as shipped
 
 __all__ = ["AUTO", "CLIPOOD_TAGS", "normalise_pretrained", "ClipoodTag", "DEFAULT_TAGS", "EXPORT_CONFIG", "EXPORT_WEIGHTS", "RANDOM",
            "Weights", "check_arch", "clipood_tags", "installed_dir", "installed_weights", "read_folder_config",
-           "resolve_weights"]
+           "resolve_weights", "tag_quick_gelu"]
 
 PACKAGED_WEIGHTS = Path(__file__).parent / "pretrained"
 EXPORT_CONFIG = "open_clip_config.json"
@@ -69,6 +69,9 @@ class Weights:
     pretrained: Optional[str]       # ... and as pretrained (a tag or a file), or None
     folder: Optional[Path] = None   # a local-dir folder
     about: str = ""                 # one line for records and the console
+    # the activation the weights were trained with, where they say it (an open_clip tag's pretrained config,
+    # a folder's open_clip_config.json); None where they do not (a bare checkpoint file, towers, random)
+    quick_gelu: Optional[bool] = None
 
 
 def installed_dir(arch: str, tag: str) -> Path:
@@ -124,7 +127,13 @@ def _folder(folder: Path, pretrained: str, what: str) -> Weights:
     if weights is None:
         raise ModelError(f"--arch: {folder} holds no weights ({EXPORT_WEIGHTS}); copy them there, or pass "
                          f"--pretrained none to start from random weights on purpose")
-    return Weights("folder", f"local-dir:{folder}", None, folder, f"{what} ({weights})")
+    quick_gelu = bool(read_folder_config(folder)["model_cfg"].get("quick_gelu", False))
+    return Weights("folder", f"local-dir:{folder}", None, folder, f"{what} ({weights})", quick_gelu)
+
+
+def tag_quick_gelu(name: str, tag: str) -> bool:
+    """Whether open_clip's pretrained tag was trained with QuickGELU (its pretrained config says; OpenAI's: yes)."""
+    return bool(open_clip.get_pretrained_cfg(name, tag).get("quick_gelu", False))
 
 
 def _unknown_arch(arch: str) -> ModelError:
@@ -167,7 +176,8 @@ def resolve_weights(arch: str, pretrained: Optional[str] = AUTO) -> Weights:
     if pretrained == RANDOM:
         return Weights("random", name, None, about=f"random weights (--pretrained none) of {name}")
     if pretrained in open_clip_tags:
-        return Weights("tag", name, pretrained, about=f"open_clip's '{pretrained}' weights of {name}")
+        return Weights("tag", name, pretrained, about=f"open_clip's '{pretrained}' weights of {name}",
+                       quick_gelu=tag_quick_gelu(name, pretrained))
     if os.path.isfile(pretrained):
         return Weights("file", name, pretrained, about=f"{name} weights from {pretrained}")
     if pretrained == shipped.TOWERS_TAG and name in shipped.SHIPPED:

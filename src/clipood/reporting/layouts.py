@@ -62,6 +62,19 @@ def in_no_table(records: list[RunRecord]) -> list[RunRecord]:
 # ------------------------------------------------------------------------------ Table 1
 
 
+def _official(records: list[RunRecord]) -> bool:
+    """Whether every run split and scored its domain-split data as the paper's official code (--protocol official):
+    only such cells are compared with the paper's numbers."""
+    return all(r.protocol == "official" for r in records)
+
+
+def _protocol_note(records: list[RunRecord], paper_split: str) -> str:
+    what = "some of these runs use" if any(r.protocol == "official" for r in records) else "these runs use"
+    return (f"The paper's numbers are on {paper_split} (its official code's protocol); {what} clipood's protocol "
+            f"(--protocol clipood), so neither the paper's number nor Δ is shown here: run with --profile official "
+            f"(or --protocol official) to compare, and see the reference section for the published numbers.")
+
+
 def _coverage(ds_col: str, held: list[str], ref: dict) -> tuple[bool, str]:
     """Whether the held-out domains are the paper's for this dataset, and a note when not."""
     domains = ref.get("domains", {}).get(ds_col)
@@ -87,6 +100,9 @@ def table1(records: list[RunRecord], variant_of: dict[int, str], error: str = "s
         held = sorted({r.holdout[0] for r in dr}, key=domain_order(dr))
         col = match(ds, ref["columns"])
         covered[ds], gap_note = _coverage(col, held, ref) if col else (False, "")
+        official = _official(dr)
+        if covered[ds] and not official:
+            covered[ds], gap_note = False, _protocol_note(dr, "the held-out domain's 20 % 'out' split")
         avg_col = ["Avg"] if len(held) > 1 else []
         t = Table(key=f"table1_{file_key(ds)}", kind="table1", dataset=ds,
                   title=f"Table 1 layout: {ds}, accuracy (%) on each held-out domain",
@@ -105,8 +121,9 @@ def table1(records: list[RunRecord], variant_of: dict[int, str], error: str = "s
         if covered[ds]:  # the paper's number sits in the column that averages the same domains
             add_paper_rows(t, [([f"paper: {p['method']}"], p.get("clipood"),
                                 [None] * (len(t.columns) - 1) + [ref_value(p["values"], col)]) for p in ref["rows"]])
-        common_notes(t, "Accuracy on the held-out domain's 'in' split (DomainBed's test number)"
-                        + ("; Avg: per seed over the held-out domains." if avg_col else "."),
+        split = ("the held-out domain's 'out' split (the official code's test set, --protocol official)" if official
+                 else "the held-out domain's 'in' split (DomainBed's test number)")
+        common_notes(t, f"Accuracy on {split}" + ("; Avg: per seed over the held-out domains." if avg_col else "."),
                      no_paper=gap_note or None)
         tables.append(t)
     datasets = list(avg_by_dataset)
@@ -279,10 +296,13 @@ def table4(records: list[RunRecord], variant_of: dict[int, str], error: str = "s
         return []
     ref = load_reference()["table4"]
     datasets = datasets_of(recs)
-    cols, col_ref = [], []
+    cols, col_ref, unofficial = [], [], []
     for ds in datasets:
         dr = [r for r in recs if r.dataset == ds]
         ref_ds = match(ds, {k: v["aliases"] for k, v in ref["datasets"].items()})
+        if ref_ds and not _official(dr):
+            ref_ds = None  # another test set and scoring than the paper's: not compared
+            unofficial.append(ds)
         for h in sorted({r.holdout[0] for r in dr}, key=domain_order(dr)):
             cols.append(f"{ds}: {h}" if len(datasets) > 1 else h)
             dom = match(h, ref["datasets"][ref_ds]["domains"]) if ref_ds else None
@@ -309,9 +329,17 @@ def table4(records: list[RunRecord], variant_of: dict[int, str], error: str = "s
         paper_rows.append(([p["split"], f"paper: {p['method']}"], p.get("clipood"), cells + ([avg] if avg_col else [])))
     add_paper_rows(t, paper_rows)
     t.rows.sort(key=lambda r: [s for s, _ in SPLITS].index(r.labels[0]))  # paper rows beside ours, per split
-    common_notes(t, "Held-out domain's 'in' split; Base / New: images of base (new) classes scored among base (new) "
-                    "classes; Total: all classes." + (" Avg: per seed over the columns (the paper's over the same "
-                                                      "domains)." if avg_col else ""))
+    if _official(recs):
+        what = ("The whole held-out domain (the official code's in-the-wild test, --protocol official); Base / New: "
+                "images of the first floor(C/2) (the other) classes, each scored among all classes; Total: all images "
+                "among all classes.")
+    else:
+        what = ("Held-out domain's 'in' split; Base / New: images of base (new) classes scored among base (new) "
+                "classes; Total: all classes.")
+    common_notes(t, what + (" Avg: per seed over the columns (the paper's over the same domains)." if avg_col else ""),
+                 no_paper=_protocol_note([r for r in recs if r.dataset in unofficial],
+                                         "the whole held-out domain, base and new classes each scored among all "
+                                         "classes") if unofficial else None)
     return [t]
 
 

@@ -45,6 +45,7 @@ class RunRecord:
     train_domains: list[str] = field(default_factory=list)
     hparams: dict[str, Any] = field(default_factory=dict)  # lambda, beta, lr, steps, arch, batch_size, alpha, ...
     derived: bool = False  # a zero-shot record taken from a training run's pre-training evaluation
+    protocol: str = "clipood"  # how domain-split data was split and scored (results.json; --protocol)
 
     @property
     def metrics_path(self) -> Path:
@@ -126,7 +127,8 @@ def read_run(run_dir: Path) -> list[RunRecord]:
     variant = dict(side["variant"]) if side else _config_variant(cfg_dict)
     common = dict(path=run_dir, method=method, dataset=dataset, holdout=holdout, seed=seed, base_to_new=b2n,
                   kind=kind, zeroshot=results.get("zeroshot"), domains=list(results.get("domains") or []),
-                  train_domains=list(results.get("train_domains") or []), hparams=_hparams(cfg_dict, results))
+                  train_domains=list(results.get("train_domains") or []), hparams=_hparams(cfg_dict, results),
+                  protocol=str(results.get("protocol") or "clipood"))
     if kind == "wise-ft":
         out = []
         for alpha in results.get("alphas", []):
@@ -177,7 +179,7 @@ def add_derived_zeroshot(records: list[RunRecord]) -> list[RunRecord]:
         seen.add((key, r.seed))
         out.append(RunRecord(path=r.path, method="zeroshot", dataset=r.dataset, holdout=r.holdout, seed=r.seed,
                              base_to_new=r.base_to_new, variant={}, evals=r.zeroshot, kind="zeroshot",
-                             domains=r.domains, train_domains=r.train_domains, derived=True,
+                             domains=r.domains, train_domains=r.train_domains, derived=True, protocol=r.protocol,
                              hparams={k: r.hparams.get(k) for k in ("arch", "pretrained")}))
     out.sort(key=lambda r: (r.dataset, method_order(r.method), r.holdout, repr(sorted(r.variant.items())), r.seed,
                             str(r.path)))

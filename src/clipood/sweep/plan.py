@@ -18,6 +18,7 @@ from typing import Any, Iterator, Optional
 
 from ..config import (
     Config,
+    apply_profile,
     execution_keys,
     flag_name,
     flatten,
@@ -29,6 +30,7 @@ from ..config import (
     validate,
     with_absolute_paths,
 )
+from ..data.datasets import splits_by_domain
 from ..errors import ConfigError
 from ..methods import WISE_FT, ZEROSHOT, Method, get_method, method_label, wise_ft_key
 from .spec import SweepSpec, check_spec, nested
@@ -157,12 +159,11 @@ def _with_method_deps(spec: SweepSpec, methods: list[str]) -> list[Method]:
 
 
 def _dataset_config(spec: SweepSpec, ds) -> Config:
-    """The sweep's overrides, then the dataset's own, over the defaults."""
-    base = from_dict(copy.deepcopy(spec.overrides), Config(), source="sweep overrides")
-    base.data.base_to_new = spec.base_to_new
-    if ds.root is not None:
-        base.data.root = ds.root
-    return from_dict(copy.deepcopy(ds.overrides), base, source=f"sweep dataset {ds.name}")
+    """The sweep's overrides, then the dataset's own, over the sweep's profile over the defaults."""
+    where = {"data": {"base_to_new": spec.base_to_new, **({"root": ds.root} if ds.root is not None else {})}}
+    return apply_profile(spec.profile, [(spec.overrides, "sweep overrides"), (where, f"sweep dataset {ds.name}"),
+                                        (ds.overrides, f"sweep dataset {ds.name}")],
+                         lambda c: splits_by_domain(c.data.dataset))
 
 
 def variants(spec: SweepSpec, method: Method, cfg_m: Config) -> Iterator[tuple[dict, Config]]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import Config, flag_name, iter_fields, parse_yaml
+from ..config import DEFAULT_PROFILE, PROFILES, Config, flag_name, iter_fields, parse_yaml
 from ..errors import ConfigError
 from ..methods import DEFAULT_WISE_ALPHAS, TRAIN, get_method
 
@@ -39,6 +39,7 @@ class SweepSpec:
     wise_ft_base: str = "finetune"  # the training method whose runs WiSE-FT interpolates with zero-shot
     output_dir: str = "runs/sweep"
     name: str = "sweep"
+    profile: str = DEFAULT_PROFILE  # a named set of option values under the overrides (--profile)
 
 
 SPEC_KEYS = tuple(f.name for f in dataclasses.fields(SweepSpec))  # the keys a spec file may have
@@ -129,12 +130,16 @@ def spec_from_dict(data: dict, where: str = "sweep spec") -> SweepSpec:
     overrides = data.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise ConfigError(f"{where}: 'overrides' must be a mapping of config sections")
+    profile = data.get("profile", DEFAULT_PROFILE)
+    if profile not in PROFILES:
+        raise ConfigError(f"{where}: unknown profile {profile!r}; known: {', '.join(PROFILES)}")
     spec = SweepSpec(methods=[str(m) for m in methods], datasets=[_dataset(d, where) for d in datasets],
                      holdout=data.get("holdout", "all"), seeds=_seeds(data.get("seeds", [0]), where),
                      base_to_new=bool(data.get("base_to_new", False)), overrides=overrides,
                      method_overrides=mo, grid=grid, wise_ft_alphas=[float(a) for a in alphas],
                      wise_ft_base=str(data.get("wise_ft_base", "finetune")),
-                     output_dir=str(data.get("output_dir", "runs/sweep")), name=str(data.get("name", "sweep")))
+                     output_dir=str(data.get("output_dir", "runs/sweep")), name=str(data.get("name", "sweep")),
+                     profile=profile)
     for m in list(spec.methods) + list(mo):
         get_method(m)
     base = get_method(spec.wise_ft_base)

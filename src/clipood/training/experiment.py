@@ -7,14 +7,14 @@ and averager. Kept apart from the loop so that the loop reads like Algorithm 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
 
 from ..averaging import WeightAverage, averaged_tensors, build_averager
 from ..config import Config
-from ..data.datasets import prepare_benchmark
+from ..data.datasets import prepare_benchmark, prompt_template
 from ..data.folder import ImageIndex, scan
 from ..data.splits import Splits, make_splits
 from ..data.transforms import train_transform
@@ -27,8 +27,9 @@ from .device import resolve_device, resolve_precision
 from .distributed import SINGLE, DistContext, wrap
 from .execution import apply_execution_options
 from .optim import build_optimizer, build_scheduler
+from .storage import fp16_stored, round_to_fp16_
 
-__all__ = ["Experiment", "build_experiment", "prepare_data", "resolve_temperature"]
+__all__ = ["Experiment", "build_experiment", "prepare_data", "resolve_temperature", "shot_seed"]
 
 
 def resolve_temperature(temperature: Optional[float], backbone: Backbone) -> float:
@@ -45,14 +46,20 @@ def resolve_temperature(temperature: Optional[float], backbone: Backbone) -> flo
 def prepare_data(cfg: Config, training: bool = True) -> tuple[ImageIndex, Splits]:
     d = cfg.data
     if d.dataset is not None:  # a named benchmark: its own layout, class names and splits
-        return prepare_benchmark(d.dataset, d.root, training=training, holdout_domains=d.holdout_domains, val_fraction=d.val_fraction,
-                                 split_seed=d.split_seed, base_to_new=d.base_to_new, shots=d.shots,
-                                 shot_seed=cfg.train.seed, class_names_file=d.class_names)
+        return prepare_benchmark(d.dataset, d.root, training=training, holdout_domains=d.holdout_domains,
+                                 val_fraction=d.val_fraction, split_seed=d.split_seed, base_to_new=d.base_to_new,
+                                 shots=d.shots, shot_seed=shot_seed(cfg), class_names_file=d.class_names,
+                                 protocol=d.protocol)
     index = scan(d.root, d.layout, d.class_names)
     splits = make_splits(index, holdout_domains=d.holdout_domains, val_fraction=d.val_fraction,
                          split_seed=d.split_seed, base_to_new=d.base_to_new, shots=d.shots,
-                         shot_seed=cfg.train.seed)
+                         shot_seed=shot_seed(cfg), protocol=d.protocol)
     return index, splits
+
+
+def shot_seed(cfg: Config) -> int:
+    """The few-shot subset's seed: --shot-seed, else the run's --seed (a new subset per seed)."""
+    return cfg.data.shot_seed if cfg.data.shot_seed is not None else cfg.train.seed
 
 
 @dataclass
@@ -63,6 +70,7 @@ class Experiment:
     index: ImageIndex
     splits: Splits
     backbone: Backbone
+    templates: list  # the prompt templates, expanded (presets and files written out)
     text_features: torch.Tensor  # (C_all, D), all classes, computed once
     temperature: float  # tau: --temperature, or 1 / the backbone's learned logit scale
     classifier: ImageClassifier  # image tower + head over the training classes
@@ -77,6 +85,7 @@ class Experiment:
     dist: DistContext = SINGLE
     train_model: Optional[torch.nn.Module] = None  # what a step runs: the classifier, DDP-wrapped with N processes
     channels_last: bool = False  # images go to the device in channels_last format
+    fp16_weights: list = field(default_factory=list)  # rounded to fp16 after each step (--master-weights fp16)
 
     def __post_init__(self):
         if self.train_model is None:
@@ -102,10 +111,11 @@ def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] =
     index, splits = data or prepare_data(cfg)
     torch.manual_seed(cfg.train.seed)  # only a random head init draws from it
 
-    backbone = load_backbone(cfg.model.arch, cfg.model.pretrained, device=device, cache_dir=cfg.model.cache_dir)
+    backbone = load_backbone(cfg.model.arch, cfg.model.pretrained, device=device, cache_dir=cfg.model.cache_dir,
+                             activation=cfg.model.activation, interpolation=cfg.model.interpolation)
     model = backbone.model
-    text_features = encode_class_texts(model, backbone.tokenizer, index.class_names,
-                                       expand_templates(cfg.model.templates))
+    templates = expand_templates(cfg.model.templates, prompt_template(cfg.data.dataset))
+    text_features = encode_class_texts(model, backbone.tokenizer, index.class_names, templates)
     params = set_trainable(model, cfg.model.trainable)
 
     tau = resolve_temperature(cfg.loss.temperature, backbone)
@@ -124,9 +134,15 @@ def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] =
     label_map = torch.full((index.num_classes,), -1, dtype=torch.long)
     label_map[torch.as_tensor(splits.train_classes)] = torch.arange(len(splits.train_classes))
 
+    stored16 = fp16_stored(model.visual) if cfg.train.master_weights == "fp16" else []
+    round_to_fp16_(stored16)  # theta_0 as the official code holds it (--master-weights fp16)
     trained = averaged_tensors(model.visual, buffers=not frozen_norms) + [p for p in head.parameters() if p.requires_grad]
+    half = None
+    if cfg.averaging.precision == "fp16" and cfg.averaging.name in ("bma", "uniform"):
+        official16 = {id(t) for t in (stored16 or fp16_stored(model.visual))}
+        half = [id(t) in official16 for t in trained]
     averager = build_averager(cfg.averaging.name, trained, cfg.train.steps, beta=cfg.averaging.beta,
-                              ema_decay=cfg.averaging.ema_decay, every=cfg.averaging.every)
+                              ema_decay=cfg.averaging.ema_decay, every=cfg.averaging.every, half=half)
     o = cfg.optim
     optimizer = build_optimizer(params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas, eps=o.eps,
                                 device=device)
@@ -134,7 +150,8 @@ def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] =
                                 min_lr_ratio=o.min_lr_ratio)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     return Experiment(cfg=cfg, device=device, autocast_dtype=amp, index=index, splits=splits, backbone=backbone,
-                      text_features=text_features, temperature=tau, classifier=classifier, loss_fn=loss_fn, label_map=label_map,
+                      templates=templates, text_features=text_features, temperature=tau, classifier=classifier, loss_fn=loss_fn, label_map=label_map,
                       trained=trained, averager=averager, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                       train_transform=train_transform(backbone.preprocess_cfg), dist=dist,
-                      train_model=wrap(classifier, dist, device), channels_last=done["channels_last"])
+                      train_model=wrap(classifier, dist, device), channels_last=done["channels_last"],
+                      fp16_weights=[t for t in stored16 if t.requires_grad])

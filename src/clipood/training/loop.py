@@ -31,6 +31,7 @@ from .execution import micro_batches, to_device
 from .experiment import Experiment
 from .housekeeping import Housekeeping
 from .optim import apply_gradients
+from .storage import round_to_fp16_
 
 __all__ = ["fit", "train_loader", "train_step"]
 
@@ -76,7 +77,8 @@ def train_loader(exp: Experiment, start: int) -> torch.utils.data.DataLoader:
                           f"domain x {len(by_domain)} domains) cannot be split into {accum} micro-batches on each of "
                           f"{dist.world_size} processes; raise --batch-size or lower --accum-steps")
     sampler = DomainBalancedBatches(list(by_domain.values()), cfg.train.batch_size, cfg.train.steps,
-                                    cfg.train.seed, start=start, rank=dist.rank, world_size=dist.world_size)
+                                    cfg.train.seed, start=start, rank=dist.rank, world_size=dist.world_size,
+                                    replacement=cfg.train.sampling == "replacement")
     return torch.utils.data.DataLoader(
         ImageDataset(exp.index, exp.train_transform), batch_sampler=sampler, collate_fn=collate,
         num_workers=cfg.data.workers, pin_memory=exp.device.type == "cuda",
@@ -109,6 +111,7 @@ def train_step(exp: Experiment, images: torch.Tensor, labels: torch.Tensor) -> t
     if not torch.isfinite(loss):  # same value on every rank: all stop together, nothing stepped
         return loss
     apply_gradients(exp.optimizer, exp.scheduler, exp.scaler, o.grad_clip)
+    round_to_fp16_(exp.fp16_weights)  # --master-weights fp16: the official code keeps the weights in fp16
     return loss
 
 

@@ -25,7 +25,7 @@ REGISTRY: dict[str, type[Benchmark]] = {cls.name: cls for cls in (*domainbed.DAT
                                                                    *coop.DATASETS)}
 
 __all__ = ["Benchmark", "DOCS", "Predefined", "REGISTRY", "datasets_markdown", "fixed_splits", "get", "names",
-           "prepare_benchmark", "status_rows"]
+           "prepare_benchmark", "prompt_template", "splits_by_domain", "status_rows"]
 
 
 def _key(name: str) -> str:
@@ -44,6 +44,17 @@ def get(name: str) -> Benchmark:
         if k == _key(reg_name) or k in {_key(a) for a in cls.aliases}:
             return cls()
     raise ConfigError(f"--dataset: unknown dataset {name!r}; known: {', '.join(REGISTRY)}")
+
+
+def splits_by_domain(dataset: Optional[str]) -> bool:
+    """Whether data is split by domain (a folder, or one of DomainBed's datasets) rather than by its own files
+    (CoOp's split files, ImageNet's val and shift sets): the two kinds the official code reads differently."""
+    return dataset is None or get(dataset).family == "DomainBed"
+
+
+def prompt_template(dataset: Optional[str]) -> str:
+    """The prompt the paper's official code uses for the data (``--template auto``)."""
+    return Benchmark.template if dataset is None else get(dataset).template
 
 
 def prepare_benchmark(name: str, root: str | Path, *, training: bool = True, **options) -> tuple[ImageIndex, Splits]:
@@ -127,7 +138,8 @@ def datasets_markdown() -> str:
                   f"- Source: {b.url}",
                   f"- Domains: {', '.join(b.domains)}",
                   f"- Classes: {b.num_classes}; names: {b.class_source}",
-                  f"- Splits: {b.split_doc}"]
+                  f"- Splits: {b.split_doc}",
+                  f"- Prompt (`--template auto`, the official code's): `{b.template}`"]
         if len(b.folders) > 1 or b.aliases:
             extra = [f"folder also accepted as {', '.join(f'`{f}`' for f in b.folders[1:])}"] if len(b.folders) > 1 \
                 else []

@@ -50,6 +50,10 @@ class Benchmark:
     split_doc: ClassVar[str]  # how train / val / test are made (docs)
     aliases: ClassVar[tuple[str, ...]] = ()
     test_only: ClassVar[bool] = False  # evaluation only (ImageNet shift sets)
+    # the prompt the paper's official code uses for this dataset (--template auto): CoOp's per-dataset
+    # templates (its CUSTOM_TEMPLATES, which the official converter_dassl.py takes) and 'a photo of a {}.'
+    # for DomainBed's datasets and ImageNet
+    template: ClassVar[str] = "a photo of a {}."
 
     # ------------------------------------------------------------------ location
     def path(self, root: str | Path) -> Path:
@@ -86,7 +90,7 @@ class Benchmark:
 
     def prepare(self, root: str | Path, *, holdout_domains: list[str], val_fraction: float, split_seed: int,
                 base_to_new: bool = False, shots: Optional[int] = None, shot_seed: int = 0,
-                class_names_file: Optional[str | Path] = None) -> tuple[ImageIndex, Splits]:
+                class_names_file: Optional[str | Path] = None, protocol: str = "clipood") -> tuple[ImageIndex, Splits]:
         """Index and protocol splits, as ``scan`` + ``make_splits`` give for a plain folder."""
         self.check(root)
         index, predefined = self.load(root)
@@ -94,7 +98,8 @@ class Benchmark:
             index.class_names = read_class_names(Path(class_names_file), index.class_folders)
         if predefined is None:
             splits = make_splits(index, holdout_domains=holdout_domains, val_fraction=val_fraction,
-                                 split_seed=split_seed, base_to_new=base_to_new, shots=shots, shot_seed=shot_seed)
+                                 split_seed=split_seed, base_to_new=base_to_new, shots=shots, shot_seed=shot_seed,
+                                 protocol=protocol)
         else:
             splits = fixed_splits(self.name, index, predefined, holdout_domains=holdout_domains,
                                   base_to_new=base_to_new, shots=shots, shot_seed=shot_seed)

@@ -150,6 +150,7 @@ class Caltech101(CoOpDataset):
 
 class OxfordPets(CoOpDataset):
     name = "oxfordpets"
+    template = "a photo of a {}, a type of pet."
     title = "OxfordPets"
     folders = ("oxford_pets",)
     url = f"https://www.robots.ox.ac.uk/~vgg/data/pets/; split file: {COOP_DATASETS}"
@@ -172,6 +173,7 @@ class StanfordCars(CoOpDataset):
 
 class Flowers102(CoOpDataset):
     name = "flowers102"
+    template = "a photo of a {}, a type of flower."
     title = "Flowers102"
     folders = ("oxford_flowers",)
     aliases = ("oxfordflowers", "oxford_flowers")
@@ -184,6 +186,7 @@ class Flowers102(CoOpDataset):
 
 class Food101(CoOpDataset):
     name = "food101"
+    template = "a photo of {}, a type of food."
     title = "Food101"
     folders = ("food-101",)
     url = f"https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/; split file: {COOP_DATASETS}"
@@ -197,6 +200,7 @@ class FGVCAircraft(CoOpDataset):
     """The official variant split files instead of a CoOp JSON (CoOp reads them the same way)."""
 
     name = "fgvcaircraft"
+    template = "a photo of a {}, a type of aircraft."
     title = "FGVCAircraft"
     folders = ("fgvc_aircraft",)
     url = ("https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (fgvc-aircraft-2013b: its data/ folder, "
@@ -249,6 +253,7 @@ class SUN397(CoOpDataset):
 
 class DTD(CoOpDataset):
     name = "dtd"
+    template = "{} texture."
     title = "DTD"
     folders = ("dtd",)
     aliases = ("describabletextures",)
@@ -261,6 +266,7 @@ class DTD(CoOpDataset):
 
 class EuroSAT(CoOpDataset):
     name = "eurosat"
+    template = "a centered satellite photo of {}."
     title = "EuroSAT"
     folders = ("eurosat",)
     url = f"https://github.com/phelber/EuroSAT (RGB); split file: {COOP_DATASETS}"
@@ -271,6 +277,7 @@ class EuroSAT(CoOpDataset):
 
 class UCF101(CoOpDataset):
     name = "ucf101"
+    template = "a photo of a person doing {}."
     title = "UCF101"
     folders = ("ucf101",)
     url = ("https://www.crcv.ucf.edu/data/UCF101.php (UCF-101-midframes, the middle frame of each video, and the "
