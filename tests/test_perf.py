@@ -41,6 +41,15 @@ def test_bench_eval_both_loops(tmp_path):
     assert info["batched_images_per_s"] > 0 and info["naive_images_per_s"] > 0
 
 
+def test_official_precision_measures_fp16_storage_against_fp32(tmp_path, capsys):
+    info = _run("official_precision", ["--arch", "clipood-tiny", "--steps", "3", "--lr", "1e-4",
+                                        "--batch-per-domain", "2"], tmp_path)
+    figures = info["runs"]["0.0001"]
+    assert 0 < figures["displacement_ratio"] < 1.5 and figures["unmoved_fp16"] >= figures["unmoved_fp32"]
+    assert len(figures["grad_norms_fp32"]) == 3 and 0 < figures["clip_update_cosine"] <= 1 + 1e-9
+    assert "displacement official / fp32" in capsys.readouterr().out
+
+
 def test_bench_gpu_refuses_politely_without_cuda(capsys):
     import bench_gpu_throughput
     assert bench_gpu_throughput.main(["--device", "cpu"]) == 0

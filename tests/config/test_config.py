@@ -284,3 +284,40 @@ def test_integer_bounds_are_written_in_full():
     assert Range(0, 2**63 - 1, name="seed").text() == "0 <= seed <= 9223372036854775807"
     assert Range(0.0, 1.0, lo_open=True, name="lr").text() == "0 < lr <= 1"
     assert Range(1e-5, None).text() == "x >= 1e-05"
+
+
+def test_a_profile_sits_under_the_config_file_and_the_flags(tmp_path):
+    """--profile official sets the official code's choices; a YAML file and flags still override any of them."""
+    y = tmp_path / "run.yaml"
+    y.write_text("profile: official\noptim: {lr: 1.0e-5}\ntrain: {sampling: epochs}\n")
+    args = build_parser().parse_args(["train", "--config", str(y), "--master-weights", "fp32"])
+    cfg, given = config_from_args(args)
+    assert cfg.averaging.precision == "fp16" and cfg.optim.grad_clip is None and cfg.model.interpolation == "bilinear"
+    assert cfg.data.protocol == "official" and cfg.data.shot_seed == 0  # a folder is domain-split data
+    assert cfg.train.master_weights == "fp32" and cfg.train.sampling == "epochs" and cfg.optim.lr == 1e-5
+    assert "train.master_weights" in given and "data.protocol" not in given  # a profile is not 'given'
+    default, _ = config_from_args(build_parser().parse_args(["train"]))
+    assert dataclasses.asdict(default) == dataclasses.asdict(Config())  # the clipood profile is the defaults
+
+
+def test_the_official_profile_leaves_the_splits_of_datasets_that_have_their_own():
+    cfg, _ = config_from_args(build_parser().parse_args(["train", "--profile", "official", "--dataset", "eurosat"]))
+    assert cfg.data.protocol == "clipood" and cfg.train.sampling == "epochs"  # CoOp's files, shuffled epochs
+    assert cfg.train.master_weights == "fp16" and cfg.data.shot_seed == 0
+
+
+def test_profile_of_names_the_profile_and_what_changed():
+    from clipood.config import apply_profile, profile_of
+    cfg = apply_profile("official", [({"optim": {"grad_clip": 1.0}}, "test")], lambda c: True)
+    assert profile_of(cfg, True) == {"name": "official", "changed": {"optim.grad_clip": 1.0}}
+    assert profile_of(Config(), True) == {"name": "clipood", "changed": {}}
+
+
+def test_an_unknown_profile_is_one_line(tmp_path):
+    y = tmp_path / "run.yaml"
+    y.write_text("profile: paper\n")
+    with pytest.raises(Exception, match="unknown profile 'paper'; known: clipood, official"):
+        config_from_args(build_parser().parse_args(["train", "--config", str(y)]))
+    from clipood.sweep import spec_from_dict
+    with pytest.raises(ConfigError, match="unknown profile 'paper'"):
+        spec_from_dict({"methods": ["clipood"], "datasets": ["x"], "profile": "paper"})

@@ -243,3 +243,32 @@ def test_in_the_wild_scoring_scores_base_and_new_images_among_all_classes():
     own_base = (feats[:4, :2].argmax(1) == labels[:4]).float().mean().item()  # CoOp's: each half among its own
     own_new = (feats[4:, 2:].argmax(1) + 2 == labels[4:]).float().mean().item()
     assert (split["base"], split["new"]) == (own_base, own_new) == (1.0, 1.0)
+
+
+def test_official_in_the_wild_on_a_folder_counts(shapes_root, tiny_pretrained, tmp_path):
+    """End to end on an image folder (zero-shot run): the counts the official protocol gives, from the files."""
+    import os
+
+    from clipood.commands import zeroshot
+    from clipood.config import Config, validate
+    cfg = Config()
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
+    cfg.data.root, cfg.data.workers, cfg.data.holdout_domains = str(shapes_root), 0, ["sketch"]
+    cfg.data.base_to_new, cfg.data.protocol = True, "official"
+    cfg.run.output_dir, cfg.run.name = str(tmp_path / "runs"), "zs"
+    _, results = zeroshot(validate(cfg, training=False), progress=False)
+    domains = sorted(os.listdir(shapes_root))
+    classes = sorted(os.listdir(shapes_root / domains[0]))
+    files = {(d, c): len(os.listdir(shapes_root / d / c)) for d in domains for c in classes}
+    base = classes[:len(classes) // 2]
+    test = results["zeroshot"]["sketch/all"]
+    assert (test["n"], test["n_base"], test["n_new"]) == (
+        sum(files[("sketch", c)] for c in classes), sum(files[("sketch", c)] for c in base),
+        sum(files[("sketch", c)] for c in classes[len(base):]))
+    for d in domains:
+        if d != "sketch":
+            n_base = sum(files[(d, c)] for c in base)
+            assert results["zeroshot"][f"{d}/out"]["n"] == int(n_base * 0.2)  # DomainBed: int(n * holdout)
+    assert results["train_images"] == sum(n - int(n * 0.2) for n in (sum(files[(d, c)] for c in base)
+                                                                     for d in domains if d != "sketch"))
+    assert results["protocol"] == "official"

@@ -216,3 +216,15 @@ def test_a_sweep_with_relative_paths_is_rerun_as_the_same_runs(shapes_root, tiny
     assert first.executed and not first.failed
     again = run_sweep(spec_from_dict(spec), progress=False)
     assert again.skipped == first.executed and not again.failed
+
+
+def test_a_sweep_profile_sits_under_its_overrides(shapes_root, tmp_path):
+    spec = spec_from_dict({"methods": ["clipood"], "datasets": [str(shapes_root)], "holdout": ["sketch"],
+                           "profile": "official", "overrides": {"optim": {"grad_clip": 2.0}},
+                           "output_dir": str(tmp_path / "runs")})
+    cfg = plan(spec)[0].cfg
+    assert cfg.train.master_weights == "fp16" and cfg.averaging.precision == "fp16"
+    assert cfg.data.protocol == "official" and cfg.train.sampling == "replacement"
+    assert cfg.optim.grad_clip == 2.0  # the spec's overrides win over the profile
+    for name in ("table1_domainbed", "table2_imagenet", "table3_base_to_new", "table4_domain_and_class"):
+        assert load_spec(f"configs/{name}.yaml").profile == "official", name

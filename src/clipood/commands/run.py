@@ -232,6 +232,7 @@ def _run_eval(cfg: Config, model_dir: Path, out: Optional[Path], progress: bool,
               dist: distributed.DistContext) -> dict:
     model_dir = exported_model_dir(model_dir)
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{model_dir}", "auto"
+    cfg.model.activation = cfg.model.interpolation = "auto"  # the exported model's own, recorded with it
     cfg.averaging.name = "none"
     meta = model_dir / META_FILE
     if meta.is_file():

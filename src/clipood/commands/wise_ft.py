@@ -126,6 +126,7 @@ def wise_ft_models(model_a: Path, model_b: Path, cfg: Config, alphas: Sequence[f
         raise ClipoodError(f"--alphas: alphas must be in [0, 1], got {list(alphas)}")
     cfg = copy.deepcopy(cfg)
     cfg.model.arch, cfg.model.pretrained, cfg.averaging.name = f"local-dir:{a}", "auto", "none"
+    cfg.model.activation = cfg.model.interpolation = "auto"  # model A's own, recorded with it
     cfg.run.name = cfg.run.name or f"wise-ft-{time.strftime('%Y%m%d-%H%M%S')}"
     if (a / META_FILE).is_file():
         meta = read_model_meta(a)

@@ -30,8 +30,10 @@ class OptimConfig:
                               within=Range(0, 1))
     grad_clip: Optional[float] = opt(
         1.0,
-        "clip the gradient norm to this value ('none' to disable). The paper does not clip; "
-        "on by default here as a guard against spikes (at lr 5e-6 it rarely binds).",
+        "clip the gradient norm to this value ('none' to disable). The paper does not clip (--profile official); "
+        "on by default here as a guard against spikes. It binds at most steps (CLIP-sized towers have gradient "
+        "norms above 1), but AdamW is invariant to a constant gradient scale: measured, the update moves within "
+        "2.3 % and keeps a cosine of 0.997 with the unclipped one (docs/method.md).",
         within=Range(0, lo_open=True, name="norm"),
     )
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from ..config import PROFILES
 from ..console import warn
 from ..errors import ClipoodError, ConfigError
 from ..methods import METHODS
@@ -39,6 +40,9 @@ def add_arguments(p) -> None:
                    help="a config option for every run, e.g. --set train.steps=100 or --set lr=1e-5 (repeat).")
     p.add_argument("--grid", action="append", metavar="KEY=V1,V2", default=[],
                    help="variants of an option, e.g. --grid lambda=0.1,0.3 (repeat: the product).")
+    p.add_argument("--profile", choices=tuple(PROFILES), help="option values under the overrides: 'clipood' "
+                   "(the defaults) or 'official' (every choice as the paper's official code; docs/method.md) "
+                   "(spec: profile).")
     p.add_argument("--out", metavar="DIR", help="parent folder of the sweep's runs (spec: output_dir).")
     p.add_argument("--name", metavar="NAME", help="the sweep's name (spec: name).")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -98,6 +102,8 @@ def spec_from_args(args) -> SweepSpec:
         data["base_to_new"] = args.base_to_new
     if args.out:
         data["output_dir"] = args.out
+    if args.profile is not None:
+        data["profile"] = args.profile
     if args.name:
         data["name"] = args.name
     overrides = copy.deepcopy(data.get("overrides") or {})
