@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -138,3 +139,54 @@ def test_a_resumed_or_finished_run_removes_what_killed_writers_left(tiny_config,
     with pytest.raises(ClipoodError, match="already finished"):
         resume_config(run)
     assert not (run.path / "checkpoints").exists()
+
+
+# ------------------------------------------------------------------ the record says what was run (issue 23)
+
+
+def _edit_config(run: RunDir, old: str, new: str) -> None:
+    path = run.path / "config.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_resume_refuses_edited_lr_case1(tiny_config, monkeypatch):
+    cfg = tiny_config
+    cfg.train.checkpoint_every = 3
+    run = _stopped_run(cfg, monkeypatch)
+    _edit_config(run, "lr: 0.001", "lr: 0.5")
+    with pytest.raises(ClipoodError, match=r"config.yaml changed since its checkpoint.*--lr \(optim.lr\) was 0.001, "
+                                           r"is now 0.5"):
+        run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert not (run.path / "results.json").exists()
+
+
+def test_resume_refuses_edited_steps_case2(tiny_config, monkeypatch):
+    cfg = tiny_config
+    cfg.train.steps, cfg.train.checkpoint_every = 12, 6
+    run = _stopped_run(cfg, monkeypatch, at=6)
+    _edit_config(run, "steps: 12", "steps: 4")
+    with pytest.raises(ClipoodError, match=r"--steps \(train.steps\) was 12, is now 4"):
+        run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert not (run.path / "results.json").exists()
+
+
+def test_resume_takes_edited_execution_options_and_refuses_other_fields_case1(tiny_config, monkeypatch):
+    """Variants: an execution option edited in config.yaml is taken; templates, seed and the loss are refused."""
+    cfg = tiny_config
+    cfg.train.checkpoint_every = 3
+    run = _stopped_run(cfg, monkeypatch)
+    original = (run.path / "config.yaml").read_text()
+    for old, new, named in (("\n  seed: 0", "\n  seed: 1", "--seed (train.seed)"),
+                            ("- a photo of a {}.", "- a drawing of a {}.", "--template (model.templates)"),
+                            ("name: mms", "name: metric_softmax", "--loss (loss.name)"),
+                            ("val_fraction: 0.2", "val_fraction: 0.3", "--val-fraction (data.val_fraction)")):
+        (run.path / "config.yaml").write_text(original)
+        _edit_config(run, old, new)
+        with pytest.raises(ClipoodError, match=re.escape(named)):
+            run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    (run.path / "config.yaml").write_text(original)
+    _edit_config(run, "log_every: 10", "log_every: 1")  # how it runs: allowed, as --log-every on the command line
+    _, results = run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert results["resumed_from_step"] == 3

@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "zero-shot and the averaged model on every split, save the averaged model.")
     _add_common(p)
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last intact checkpoint "
-                   "(its config.yaml is used; only options of how it runs, such as --workers or --device, may be "
-                   "given).")
+                   "(its config.yaml is used, and refused when edited since the checkpoint was written; only options of "
+                   "how it runs, such as --workers or --device, may be given).")
     p.add_argument("--allow-changed-data", action="store_true", help="with --resume: continue even though the "
                    "images under --root changed since the run started (by default that is refused).")
     add_config_flags(p, "train")
@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(model, data, optim, train, run); flags override it.")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars.")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted pretraining run from its last "
-                   "checkpoint (its saved config is used; other options are ignored).")
+                   "checkpoint (its config.yaml is used, and refused when edited since the checkpoint was written; only "
+                   "options of how it runs, such as --workers or --device, may be given).")
     add_config_flags(p, "pretrain", root=PretrainConfig)
     p.add_argument("--allow-changed-data", action="store_true", help="with --resume: continue even though the "
                    "caption table or its images changed since the run started (by default that is refused).")

@@ -61,10 +61,12 @@ def training_state(p: Pretraining, bad: BadImages) -> dict:
         "bad_images": [[path, reason] for path, reason in bad.items()],
         "csv_sha256": p.csv_sha256,
         "data_fingerprint": fingerprint(p.table.paths, Path(p.cfg.data.csv).parent),
+        "config": ckpt.config_record(p.cfg),
     }
 
 
 def restore_state(p: Pretraining, state: dict, bad: BadImages, allow_changed_data: bool = False) -> int:
+    ckpt.check_same_config(state.get("config"), p.cfg)
     if state.get("csv_sha256", p.csv_sha256) != p.csv_sha256 and not allow_changed_data:
         raise ClipoodError(f"--resume: {p.cfg.data.csv} changed since this run started (its rows decide the data "
                            f"order); restore the original table, start a new run, or pass --allow-changed-data")

@@ -7,10 +7,17 @@ data order is a function of the step), the RNG states and a fingerprint of the d
 whose checksum is missing or wrong is never resumed from: the newest good one is, and
 the run says which and why. ``torch.load`` with ``weights_only=True`` accepts only
 tensors and plain containers.
+
+A checkpoint also records the options the run was started with (``config_record``: every
+option but those of how it runs, ``execution`` in the config fields), so a resumed run
+refuses a ``config.yaml`` edited since (``check_same_config``): the record, the report and
+the optimiser state would otherwise tell three different stories.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Optional
@@ -21,8 +28,9 @@ from ..console import note
 from ..errors import ClipoodError
 from ..io import atomic_path, sha256_file, write_text
 
-__all__ = ["CHECKSUM", "PATTERN", "checkpoint_dir", "checksum_path", "list_checkpoints", "load_latest",
-           "remove_checkpoints", "restore_optimisation", "rng_state", "save_checkpoint", "set_rng_state"]
+__all__ = ["CHECKSUM", "PATTERN", "check_same_config", "checkpoint_dir", "checksum_path", "config_record",
+           "list_checkpoints", "load_latest", "remove_checkpoints", "restore_optimisation", "rng_state",
+           "save_checkpoint", "set_rng_state"]
 
 PATTERN = re.compile(r"^step-(\d+)\.pt$")
 CHECKSUM = ".sha256"
@@ -62,6 +70,43 @@ def restore_optimisation(state: dict, optimizer, scheduler, scaler, bad_seen: di
     set_rng_state(state["rng"])
     bad_seen.update({path: reason for path, reason in state.get("bad_images", [])})
     return int(state["step"])
+
+
+def config_record(cfg) -> dict:
+    """The options that decide what a run computes (all but the ``execution`` ones), paths absolute, and
+    their SHA-256: what a checkpoint keeps of the config it was made with."""
+    from ..config import execution_keys, flatten, to_dict, with_absolute_paths
+    skip = execution_keys(type(cfg))
+    options = {k: v for k, v in sorted(flatten(to_dict(with_absolute_paths(cfg))).items()) if k not in skip}
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=repr).encode()).hexdigest()
+    return {"options": options, "sha256": digest}
+
+
+def _flag(cfg, key: str) -> str:
+    from ..config import flag_name, iter_fields
+    sec, name = key.split(".", 1)
+    f = next((f for s, _, f in iter_fields(type(cfg)) if s == sec and f.name == name), None)
+    return f"--{flag_name(f)} ({key})" if f is not None else key
+
+
+def check_same_config(saved: Optional[dict], cfg, flag: str = "--resume") -> None:
+    """Refuse to continue with options other than those the checkpoint was made with, naming each one."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("options"), dict):
+        note(f"{flag}: the checkpoint holds no record of the options it was made with (written by an older "
+             f"clipood); the run's config.yaml is taken as it is now")
+        return
+    now = config_record(cfg)
+    if now["sha256"] == saved.get("sha256"):
+        return
+    before, after, missing = saved["options"], now["options"], object()
+    changed = [k for k in sorted(set(before) | set(after)) if before.get(k, missing) != after.get(k, missing)]
+    if not changed:
+        return
+    said = "; ".join(f"{_flag(cfg, k)} was {before.get(k, 'absent')!r}, is now {after.get(k, 'absent')!r}"
+                     for k in changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+    raise ClipoodError(f"{flag}: the run's config.yaml changed since its checkpoint was written: {said}. A resumed "
+                       f"run keeps the options it started with; restore config.yaml, or start a new run (only "
+                       f"options of how it runs may change, e.g. --workers, --device, --log-every)")
 
 
 def checksum_path(path: Path) -> Path:

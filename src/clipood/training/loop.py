@@ -45,10 +45,12 @@ def training_state(exp: Experiment, bad: BadImages) -> dict:
         "rng": ckpt.rng_state(),
         "bad_images": [[p, r] for p, r in bad.items()],
         "data_fingerprint": fingerprint(exp.index.paths, exp.index.root),
+        "config": ckpt.config_record(exp.cfg),
     }
 
 
 def restore_state(exp: Experiment, state: dict, bad: BadImages, allow_changed_data: bool = False) -> int:
+    ckpt.check_same_config(state.get("config"), exp.cfg)
     check_same_data(state.get("data_fingerprint"), fingerprint(exp.index.paths, exp.index.root), str(exp.index.root),
                     allow_changed_data)
     with torch.no_grad():
