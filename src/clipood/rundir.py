@@ -43,7 +43,7 @@ def default_name(cfg: Config) -> str:
 def run_path(output_dir: str, name: str) -> Path:
     check_output_dir(output_dir)
     check_name(name)
-    return Path(output_dir) / name
+    return Path(output_dir).expanduser() / name  # as config.yaml records it (config.io.expand_home)
 
 
 class RunDir:

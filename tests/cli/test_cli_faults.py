@@ -190,3 +190,37 @@ def test_resume_takes_only_options_of_how_it_runs(capsys, shapes_root, tiny_pret
     assert code == 2 and "--resume: --lr cannot change a run that has started" in err
     code, err = _run(capsys, ["train", "--allow-changed-data", "--root", str(shapes_root)])
     assert code == 2 and "--allow-changed-data: applies only with --resume" in err
+
+
+# ------------------------------------------------------------------ issue 23: the record says what was run
+
+
+def test_quoted_tilde_output_dir_goes_where_the_record_says_case3(capsys, shapes_root, tiny_pretrained, tmp_path,
+                                                                   monkeypatch):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    argv = _base(shapes_root, tiny_pretrained, tmp_path, "--name", "t")
+    argv[argv.index("--output-dir") + 1] = "~/runs"  # quoted: the shell left the '~'
+    code, err = _run(capsys, argv)
+    assert code == 0, err
+    assert not (work / "~").exists(), "a folder literally named '~'"
+    import yaml
+    saved = yaml.safe_load((home / "runs" / "t" / "config.yaml").read_text())
+    assert saved["run"]["output_dir"] == str(home / "runs")
+
+
+def test_an_empty_pretrained_is_an_error_not_random_weights_case4(capsys, shapes_root, tiny_pretrained, tmp_path):
+    code, err = _run(capsys, _base(shapes_root, tiny_pretrained, tmp_path, "--pretrained", ""))
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "--pretrained (model.pretrained): the value is empty" in err
+    assert not (tmp_path / "runs").exists()
+    for flag in ("--class-names", "--name", "--temperature"):  # variants: no empty value means 'none' by accident
+        code, err = _run(capsys, _base(shapes_root, tiny_pretrained, tmp_path, flag, " "))
+        assert code == 2 and f"{flag} (" in err and "the value is empty" in err, err
+    from clipood.errors import ModelError
+    from clipood.model import load_backbone
+    with pytest.raises(ModelError, match="--pretrained: the value is empty"):
+        load_backbone(f"local-dir:{tiny_pretrained}", "")

@@ -115,7 +115,9 @@ def coerce(value: Any, sec_name: str, sec_cls, f: dataclasses.Field) -> Any:
     """Convert a YAML/CLI value to the field's type, or raise ConfigError naming the option."""
     tp, optional, is_list = field_type(sec_cls, f)
     where = f"--{flag_name(f)} ({sec_name}.{f.name})"
-    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+    if isinstance(value, str) and not value.strip():  # '--pretrained ""' is not 'none' (random weights) by accident
+        raise ConfigError(f"{where}: the value is empty; give a value" + (" (or 'none')" if optional else ""))
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
         if optional:
             return None
         raise ConfigError(f"{where}: a value is required")

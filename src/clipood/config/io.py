@@ -16,7 +16,7 @@ from ..templates import is_template_file
 from .fields import coerce, flag_name, iter_fields
 from .tree import Config
 
-__all__ = ["execution_keys", "flatten", "from_dict", "given_keys", "irrelevant_keys", "load_yaml", "parse_yaml", "save_yaml",
+__all__ = ["PATH_KEYS", "execution_keys", "expand_home", "flatten", "from_dict", "given_keys", "irrelevant_keys", "load_yaml", "parse_yaml", "save_yaml",
            "to_dict", "variant_keys", "with_absolute_paths"]
 
 
@@ -104,26 +104,39 @@ def save_yaml(cfg, path: str | Path) -> None:
     write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
+PATH_KEYS = (("data", "root"), ("data", "class_names"), ("data", "csv"), ("run", "output_dir"), ("model", "cache_dir"))
+
+
 def _absolute(path: Optional[str]) -> Optional[str]:
     return None if path is None else str(Path(path).expanduser().absolute())
 
 
-def with_absolute_paths(cfg):
-    """A copy of a config tree with every path absolute, so a run resumes from any working directory."""
-    cfg = copy.deepcopy(cfg)
+def _map_paths(cfg, fn):
+    """``fn`` applied, in place, to every option of a config tree that names a path: the folders and files
+    of PATH_KEYS, a ``local-dir:`` folder, a weights file and files of templates."""
     m = cfg.model
     if m.arch.startswith("local-dir:"):
-        m.arch = "local-dir:" + _absolute(m.arch[len("local-dir:"):])
+        m.arch = "local-dir:" + fn(m.arch[len("local-dir:"):])
     if m.pretrained and os.path.isfile(os.path.expanduser(m.pretrained)):
-        m.pretrained = _absolute(m.pretrained)
-    m.cache_dir = _absolute(m.cache_dir)
+        m.pretrained = fn(m.pretrained)
     if getattr(m, "templates", None):  # a file of templates; presets and templates stay as they are
-        m.templates = [_absolute(t) if is_template_file(t) else t for t in m.templates]
-    for section, key in (("data", "root"), ("data", "class_names"), ("data", "csv"), ("run", "output_dir")):
+        m.templates = [fn(t) if is_template_file(t) else t for t in m.templates]
+    for section, key in PATH_KEYS:
         sec = getattr(cfg, section, None)
-        if sec is not None and hasattr(sec, key):
-            setattr(sec, key, _absolute(getattr(sec, key)))
+        if sec is not None and hasattr(sec, key) and getattr(sec, key) is not None:
+            setattr(sec, key, fn(getattr(sec, key)))
     return cfg
+
+
+def expand_home(cfg):
+    """'~' and '~user' in every path option expanded, in place, as a shell would have done (a quoted
+    '--output-dir ~/runs' must not make a folder named '~' while config.yaml records $HOME/runs)."""
+    return _map_paths(cfg, os.path.expanduser)
+
+
+def with_absolute_paths(cfg):
+    """A copy of a config tree with every path absolute, so a run resumes from any working directory."""
+    return _map_paths(copy.deepcopy(cfg), _absolute)
 
 
 def execution_keys(cls=Config) -> set[str]:

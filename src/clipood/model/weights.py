@@ -91,7 +91,10 @@ def clipood_tags(arch: str) -> list[str]:
 
 
 def normalise_pretrained(pretrained: Optional[str]) -> str:
-    if pretrained is None or pretrained.strip().lower() in ("", "none", "null", "random"):
+    if isinstance(pretrained, str) and not pretrained.strip():  # 'none' is the one way to ask for random weights
+        raise ModelError("--pretrained: the value is empty; give a tag, a checkpoint file, 'auto', or 'none' for "
+                         "random weights")
+    if pretrained is None or pretrained.strip().lower() in ("none", "null", "random"):
         return RANDOM
     return pretrained.strip()
 
