@@ -25,7 +25,7 @@ from typing import Iterator, Optional
 
 from .config import Config, check_name, check_output_dir, load_yaml, save_yaml, with_absolute_paths
 from .errors import ClipoodError
-from .io import read_json, remove_debris, write_json, write_text
+from .io import DiskFull, is_disk_full, read_json, remove_debris, write_json, write_text
 
 __all__ = ["LOCK_FILE", "RunDir", "default_name", "run_path"]
 
@@ -141,8 +141,13 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     def log(self, record: dict) -> None:
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            if is_disk_full(e):
+                raise DiskFull(self.metrics_path) from None
+            raise
         for t in self._trackers:
             t.log(record)
 

@@ -47,8 +47,9 @@ def color(method: str) -> str:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight", facecolor="white")
+    from ..io import atomic_path
+    with atomic_path(path) as tmp:  # a full disk names the plot; a half-written one never replaces the last
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight", facecolor="white")
     return path
 
 
