@@ -271,3 +271,10 @@ def test_pretrain_resume_refuses_an_edited_option_case1(captions_csv, tmp_path, 
     with pytest.raises(trainer.ClipoodError, match=r"--lr \(optim.lr\) was 0.001, is now 0.5"):
         trainer.run_pretrain(edited, resume=run, progress=False)
     assert not (tmp_path / "edited" / "results.json").exists()
+
+
+def test_a_caption_table_with_a_byte_order_mark_case9(captions_csv, tmp_path):
+    from clipood.pretraining.captions import read_caption_table
+    bom = captions_csv.with_name("captions-bom.csv")  # beside the images: paths are relative to it
+    bom.write_bytes(b"\xef\xbb\xbf" + captions_csv.read_bytes())
+    assert len(read_caption_table(bom)) == len(read_caption_table(captions_csv))

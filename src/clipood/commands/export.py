@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -23,7 +24,7 @@ from ..io import atomic_path, read_json, write_json
 from ..model import Backbone, LinearHead, load_backbone
 from ..model.backbones import save_open_clip_folder
 from ..model.heads import encode_class_texts
-from ..templates import expand_templates
+from ..templates import expand_templates, is_template
 from ..training.experiment import Experiment
 
 __all__ = ["Classifier", "HEAD_FILE", "META_FILE", "export_model", "exported_model_dir", "load_classifier",
@@ -54,11 +55,33 @@ def export_model(exp: Experiment, out_dir: Path) -> None:
     })
 
 
+def _meta_problem(meta) -> Optional[str]:
+    """What is wrong with a clipood.json's fields (a value of the wrong type), or None."""
+    if not isinstance(meta, dict):
+        return f"a JSON {type(meta).__name__}, not an object"
+    strings = lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)  # noqa: E731
+    t = meta.get("temperature")
+    checks = {
+        "class_names": strings(meta.get("class_names", [])),
+        "templates": strings(meta.get("templates", [])) and all(is_template(x) for x in meta.get("templates", [])),
+        "temperature": t is None or (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+                                     and t > 0),
+        "head": meta.get("head", "text") in ("text", "linear"),
+        "train_classes": isinstance(meta.get("train_classes", []), list)
+        and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(meta.get("class_names", []))
+                for i in meta.get("train_classes", [])),
+    }
+    bad = next((k for k, ok in checks.items() if not ok), None)
+    return None if bad is None else f"'{bad}' is {meta.get(bad)!r}"
+
+
 def read_model_meta(model_dir: Path) -> dict:
-    """clipood.json of an exported model, or one error line (missing fields, not JSON)."""
-    meta = read_json(Path(model_dir) / META_FILE, "--model")
-    if not isinstance(meta, dict) or not isinstance(meta.get("class_names", []), list):
-        raise ModelError(f"--model: {Path(model_dir) / META_FILE} is not a clipood model record; re-export the model")
+    """clipood.json of an exported model, or one error line (not JSON, a field of the wrong type)."""
+    path = Path(model_dir) / META_FILE
+    meta = read_json(path, "--model")
+    problem = _meta_problem(meta)
+    if problem is not None:
+        raise ModelError(f"--model: {path} is not a valid clipood model record ({problem}); re-export the model")
     return meta
 
 

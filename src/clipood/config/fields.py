@@ -128,6 +128,8 @@ def coerce(value: Any, sec_name: str, sec_cls, f: dataclasses.Field) -> Any:
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         inner = type(default_of(f)[0]) if default_of(f)[0:1] else str
         try:
+            if any(isinstance(v, (list, tuple, dict, bool)) or v is None for v in value):
+                raise TypeError  # [[a, b]] must not become the string "['a', 'b']"
             return [inner(v) for v in value]
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a list of {inner.__name__}, got {value!r}") from None

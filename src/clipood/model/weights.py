@@ -110,7 +110,7 @@ def read_folder_config(folder: Path, flag: str = "--arch") -> dict:
     if not path.is_file():
         raise ModelError(f"{flag}: no {EXPORT_CONFIG} in {folder}; point at a folder exported by clipood or open_clip")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelError(f"{flag}: {path} is not valid JSON ({e}); re-export the model") from None
     if not isinstance(data, dict) or not isinstance(data.get("model_cfg"), dict):

@@ -46,7 +46,7 @@ def read_caption_table(csv_path: str | Path, *, img_key: str = "filepath", capti
     csv_path = Path(csv_path)
     base = csv_path.parent
     try:
-        with open(csv_path, newline="", encoding="utf-8") as f:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is no part of the header
             reader = csv.DictReader(f, delimiter=sep)
             columns = list(reader.fieldnames or [])
             rows = list(reader)
