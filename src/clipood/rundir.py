@@ -158,14 +158,23 @@ class RunDir:
             t.resume_at(after_step)
         if not self.metrics_path.exists():
             return
-        keep = []
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+        keep, dropped = [], 0
+        for raw in self.metrics_path.read_bytes().splitlines():
             try:
+                line = raw.decode("utf-8")
                 rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by the kill
-            if rec.get("step", 0) <= after_step:
+                step = rec.get("step", 0) if isinstance(rec, dict) else None
+                if not isinstance(step, (int, float)) or isinstance(step, bool):
+                    raise ValueError(f"no step in {line[:80]!r}")
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError too: a line torn by a kill, or damage
+                dropped += raw.strip() != b""
+                continue
+            if step <= after_step:
                 keep.append(line)
+        if dropped:
+            from .console import note
+            note(f"{self.metrics_path}: dropped {dropped} line(s) that are not metrics records (torn by a kill, or "
+                 f"damaged); the steps after the checkpoint are logged again")
         write_text(self.metrics_path, "".join(ln + "\n" for ln in keep))
 
     def write_results(self, results: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -190,3 +191,75 @@ def test_resume_takes_edited_execution_options_and_refuses_other_fields_case1(ti
     _edit_config(run, "log_every: 10", "log_every: 1")  # how it runs: allowed, as --log-every on the command line
     _, results = run_train(RunDir.open(run.path)[1], resume=run, progress=False)
     assert results["resumed_from_step"] == 3
+
+
+# ------------------------------------------------------------------ issue 23, case 7c: damaged files on --resume
+
+
+def _resume_cli(run: RunDir, capsys) -> tuple[int, str]:
+    """The exit status and stderr without the note on the tiny model's random weights."""
+    from clipood.cli import main
+    capsys.readouterr()
+    code = main(["train", "--resume", str(run.path), "--no-progress"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    return code, "\n".join(ln for ln in lines if "starting from random weights" not in ln)
+
+
+def test_a_non_utf8_checksum_file_is_a_damaged_checkpoint_case7c(tmp_path, capsys):
+    for step in (2, 4):
+        ckpt.save_checkpoint(tmp_path, step, _state(float(step)), keep=2)
+    sums = ckpt.checksum_path(ckpt.checkpoint_dir(tmp_path) / "step-00000004.pt")
+    sums.write_bytes(b"\xff\xfe\x00garbage\n")
+    assert ckpt.load_latest(tmp_path)["step"] == 2
+    assert "skipped step-00000004.pt (its checksum file step-00000004.pt.sha256 is not a SHA-256 line" in \
+        capsys.readouterr().err
+
+
+def test_a_checkpoint_of_another_kind_with_a_valid_checksum_case7c(tiny_config, monkeypatch, capsys):
+    cfg = tiny_config
+    cfg.train.checkpoint_every = 3
+    run = _stopped_run(cfg, monkeypatch)
+    ckpt.save_checkpoint(run.path, 4, {"model": {"w": torch.zeros(2)}}, keep=5)  # a pretraining-like state
+    code, err = _resume_cli(run, capsys)
+    assert code == 0, err
+    assert "skipped step-00000004.pt (not a checkpoint of this kind of run (no 'trained'" in err
+    assert json.loads((run.path / "results.json").read_text())["resumed_from_step"] == 3
+
+
+def test_a_checkpoint_whose_tensors_do_not_fit_is_one_line_case7c(tiny_config, monkeypatch, capsys):
+    cfg = tiny_config
+    cfg.train.checkpoint_every = 3
+    run = _stopped_run(cfg, monkeypatch)
+    path = ckpt.checkpoint_dir(run.path) / "step-00000003.pt"
+    state = torch.load(path, weights_only=True)
+    state["trained"] = [t[..., :1].clone() if t.dim() else t for t in state["trained"]]  # other shapes, same count
+    del state["step"]
+    ckpt.save_checkpoint(run.path, 3, state, keep=5)
+    code, err = _resume_cli(run, capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"clipood: error: --resume: {path} does not match this model (its trained tensors have other shapes" in err
+
+
+@pytest.mark.parametrize("content", [b'{"sketch/in": {"accuracy": 0.5', b'[1, 2, 3]\n', b'\xff\xfe binary'])
+def test_a_damaged_zeroshot_json_on_resume_is_one_line_case7c(tiny_config, monkeypatch, capsys, content):
+    cfg = tiny_config
+    cfg.train.checkpoint_every, cfg.eval.zeroshot = 3, True
+    run = _stopped_run(cfg, monkeypatch)
+    (run.path / "zeroshot.json").write_bytes(content)
+    code, err = _resume_cli(run, capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert str(run.path / "zeroshot.json") in err and "delete it and resume" in err
+
+
+def test_binary_bytes_in_metrics_jsonl_on_resume_case7c(tiny_config, monkeypatch, capsys):
+    cfg = tiny_config
+    cfg.train.checkpoint_every, cfg.train.log_every = 3, 1
+    run = _stopped_run(cfg, monkeypatch)
+    with open(run.path / "metrics.jsonl", "ab") as f:
+        f.write(b"\xff\xfe\x00\x01 torn\n[1, 2]\n")
+    code, err = _resume_cli(run, capsys)
+    assert code == 0, err
+    assert f"{run.path / 'metrics.jsonl'}: dropped 2 line(s) that are not metrics records" in err
+    steps = [json.loads(ln)["step"] for ln in (run.path / "metrics.jsonl").read_text().splitlines()
+             if '"loss"' in ln]
+    assert steps == list(range(1, cfg.train.steps + 1))

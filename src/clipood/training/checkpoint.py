@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 
@@ -29,7 +30,7 @@ from ..errors import ClipoodError
 from ..io import atomic_path, sha256_file, write_text
 
 __all__ = ["CHECKSUM", "PATTERN", "check_same_config", "checkpoint_dir", "checksum_path", "config_record",
-           "list_checkpoints", "load_latest", "remove_checkpoints", "restore_optimisation", "rng_state",
+           "list_checkpoints", "load_latest", "not_fitting", "remove_checkpoints", "restore_optimisation", "rng_state",
            "save_checkpoint", "set_rng_state"]
 
 PATTERN = re.compile(r"^step-(\d+)\.pt$")
@@ -63,13 +64,29 @@ def set_rng_state(state: dict) -> None:
 
 def restore_optimisation(state: dict, optimizer, scheduler, scaler, bad_seen: dict) -> int:
     """Put back what every resumable loop keeps beside its weights; returns the checkpoint's step."""
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
-    bad_seen.update({path: reason for path, reason in state.get("bad_images", [])})
-    return int(state["step"])
+    with not_fitting(state):
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        bad_seen.update({path: reason for path, reason in state.get("bad_images", [])})
+        return int(state["step"])
+
+
+@contextmanager
+def not_fitting(state: dict, flag: str = "--resume") -> Iterator[None]:
+    """A checkpoint whose contents do not fit this run (a key, a shape or a type of another run): one line
+    naming the file, not the KeyError or RuntimeError of the code that reads it."""
+    try:
+        yield
+    except ClipoodError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        what = " ".join(str(e).split())[:200] or type(e).__name__
+        raise ClipoodError(f"{flag}: {state.get('file', 'the checkpoint')} does not fit this run ({type(e).__name__}: "
+                           f"{what}); delete it (the newest intact older one is then used, or the run starts again "
+                           f"from step 0)") from None
 
 
 def config_record(cfg) -> dict:
@@ -142,14 +159,21 @@ def _why_unusable(path: Path) -> Optional[str]:
     sums = checksum_path(path)
     if not sums.is_file():
         return "no checksum beside it (the write did not finish)"
-    expected = sums.read_text(encoding="utf-8").split()[:1]
+    try:
+        expected = sums.read_bytes()[:200].decode("ascii").split()[:1]
+    except (OSError, UnicodeDecodeError):
+        return f"its checksum file {sums.name} is not a SHA-256 line (damaged)"
     if not expected or expected[0] != sha256_file(path):
         return "checksum mismatch: the file changed after it was written"
     return None
 
 
-def load_latest(run_dir: Path, map_location="cpu", *, flag: str = "--resume") -> Optional[dict]:
-    """The newest intact checkpoint; a newer unusable one is reported and skipped. None if there are none."""
+def load_latest(run_dir: Path, map_location="cpu", *, flag: str = "--resume",
+                required: tuple[str, ...] = ("step",)) -> Optional[dict]:
+    """The newest intact checkpoint; a newer unusable one is reported and skipped. None if there are none.
+
+    ``required``: the keys this kind of run writes; a checkpoint without them (of another kind of run, or
+    another program's) is unusable. The file's name is in the state as ``"file"``."""
     run_dir = Path(run_dir)
     found = list_checkpoints(run_dir)
     if not found:
@@ -166,9 +190,14 @@ def load_latest(run_dir: Path, map_location="cpu", *, flag: str = "--resume") ->
             except Exception as e:  # intact bytes that torch cannot read: a foreign file
                 reason = f"unreadable ({type(e).__name__})"
             else:
-                for name, why in skipped:
-                    note(f"{flag}: skipped {name} ({why}); resuming from {path.name} (step {step})")
-                return state
+                missing = [k for k in required if k not in state] if isinstance(state, dict) else list(required)
+                if missing:
+                    reason = f"not a checkpoint of this kind of run (no {', '.join(map(repr, missing[:3]))})"
+                else:
+                    for name, why in skipped:
+                        note(f"{flag}: skipped {name} ({why}); resuming from {path.name} (step {step})")
+                    state["file"] = str(path)
+                    return state
         skipped.append((path.name, reason))
     raise ClipoodError(f"{flag}: no intact checkpoint in {checkpoint_dir(run_dir)} (newest: {skipped[0][0]}, "
                        f"{skipped[0][1]}); delete the folder to start the run again from step 0")
