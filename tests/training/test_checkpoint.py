@@ -263,3 +263,31 @@ def test_binary_bytes_in_metrics_jsonl_on_resume_case7c(tiny_config, monkeypatch
     steps = [json.loads(ln)["step"] for ln in (run.path / "metrics.jsonl").read_text().splitlines()
              if '"loss"' in ln]
     assert steps == list(range(1, cfg.train.steps + 1))
+
+
+def test_resume_refuses_same_size_images_swapped_between_classes_case5c(tiny_config, shapes_root, tmp_path,
+                                                                      monkeypatch):
+    import shutil
+
+    from PIL import Image
+    root = tmp_path / "data"
+    shutil.copytree(shapes_root, root)
+    a, b = root / "photo" / "circle" / "0000.png", root / "photo" / "star" / "0000.png"
+    for path, value in ((a, 40), (b, 200)):  # uncompressed: two different images of the same size in bytes
+        Image.new("RGB", (64, 64), (value, value, value)).save(path, compress_level=0)
+    assert a.stat().st_size == b.stat().st_size
+    cfg = tiny_config
+    cfg.data.root, cfg.train.checkpoint_every = str(root), 3
+    run = _stopped_run(cfg, monkeypatch)
+    tmp = root / "swap.tmp"
+    os.rename(a, tmp)
+    os.rename(b, a)
+    os.rename(tmp, b)
+    with pytest.raises(DataError, match=r"changed since the checkpoint \(the same number of images \(192\), but paths "
+                                        r"or contents differ\)"):
+        run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    os.rename(a, tmp)  # swapped back: the same bytes under each name, so the run continues
+    os.rename(b, a)
+    os.rename(tmp, b)
+    _, results = run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert results["resumed_from_step"] == 3

@@ -17,6 +17,7 @@ from typing import Callable, Optional, Sequence
 from ..console import progress_bar
 from ..errors import DataError
 from ..io import read_user_text
+from .digests import content_digests
 from .images import is_image_file, not_a_regular_file
 
 __all__ = ["ImageIndex", "check_classes", "check_same_data", "class_images", "file_id", "detect_layout", "fingerprint", "images_under", "index_domain_folders",
@@ -49,27 +50,33 @@ class ImageIndex:
         return self.domains.index(name)
 
 
-def fingerprint(paths: list[str], root: Optional[str | Path] = None) -> dict:
-    """What a resumed run must find again: every image's path (relative to ``root``) and size in bytes."""
+def fingerprint(paths: list[str], root: Optional[str | Path] = None, *, content: bool = True) -> dict:
+    """What a resumed run must find again: every image's path (relative to ``root``) and its bytes (SHA-256,
+    each file read once: ``digests``). ``content=False``: paths and sizes only, as older checkpoints hold."""
     import hashlib
     h = hashlib.sha256()
     base = Path(root) if root is not None else None
-    for p in paths:
+    digests = content_digests(paths, root) if content else None
+    for i, p in enumerate(paths):
         rel = os.path.relpath(p, base) if base is not None else p
         try:
             size = os.stat(p).st_size
         except OSError:
             size = -1
-        h.update(f"{rel}\0{size}\n".encode())
-    return {"images": len(paths), "sha256": h.hexdigest()}
+        h.update(f"{rel}\0{size}\n".encode() if digests is None else f"{rel}\0{size}\0{digests[i]}\n".encode())
+    return {"images": len(paths), "sha256": h.hexdigest(), **({"content": "sha256"} if content else {})}
 
 
-def check_same_data(saved: Optional[dict], now: dict, where: str, allow: bool) -> None:
+def check_same_data(saved: Optional[dict], paths: list[str], root: str | Path, allow: bool) -> None:
     """Refuse to resume on other images than the run started with, unless asked to (--allow-changed-data)."""
-    if saved is None or saved == now:
+    if saved is None:
+        return
+    now = fingerprint(paths, root, content="content" in saved)  # an older checkpoint: paths and sizes
+    where = str(root)
+    if saved == now:
         return
     change = (f"{saved['images']} images then, {now['images']} now" if saved["images"] != now["images"]
-              else f"the same number of images ({now['images']}), but paths or sizes differ")
+              else f"the same number of images ({now['images']}), but paths or contents differ")
     if allow:
         from ..console import note
         note(f"--resume: the images under {where} changed since the checkpoint ({change}); continuing on them "

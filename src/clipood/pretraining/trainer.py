@@ -73,8 +73,7 @@ def restore_state(p: Pretraining, state: dict, bad: BadImages, allow_changed_dat
     if state.get("csv_sha256", p.csv_sha256) != p.csv_sha256 and not allow_changed_data:
         raise ClipoodError(f"--resume: {p.cfg.data.csv} changed since this run started (its rows decide the data "
                            f"order); restore the original table, start a new run, or pass --allow-changed-data")
-    check_same_data(state.get("data_fingerprint"), fingerprint(p.table.paths, Path(p.cfg.data.csv).parent),
-                    str(Path(p.cfg.data.csv).parent), allow_changed_data)
+    check_same_data(state.get("data_fingerprint"), p.table.paths, Path(p.cfg.data.csv).parent, allow_changed_data)
     with ckpt.not_fitting(state):
         try:
             p.model.load_state_dict(state["model"])

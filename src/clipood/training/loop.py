@@ -54,8 +54,7 @@ def training_state(exp: Experiment, bad: BadImages) -> dict:
 
 def restore_state(exp: Experiment, state: dict, bad: BadImages, allow_changed_data: bool = False) -> int:
     ckpt.check_same_config(state.get("config"), exp.cfg)
-    check_same_data(state.get("data_fingerprint"), fingerprint(exp.index.paths, exp.index.root), str(exp.index.root),
-                    allow_changed_data)
+    check_same_data(state.get("data_fingerprint"), exp.index.paths, exp.index.root, allow_changed_data)
     with ckpt.not_fitting(state), torch.no_grad():
         average = state["averager"].get("average") or []
         for what, saved, live in (("trained", state["trained"], exp.trained),
