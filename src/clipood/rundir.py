@@ -30,6 +30,7 @@ from .io import DiskFull, is_disk_full, read_json, remove_debris, write_json, wr
 __all__ = ["LOCK_FILE", "RunDir", "default_name", "run_path"]
 
 LOCK_FILE = ".lock"
+STOPPED_START_RECORDS = ("metrics.jsonl", "zeroshot.json", "bad_images.txt")  # a run's records before its state
 
 
 def default_name(cfg: Config) -> str:
@@ -65,6 +66,7 @@ class RunDir:
         run = cls(path)
         run.acquire()
         remove_debris(path)
+        run._clear_stopped_start()
         cfg.run.name = path.name
         save_yaml(with_absolute_paths(cfg), path / "config.yaml")
         return run
@@ -75,6 +77,19 @@ class RunDir:
         if not (path / "config.yaml").is_file():
             raise ClipoodError(f"{flag}: {path} is not a run directory (no config.yaml)")
         return cls(path), load_yaml(path / "config.yaml", base)
+
+    def _clear_stopped_start(self) -> None:
+        """A run that stopped before its first checkpoint (killed, or an error) left records and no state to
+        continue from: a new run in its folder starts them afresh, so that nothing is logged twice and no
+        zero-shot evaluation of other options is taken for this run's."""
+        stale = [self.path / n for n in STOPPED_START_RECORDS if (self.path / n).is_file()]
+        if not stale:
+            return
+        from .console import note
+        for p in stale:
+            p.unlink()
+        note(f"{self.path}: held a run that stopped before its first checkpoint; starting afresh (removed "
+             f"{', '.join(p.name for p in stale)})")
 
     # ---------------------------------------------------------------- ownership
 

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .. import __version__
 from ..errors import ModelError
 from ..io import atomic_path, read_json, write_json
 from ..model import Backbone, LinearHead, load_backbone
 from ..model.backbones import save_open_clip_folder
+from ..model.finite import load_weights
 from ..model.heads import encode_class_texts
 from ..templates import expand_templates, is_template
 from ..training.experiment import Experiment
@@ -99,7 +100,7 @@ def load_exported_head(exp: Experiment, model_dir: Path) -> None:
     if not (model_dir / HEAD_FILE).is_file():
         raise ModelError(f"--model: {model_dir} was trained with a linear head, but {HEAD_FILE} is missing; "
                          f"re-export the model")
-    sd = load_file(str(model_dir / HEAD_FILE))
+    sd = _head_weights(model_dir, len(meta["train_classes"]), exp.text_features.shape[1])
     head = LinearHead(exp.text_features[meta["train_classes"]], exp.temperature, "random")
     head.linear.load_state_dict(sd)
     exp.classifier.head = head.to(exp.device)
@@ -138,6 +139,20 @@ def exported_model_dir(path: str | Path, option: str = "--model") -> Path:
     return path
 
 
+def _head_weights(model_dir: Path, rows: int, dim: int) -> dict[str, torch.Tensor]:
+    """The linear head's weight (rows x dim) and bias (rows), checked against clipood.json's train_classes."""
+    path = model_dir / HEAD_FILE
+    if not path.is_file():
+        raise ModelError(f"--model: {model_dir} was trained with a linear head, but {HEAD_FILE} is missing; "
+                         f"re-export the model")
+    sd = load_weights(path)
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    if shapes != {"weight": (rows, dim), "bias": (rows,)}:
+        raise ModelError(f"--model: {path} holds {shapes}, not a linear head over the {rows} training classes of "
+                         f"{model_dir / META_FILE} (weight {(rows, dim)}, bias {(rows,)}); re-export the model")
+    return sd
+
+
 def load_classifier(model_dir: str | Path, *, device: str | torch.device = "cpu") -> Classifier:
     """The model, its preprocessing, class names and head of an exported run (``RUN`` or ``RUN/model``)."""
     model_dir = exported_model_dir(model_dir)
@@ -149,7 +164,7 @@ def load_classifier(model_dir: str | Path, *, device: str | torch.device = "cpu"
     text = encode_class_texts(backbone.model, backbone.tokenizer, names, meta.get("templates", ["a photo of a {}."]))
     head, bias = text, None
     if meta.get("head") == "linear":
-        sd = load_file(str(model_dir / HEAD_FILE))
+        sd = _head_weights(model_dir, len(meta["train_classes"]), text.shape[1])
         rows = torch.as_tensor(meta["train_classes"])
         head = text / tau
         bias = torch.zeros(len(names))
