@@ -107,3 +107,24 @@ def test_an_inf_in_a_batchnorm_buffer_is_an_error_case7(tmp_path):
     with pytest.raises(ModelError, match=rf"its weights hold NaN or inf \({name}: 1 of"):
         load_backbone(f"local-dir:{folder}")
     assert torch.isfinite(load_backbone(f"local-dir:{tmp_path / 'ok'}").model.state_dict()[name]).all()
+
+
+def test_a_weights_folder_of_another_architecture_is_an_error_case7b(tiny_pretrained, tmp_path):
+    import open_clip
+    from safetensors.torch import save_file
+    other = tmp_path / "emoji-s"
+    other.mkdir()
+    model = open_clip.create_model("clipood-emoji-s")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(other / "open_clip_model.safetensors"))
+    (other / "open_clip_config.json").write_text(json.dumps({"model_cfg": open_clip.get_model_config("clipood-emoji-s"),
+                                                             "preprocess_cfg": {}}))
+    with pytest.raises(ModelError, match=rf"--pretrained {other}: a model folder of another architecture than --arch "
+                                         rf"clipood-tiny \(embed_dim is 128 there, 32 in --arch\); pass --arch "
+                                         rf"local-dir:{other}"):
+        load_backbone("clipood-tiny", str(other))
+    with pytest.raises(ModelError, match="could not load clipood-tiny with clipood-tiny weights from"):
+        load_backbone("clipood-tiny", str(other / "open_clip_model.safetensors"))  # a file of another architecture
+    fits = load_backbone("clipood-tiny", str(tiny_pretrained))  # a folder of this architecture: its weights
+    assert fits.weights.kind == "folder" and fits.weights.folder == tiny_pretrained
+    with pytest.raises(ModelError, match="is neither a file, a model folder nor a tag of clipood-tiny"):
+        load_backbone("clipood-tiny", str(tmp_path / "nosuch"))

@@ -166,7 +166,7 @@ def _map_paths(cfg, fn):
     m = cfg.model
     if m.arch.startswith("local-dir:"):
         m.arch = "local-dir:" + fn(m.arch[len("local-dir:"):])
-    if m.pretrained and os.path.isfile(os.path.expanduser(m.pretrained)):
+    if m.pretrained and os.path.exists(os.path.expanduser(m.pretrained)):  # a weights file or model folder
         m.pretrained = fn(m.pretrained)
     if getattr(m, "templates", None):  # a file of templates; presets and templates stay as they are
         m.templates = [fn(t) if is_template_file(t) else t for t in m.templates]

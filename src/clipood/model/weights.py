@@ -130,6 +130,36 @@ def _folder(folder: Path, pretrained: str, what: str) -> Weights:
     return Weights("folder", f"local-dir:{folder}", None, folder, f"{what} ({weights})")
 
 
+_NOT_ARCHITECTURE = {"hf_model_name", "hf_tokenizer_name", "hf_model_pretrained", "timm_model_pretrained"}
+
+
+def _first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
+    """'key: x in one, y in the other' for the first architecture setting two model configs differ in."""
+    for key in sorted(set(a) | set(b)):
+        if key in _NOT_ARCHITECTURE:
+            continue
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            found = _first_difference(x, y, f"{prefix}{key}.")
+            if found:
+                return found
+        elif x != y:
+            return f"{prefix}{key} is {x!r} there, {y!r} in --arch"
+    return None
+
+
+def _folder_of_arch(name: str, folder: Path) -> Weights:
+    """--pretrained FOLDER with --arch NAME: the folder's weights, when the folder is a model of NAME."""
+    if not folder.is_dir():
+        raise ModelError(f"--pretrained: {folder} is neither a file, a model folder nor a tag of {name}")
+    diff = _first_difference(read_folder_config(folder, "--pretrained")["model_cfg"],
+                             open_clip.get_model_config(name) or {})
+    if diff:
+        raise ModelError(f"--pretrained {folder}: a model folder of another architecture than --arch {name} ({diff});"
+                         f" pass --arch local-dir:{folder} to use it as it is, or weights made for {name}")
+    return _folder(folder, AUTO, f"the weights of {folder}")
+
+
 def _unknown_arch(arch: str) -> ModelError:
     name = arch.replace("/", "-")
     close = [m for m in open_clip.list_models() if name.lower()[:5] in m.lower()][:8]
@@ -175,6 +205,8 @@ def resolve_weights(arch: str, pretrained: Optional[str] = AUTO) -> Weights:
         return Weights("file", name, pretrained, about=f"{name} weights from {pretrained}")
     if pretrained == shipped.TOWERS_TAG and name in shipped.SHIPPED:
         return Weights("towers", name, None, about=shipped.SHIPPED[name].describe())
+    if os.sep in pretrained or pretrained.startswith(("~", ".")):
+        return _folder_of_arch(name, Path(pretrained).expanduser())  # a path, never joined onto the tag folder
     installed = installed_dir(name, pretrained)
     if (installed / EXPORT_CONFIG).is_file() and _weights_file(installed):
         return _folder(installed, AUTO, f"clipood's '{pretrained}' weights of {name}")
