@@ -74,7 +74,6 @@ def test_auto_picks_openai_then_the_clipood_tag_and_otherwise_says_what_to_pass(
 
 def _broken_copy(folder, tmp_path, name, value, key=None):
     """A copy of an open_clip folder with one value of one tensor set to NaN/inf (the first float tensor)."""
-    import torch
     from safetensors.torch import load_file, save_file
     out = tmp_path / f"broken-{name}"
     shutil.copytree(folder, out)
