@@ -265,3 +265,15 @@ def test_output_onto_a_full_device_is_one_line_naming_stdout_case6(argv):
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip() == "clipood: error: <stdout>: cannot write the command's output (No space left on " \
                                  "device); redirect it somewhere writable"
+
+
+def test_a_deleted_working_folder_is_one_line_case15(tmp_path):
+    gone = tmp_path / "gone"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for argv in (["-m", "clipood", "models"], ["-m", "clipood.cli", "train", "--root", "x"]):
+        gone.mkdir()
+        script = f"cd {gone} && rmdir {gone} && exec {sys.executable} {' '.join(argv)}"
+        res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.strip() == "clipood: error: the working folder no longer exists (deleted while this shell " \
+                                     "was in it); cd to an existing folder and run again"

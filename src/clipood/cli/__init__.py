@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from . import _guard  # noqa: F401  (first: a deleted working folder is said before torch fails on it)
+
+# isort: split
 from ..cache import cache_root
 from ..config import validate
 from ..errors import ClipoodError, Interrupted
