@@ -216,3 +216,13 @@ def test_a_sweep_with_relative_paths_is_rerun_as_the_same_runs(shapes_root, tiny
     assert first.executed and not first.failed
     again = run_sweep(spec_from_dict(spec), progress=False)
     assert again.skipped == first.executed and not again.failed
+
+
+def test_a_tilde_output_dir_is_where_the_runs_and_the_state_go_case3(shapes_root, tiny_pretrained, tmp_path,
+                                                                     monkeypatch):
+    """A variant of case 3: the sweep's own folder (.sweep, the report) and its runs' records agree."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    spec = spec_from_dict({**_spec(tmp_path, shapes_root, tiny_pretrained), "output_dir": "~/sweep"})
+    assert spec.output_dir == str(tmp_path / "home" / "sweep")
+    assert all(r.path.parent == tmp_path / "home" / "sweep" for r in plan(spec))
