@@ -308,3 +308,13 @@ def test_a_bind_mount_of_the_root_inside_a_class_folder_is_a_loop_case14(tmp_pat
         pytest.skip(f"no unprivileged bind mount here: {res.stderr.strip()[:200]}")
     assert res.stdout.strip() == f"DataError {mnt}: a mount of a folder that contains it (a loop); remove the mount", \
         res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "/dev/zero"])
+def test_a_link_to_a_device_named_like_an_image_is_named_case5b(tmp_path, target):
+    """A variant: another kind of file than a FIFO (a character device, through a link)."""
+    if not os.path.exists(target):
+        pytest.skip(f"no {target}")
+    root = _linked_tree(tmp_path)
+    os.symlink(target, root / "a" / "star" / "dev.png")
+    assert _error(root).startswith(f"{root / 'a' / 'star' / 'dev.png'}: a character device, not an image file")

@@ -278,3 +278,12 @@ def test_a_caption_table_with_a_byte_order_mark_case9(captions_csv, tmp_path):
     bom = captions_csv.with_name("captions-bom.csv")  # beside the images: paths are relative to it
     bom.write_bytes(b"\xef\xbb\xbf" + captions_csv.read_bytes())
     assert len(read_caption_table(bom)) == len(read_caption_table(captions_csv))
+
+
+def test_a_fifo_in_the_caption_table_is_named_case5b(captions_csv, tmp_path):
+    from clipood.pretraining.captions import read_caption_table
+    os.mkfifo(tmp_path / "pipe.png")
+    table = tmp_path / "t.csv"
+    table.write_text(f"filepath,title\n{tmp_path / 'pipe.png'},a pipe\n")
+    with pytest.raises(DataError, match=r"line 2: .*pipe.png is a FIFO \(named pipe\), not an image file"):
+        read_caption_table(table)

@@ -291,3 +291,36 @@ def test_resume_refuses_same_size_images_swapped_between_classes_case5c(tiny_con
     os.rename(tmp, b)
     _, results = run_train(RunDir.open(run.path)[1], resume=run, progress=False)
     assert results["resumed_from_step"] == 3
+
+
+def test_resume_takes_a_moved_dataset_of_the_same_images_case1(tiny_config, shapes_root, tmp_path, monkeypatch,
+                                                               capsys):
+    """A variant: the data staged to another folder (a cluster's node-local disk) with config.yaml's root edited
+    is the same data, checked by content; other images there are refused as before."""
+    import shutil
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(shapes_root, first)
+    cfg = tiny_config
+    cfg.data.root, cfg.train.checkpoint_every = str(first), 3
+    run = _stopped_run(cfg, monkeypatch)
+    shutil.copytree(first, second)
+    _edit_config(run, f"root: {first}", f"root: {second}")
+    png = sorted(second.glob("photo/circle/*.png"))[0]
+    original = png.read_bytes()
+    png.write_bytes(sorted(second.glob("photo/star/*.png"))[0].read_bytes())
+    with pytest.raises(DataError, match="changed since the checkpoint"):
+        run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    png.write_bytes(original)
+    _, results = run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert results["resumed_from_step"] == 3
+    assert f"--root (data.root) moved from {first} to {second}; the data there is checked by its contents" in \
+        capsys.readouterr().err
+
+
+def test_a_folder_under_a_checkpoints_name_is_skipped_case7c(tmp_path, capsys):
+    ckpt.save_checkpoint(tmp_path, 2, _state(2.0), keep=5)
+    bogus = ckpt.checkpoint_dir(tmp_path) / "step-00000004.pt"
+    bogus.mkdir()
+    ckpt.checksum_path(bogus).write_text("0" * 64 + "  step-00000004.pt\n")
+    assert ckpt.load_latest(tmp_path)["step"] == 2
+    assert "skipped step-00000004.pt (unreadable (Is a directory))" in capsys.readouterr().err

@@ -89,6 +89,11 @@ def not_fitting(state: dict, flag: str = "--resume") -> Iterator[None]:
                            f"from step 0)") from None
 
 
+# Where the data is may change between a checkpoint and its resume (a dataset staged to another disk): the
+# data fingerprint checks that the images, or the caption table, are the same by their contents.
+CHECKED_BY_CONTENT = ("data.root", "data.csv")
+
+
 def config_record(cfg) -> dict:
     """The options that decide what a run computes (all but the ``execution`` ones), paths absolute, and
     their SHA-256: what a checkpoint keeps of the config it was made with."""
@@ -117,6 +122,10 @@ def check_same_config(saved: Optional[dict], cfg, flag: str = "--resume") -> Non
         return
     before, after, missing = saved["options"], now["options"], object()
     changed = [k for k in sorted(set(before) | set(after)) if before.get(k, missing) != after.get(k, missing)]
+    for key in [k for k in changed if k in CHECKED_BY_CONTENT]:
+        note(f"{flag}: {_flag(cfg, key)} moved from {before.get(key)} to {after.get(key)}; the data there is checked "
+             f"by its contents")
+        changed.remove(key)
     if not changed:
         return
     said = "; ".join(f"{_flag(cfg, k)} was {before.get(k, 'absent')!r}, is now {after.get(k, 'absent')!r}"
@@ -163,7 +172,11 @@ def _why_unusable(path: Path) -> Optional[str]:
         expected = sums.read_bytes()[:200].decode("ascii").split()[:1]
     except (OSError, UnicodeDecodeError):
         return f"its checksum file {sums.name} is not a SHA-256 line (damaged)"
-    if not expected or expected[0] != sha256_file(path):
+    try:
+        actual = sha256_file(path)
+    except OSError as e:  # a folder or an unreadable file under a checkpoint's name
+        return f"unreadable ({e.strerror})"
+    if not expected or expected[0] != actual:
         return "checksum mismatch: the file changed after it was written"
     return None
 
