@@ -69,7 +69,13 @@ class RunDir:
         run._clear_stopped_start()
         cfg.run.name = path.name
         save_yaml(with_absolute_paths(cfg), path / "config.yaml")
+        run.write_config_record(cfg)
         return run
+
+    def write_config_record(self, cfg) -> None:
+        """What the run starts with, beside config.yaml (which a user may edit): checkpoints hold it too."""
+        from .training.checkpoint import CONFIG_RECORD, config_record
+        write_json(self.path / CONFIG_RECORD, config_record(cfg))
 
     @classmethod
     def open(cls, path: str | Path, flag: str = "--resume", base: Optional[object] = None) -> tuple["RunDir", object]:

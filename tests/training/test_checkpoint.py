@@ -324,3 +324,43 @@ def test_a_folder_under_a_checkpoints_name_is_skipped_case7c(tmp_path, capsys):
     ckpt.checksum_path(bogus).write_text("0" * 64 + "  step-00000004.pt\n")
     assert ckpt.load_latest(tmp_path)["step"] == 2
     assert "skipped step-00000004.pt (unreadable (Is a directory))" in capsys.readouterr().err
+
+
+def _stopped_before_its_first_checkpoint(cfg, monkeypatch) -> RunDir:
+    """A run with a zero-shot evaluation, stopped at step 2 with no checkpoint written."""
+    from clipood.training import loop
+    cfg.eval.zeroshot, cfg.train.checkpoint_every = True, 0
+    real, calls = loop.train_step, {"n": 0}
+
+    def dies_at_step_2(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(loop, "train_step", dies_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(cfg, progress=False)
+    monkeypatch.setattr(loop, "train_step", real)
+    return RunDir(cfg.run.output_dir + "/" + cfg.run.name)
+
+
+def test_resume_without_a_checkpoint_after_an_edit_makes_the_zero_shot_again_case1(tiny_config, monkeypatch, capsys):
+    """A variant: config.yaml edited (templates) before a resume that finds no checkpoint: the run starts again
+    with the edited options, and its zero-shot evaluation of the old templates is not kept as this run's."""
+    run = _stopped_before_its_first_checkpoint(tiny_config, monkeypatch)
+    stale = json.loads((run.path / "zeroshot.json").read_text())
+    for entry in stale.values():
+        entry["accuracy"] = 0.123456  # a value no evaluation of these 8 classes gives: must not come back
+    (run.path / "zeroshot.json").write_text(json.dumps(stale))
+    _edit_config(run, "- a photo of a {}.", "- a drawing of a {}.")
+    _, results = run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert all(e["accuracy"] != 0.123456 for e in results["zeroshot"].values())
+    assert "config.yaml changed since the run started (model.templates) and no checkpoint holds any training: " \
+           "starting again from step 0 with it (zeroshot.json made again)" in capsys.readouterr().err
+
+
+def test_resume_without_a_checkpoint_and_no_edit_keeps_the_zero_shot_case1(tiny_config, monkeypatch):
+    run = _stopped_before_its_first_checkpoint(tiny_config, monkeypatch)
+    kept = json.loads((run.path / "zeroshot.json").read_text())
+    _, results = run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert results["zeroshot"] == kept

@@ -160,10 +160,35 @@ def train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True
             run.release()
 
 
+def _restart_records(run: RunDir, cfg: Config) -> None:
+    """A resume with no checkpoint starts again from step 0 with config.yaml as it is now. If it was edited since
+    the run started, what the first start recorded with the other options (its zero-shot evaluation, the images
+    it skipped) goes, and the note names the options; nothing trained is lost, there was no checkpoint."""
+    path = run.path / ckpt.CONFIG_RECORD
+    try:
+        saved = read_json(path) if path.is_file() else None
+    except ClipoodError:
+        saved = {}  # a damaged record: take the options as changed
+    if saved is None:
+        return  # a run of an older clipood: nothing to compare with
+    changed = ckpt.changed_options(saved, cfg) if isinstance(saved, dict) else ["(unreadable record)"]
+    if not changed:
+        return
+    gone = [n for n in ("zeroshot.json", "bad_images.txt") if (run.path / n).is_file()]
+    for n in gone:
+        (run.path / n).unlink()
+    note(f"--resume: config.yaml changed since the run started ({', '.join(changed[:5])}) and no checkpoint holds "
+         f"any training: starting again from step 0 with it" + (f" ({', '.join(gone)} made again)" if gone else ""))
+    run.write_config_record(cfg)
+
+
 def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, dist: distributed.DistContext,
                allow_changed_data: bool) -> tuple[RunDir, dict]:
     exp = build_experiment(cfg, data=data, dist=dist)
     state = ckpt.load_latest(run.path, required=STATE_KEYS) if resuming else None
+    if resuming and state is None and dist.is_main:
+        _restart_records(run, cfg)
+    dist.barrier()
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     zs_path = run.path / "zeroshot.json"
     zeroshot = None

@@ -29,12 +29,14 @@ from ..console import note
 from ..errors import ClipoodError
 from ..io import atomic_path, sha256_file, write_text
 
-__all__ = ["CHECKSUM", "PATTERN", "check_same_config", "checkpoint_dir", "checksum_path", "config_record",
+__all__ = ["CHECKSUM", "CONFIG_RECORD", "PATTERN", "changed_options", "check_same_config", "checkpoint_dir", "checksum_path", "config_record",
            "list_checkpoints", "load_latest", "not_fitting", "remove_checkpoints", "restore_optimisation", "rng_state",
            "save_checkpoint", "set_rng_state"]
 
 PATTERN = re.compile(r"^step-(\d+)\.pt$")
 CHECKSUM = ".sha256"
+CONFIG_RECORD = ".config-record.json"  # RUN/: the options a run started with (config_record), for a resume
+# that finds no checkpoint to compare with
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -111,6 +113,12 @@ def _flag(cfg, key: str) -> str:
     return f"--{flag_name(f)} ({key})" if f is not None else key
 
 
+def changed_options(saved: dict, cfg) -> list[str]:
+    """'section.field' of every option whose value differs between a config record and ``cfg``."""
+    before, after, missing = saved.get("options") or {}, config_record(cfg)["options"], object()
+    return [k for k in sorted(set(before) | set(after)) if before.get(k, missing) != after.get(k, missing)]
+
+
 def check_same_config(saved: Optional[dict], cfg, flag: str = "--resume") -> None:
     """Refuse to continue with options other than those the checkpoint was made with, naming each one."""
     if not isinstance(saved, dict) or not isinstance(saved.get("options"), dict):
@@ -120,8 +128,8 @@ def check_same_config(saved: Optional[dict], cfg, flag: str = "--resume") -> Non
     now = config_record(cfg)
     if now["sha256"] == saved.get("sha256"):
         return
-    before, after, missing = saved["options"], now["options"], object()
-    changed = [k for k in sorted(set(before) | set(after)) if before.get(k, missing) != after.get(k, missing)]
+    before, after = saved["options"], now["options"]
+    changed = changed_options(saved, cfg)
     for key in [k for k in changed if k in CHECKED_BY_CONTENT]:
         note(f"{flag}: {_flag(cfg, key)} moved from {before.get(key)} to {after.get(key)}; the data there is checked "
              f"by its contents")
