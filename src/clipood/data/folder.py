@@ -59,11 +59,14 @@ def fingerprint(paths: list[str], root: Optional[str | Path] = None, *, content:
     digests = content_digests(paths, root) if content else None
     for i, p in enumerate(paths):
         rel = os.path.relpath(p, base) if base is not None else p
+        if digests is not None:
+            h.update(f"{rel}\0{digests[i]}\n".encode())  # one stat per file, the bytes read once (digests)
+            continue
         try:
             size = os.stat(p).st_size
         except OSError:
             size = -1
-        h.update(f"{rel}\0{size}\n".encode() if digests is None else f"{rel}\0{size}\0{digests[i]}\n".encode())
+        h.update(f"{rel}\0{size}\n".encode())
     return {"images": len(paths), "sha256": h.hexdigest(), **({"content": "sha256"} if content else {})}
 
 
