@@ -12,6 +12,7 @@ clone; the reference then sums the clones with the scheme's weights in float64:
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import scipy.stats
@@ -371,3 +372,44 @@ def test_beta_weights_are_eq6(beta, T):
     ref = scipy.stats.beta.pdf([(t + 0.5) / (T + 1) for t in range(T + 1)], beta, beta)
     assert w == pytest.approx(ref.tolist(), rel=1e-10)
     assert w == pytest.approx(w[::-1], rel=1e-12)  # symmetric: theta_0 weighs as much as theta_T
+
+
+# ------------------------------------------------------------------- issue 23: every documented beta is exact
+
+
+def _normalised(w):
+    s = sum(w)
+    return [x / s for x in w]
+
+
+@pytest.mark.parametrize("T", (1, 12, 5000))
+def test_tiny_betas_give_the_limit_weights_not_subnormal_ones_case11(T):
+    """As beta -> 0 the normalised weights tend to 1 / (x (1 - x)); 5e-324 (inside 0 < beta <= 100) must give
+    them, as 1e-10 does, not the rounding of subnormal pdf values."""
+    limit = _normalised([1.0 / (x * (1 - x)) for x in ((t + 0.5) / (T + 1) for t in range(T + 1))])
+    for beta in (1e-10, 1e-100, 1e-200, 1e-300, 5e-324):
+        w = beta_weights(T, beta)
+        assert all(math.isfinite(x) and x >= 2.2250738585072014e-308 for x in w), beta  # normal floats
+        assert _normalised(w) == pytest.approx(limit, rel=1e-8), beta
+
+
+def test_the_documented_beta_range_keeps_finite_weights_at_both_ends_case11():
+    for beta in (5e-324, 1e-5, 0.5, 1.0, 10.0, 100.0):
+        w = beta_weights(5000, beta)
+        assert all(math.isfinite(x) and x >= 0.0 for x in w) and max(w) > 0, beta
+        ref = scipy.stats.beta.pdf([(t + 0.5) / 5001 for t in range(5001)], beta, beta)
+        if beta >= 1e-5:  # where the pdf itself is a normal float, the weights are the pdf (Eq. 6)
+            assert w == pytest.approx(ref.tolist(), rel=1e-9, abs=1e-300)
+
+
+def test_bma_with_beta_5e_324_is_the_average_with_beta_1e_12_case11():
+    runs = {}
+    for beta in (5e-324, 1e-12):
+        net = make_net(3)
+        tensors = averaged_tensors(net)
+        bma = build_averager("bma", tensors, 6, beta=beta)
+        runs[beta], _ = run(bma, tensors, 6)
+        bma.copy_to()
+        runs[beta] = [t.detach().clone() for t in tensors]
+    for a, b in zip(runs[5e-324], runs[1e-12]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

@@ -73,3 +73,25 @@ def test_demo_aligns_its_backbone_on_designers_it_never_fine_tunes_or_tests_on(t
     leaky["data"]["train_pairs_per_domain"] = {"openmoji": 3}
     with pytest.raises(ClipoodError, match="trained on the held-out designer 'openmoji'"):
         check_protocol(s, leaky, "somewhere")
+
+
+@pytest.mark.parametrize("flags,expected", [
+    (["--steps", "0"], "--steps: 0 is out of range; allowed: an integer from 1 to 10000000"),
+    (["--steps", "-1"], "--steps: -1 is out of range"),
+    (["--seeds", "0"], "--seeds: 0 is out of range; allowed: an integer from 1 to 100"),
+    (["--lr", "nan"], "--lr: nan is out of range; allowed: 0 < lr <= 1"),
+    (["--classes", "1"], "--classes: 1 is out of range; allowed: an integer >= 2"),
+    (["--trainable", "some"], "--trainable: 'some' is out of range"),
+])
+def test_demo_options_are_checked_before_any_work_case13(tmp_path, capsys, monkeypatch, flags, expected):
+    from clipood import demo
+    from clipood.cli import main
+
+    def no_work(*a, **k):
+        raise AssertionError("the demo started building its data before checking its options")
+    monkeypatch.setattr(demo, "build_emoji", no_work)
+    monkeypatch.setattr(demo, "ensure_backbone", no_work)
+    code = main(["demo", "--out", str(tmp_path / "demo"), "--no-progress", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"clipood: error: {expected}") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "demo").exists()

@@ -69,3 +69,9 @@ def test_a_missing_template_file_is_named_as_a_missing_file(tmp_path):
     with pytest.raises(ConfigError, match=r"--template: .*nope\.txt: file not found"):
         check_templates([str(tmp_path / "nope.txt")])
     check_templates(["simple", "a photo of a {}."])  # presets and templates pass
+
+
+def test_a_template_file_with_a_byte_order_mark_case9(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_bytes("\ufeffa photo of a {}.\na drawing of a {}.\n".encode())
+    assert expand_templates([str(f)]) == ["a photo of a {}.", "a drawing of a {}."]

@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,30 @@ def test_tensorboard_of_a_resumed_run_shows_each_step_once(tmp_path):
     acc = EventAccumulator(str(tmp_path / "tensorboard"))
     acc.Reload()
     assert [(e.step, e.value) for e in acc.Scalars("loss")] == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
+
+
+def test_wandb_stays_out_of_the_import_path_unless_asked_for_case16(shapes_root, tiny_pretrained, tmp_path):
+    """A fresh process runs a command with reporting off: wandb is never imported (timm, through open_clip,
+    tries it) and leaves no /tmp/tmp*wandb-* folders; --report-to wandb still gets it."""
+    pytest.importorskip("wandb")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code = textwrap.dedent(f"""
+        import json, os, sys
+        from clipood.cli import main
+        code = main(["zeroshot", "--root", {str(shapes_root)!r}, "--arch", "local-dir:{tiny_pretrained}",
+                     "--workers", "0", "--no-progress", "--output-dir", {str(tmp_path / "runs")!r}])
+        import timm, open_clip  # noqa: F401  (both were imported by the command)
+        left = [n for n in os.listdir({str(tmp)!r}) if "wandb" in n]
+        print(json.dumps({{"code": code, "wandb": "wandb" in sys.modules, "tmp": left}}))
+        from clipood.tracking import check_report_to
+        check_report_to("wandb")
+        import wandb  # noqa: F401  (asked for: importable as ever)
+        print("wandb" in sys.modules)
+    """)
+    env = {**os.environ, "TMPDIR": str(tmp), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    *_, before, after = res.stdout.strip().splitlines()
+    assert json.loads(before) == {"code": 0, "wandb": False, "tmp": []}, before
+    assert after == "True"

@@ -12,9 +12,38 @@ One import gives what a user's own code needs (as open_clip's ``__init__`` re-ex
 ``averaged_tensors``, ``fit``). Names load on first use, so ``import clipood`` is cheap.
 """
 
+import sys
 from importlib import import_module
+from importlib.abc import MetaPathFinder
 
 __version__ = "0.1.0"
+
+
+class _NoWandbForLibraries(MetaPathFinder):
+    """``import wandb`` from timm or open_clip (timm's ``utils.summary`` tries it at import, open_clip imports
+    timm) fails as if wandb were not installed: importing it costs seconds and leaves ``/tmp/tmp*wandb-*``
+    folders behind a killed process. clipood imports wandb itself when ``--report-to wandb`` asks for it
+    (``tracking.py``); timm's W&B logging, which clipood never calls, is then simply off."""
+
+    BLOCKED_FOR = ("timm", "open_clip")
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "wandb" and not name.startswith("wandb."):
+            return None
+        frame = sys._getframe(1)
+        while frame is not None:
+            module = frame.f_globals.get("__name__", "")
+            if not module.startswith(("importlib", "_frozen_importlib")) and module != __name__:
+                if module.split(".")[0] in self.BLOCKED_FOR:
+                    raise ModuleNotFoundError(f"No module named {name!r} (not for {module}: clipood keeps wandb "
+                                              f"out unless --report-to wandb)", name=name)
+                return None
+            frame = frame.f_back
+        return None
+
+
+if not any(isinstance(f, _NoWandbForLibraries) for f in sys.meta_path):
+    sys.meta_path.insert(0, _NoWandbForLibraries())
 
 _WHERE = {
     "Config": "config", "validate": "config",

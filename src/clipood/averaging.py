@@ -36,19 +36,36 @@ from typing import Callable, ClassVar, Iterator, Sequence
 import torch
 
 __all__ = ["AVERAGERS", "BetaMovingAverage", "ExponentialMovingAverage", "NoAverage", "UniformAverage",
-           "WeightAverage", "averaged_tensors", "beta_pdf", "beta_weights", "build_averager"]
+           "WeightAverage", "averaged_tensors", "beta_pdf", "beta_weights", "build_averager", "log_beta_pdf"]
+
+
+def log_beta_pdf(x: float, a: float, b: float) -> float:
+    """log of the Beta(a, b) density at 0 < x < 1 (log-gamma form, no scipy needed)."""
+    log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    return log_norm + (a - 1.0) * math.log(x) + (b - 1.0) * math.log1p(-x)
 
 
 def beta_pdf(x: float, a: float, b: float) -> float:
-    """Density of Beta(a, b) at 0 < x < 1 (log-gamma form, no scipy needed)."""
-    log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-    return math.exp(log_norm + (a - 1.0) * math.log(x) + (b - 1.0) * math.log1p(-x))
+    """Density of Beta(a, b) at 0 < x < 1."""
+    return math.exp(log_beta_pdf(x, a, b))
+
+
+# Below this log weight the pdf values would leave the normal floats (beta -> 0: the normalising
+# constant Gamma(2b) / Gamma(b)^2 ~ b/2 underflows, 5e-324 gives subnormal weights).
+LOG_SMALLEST_EXACT = -300.0
 
 
 def beta_weights(total_steps: int, beta: float) -> list[float]:
-    """alpha_t of Eq. 6 for t = 0..T: Beta(beta, beta) pdf at (t + 0.5) / (T + 1)."""
+    """alpha_t of Eq. 6 for t = 0..T: Beta(beta, beta) pdf at (t + 0.5) / (T + 1).
+
+    Computed in log space. Eq. 7 uses only ratios alpha_t / A_t, so where the pdf itself would underflow
+    (beta below ~1e-130) the weights are the pdf divided by its largest value: the same average, exact,
+    for every beta in the documented range 0 < beta <= 100."""
     T = total_steps
-    return [beta_pdf((t + 0.5) / (T + 1), beta, beta) for t in range(T + 1)]
+    logs = [log_beta_pdf((t + 0.5) / (T + 1), beta, beta) for t in range(T + 1)]
+    top = max(logs)
+    shift = top if top < LOG_SMALLEST_EXACT else 0.0
+    return [math.exp(v - shift) for v in logs]
 
 
 class WeightAverage:

@@ -41,6 +41,7 @@ __all__ = ["DemoSettings", "METHODS", "PROVENANCE", "SCRATCH_ARCH", "check_proto
 METHODS = {m: get_method(m).label for m in ("zeroshot", "finetune", "clipood")}  # name -> table label
 SCRATCH_ARCH = "clipood-emoji-s"  # the earlier backbone: CLIP's loss from scratch (docs/pretrained.md)
 PROVENANCE = "clipood_pretrain.json"
+MAX_SEEDS = 100  # seeds per method: each is a run of every method
 
 
 @dataclass
@@ -78,6 +79,22 @@ class DemoSettings:
         return [d.name for d in DOMAINS if d.name != self.holdout and d.name not in self.align_domains]
 
     def check(self) -> None:
+        """Every setting checked before any data is built or backbone aligned: the fine-tuning settings by
+        the same field ranges as ``clipood train`` (config.fields), the demo's own below."""
+        from .config import Config, check_value, iter_fields
+        from .errors import ConfigError
+        fields = {(sec, f.name): f for sec, _, f in iter_fields(Config)}
+        for key, value in ((("train", "steps"), self.steps), (("optim", "lr"), self.lr),
+                           (("train", "batch_size"), self.batch_size), (("loss", "margin_lambda"), self.margin_lambda),
+                           (("averaging", "beta"), self.beta), (("data", "workers"), self.workers)):
+            check_value(fields[key], value)
+        for flag, value, lo, hi in (("seeds", self.seeds, 1, MAX_SEEDS), ("classes", self.classes, 2, None)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+                allowed = f"an integer from {lo} to {hi}" if hi is not None else f"an integer >= {lo}"
+                raise ConfigError(f"--{flag}: {value!r} is out of range; allowed: {allowed}")
+        tr = self.trainable
+        if not (tr == "all" or (tr.startswith("last:") and tr[5:].isdigit() and int(tr[5:]) >= 1)):
+            raise ConfigError(f"--trainable: {tr!r} is out of range; allowed: 'all' or 'last:N' with N >= 1")
         names = [d.name for d in DOMAINS]
         for d in (self.holdout, *self.align_domains):
             if d not in names:

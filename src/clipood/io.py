@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from .errors import ClipoodError
 
-__all__ = ["DiskFull", "TMP_SUFFIX", "atomic_path", "is_disk_full", "read_json", "remove_debris", "sha256_file", "umask",
+__all__ = ["DiskFull", "TMP_SUFFIX", "USER_ENCODING", "read_user_text", "atomic_path", "is_disk_full", "read_json", "remove_debris", "sha256_file", "umask",
            "write_json",
            "write_text"]
 
@@ -162,12 +162,35 @@ def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+USER_ENCODING = "utf-8-sig"  # UTF-8; a byte-order mark (Windows editors write one) is not part of the text
+
+
+def read_user_text(path: str | Path, what: str = "", error: type = ClipoodError) -> str:
+    """A text file a user wrote (class names, templates, a list of paths, a config): UTF-8 with or without a
+    byte-order mark; missing, not a regular file (a FIFO would block), unreadable or not UTF-8 is one line
+    naming it (``what`` is the option it came from)."""
+    path = Path(path)
+    label = f"{what}: " if what else ""
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            what = "a folder" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
+            raise error(f"{label}{path}: not a regular file ({what}); give a text file")
+        return path.read_text(encoding=USER_ENCODING)
+    except FileNotFoundError:
+        raise error(f"{label}{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{label}{path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise error(f"{label}{path}: cannot be read ({e.strerror})") from None
+
+
 def read_json(path: str | Path, what: str = "") -> Any:
     """A JSON file, or one ClipoodError line naming it (missing, unreadable or not JSON)."""
     path = Path(path)
     label = f"{what}: " if what else ""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding=USER_ENCODING))
     except FileNotFoundError:
         raise ClipoodError(f"{label}{path}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

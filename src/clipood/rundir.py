@@ -25,11 +25,12 @@ from typing import Iterator, Optional
 
 from .config import Config, check_name, check_output_dir, load_yaml, save_yaml, with_absolute_paths
 from .errors import ClipoodError
-from .io import read_json, remove_debris, write_json, write_text
+from .io import DiskFull, is_disk_full, read_json, remove_debris, write_json, write_text
 
 __all__ = ["LOCK_FILE", "RunDir", "default_name", "run_path"]
 
 LOCK_FILE = ".lock"
+STOPPED_START_RECORDS = ("metrics.jsonl", "zeroshot.json", "bad_images.txt")  # a run's records before its state
 
 
 def default_name(cfg: Config) -> str:
@@ -43,7 +44,7 @@ def default_name(cfg: Config) -> str:
 def run_path(output_dir: str, name: str) -> Path:
     check_output_dir(output_dir)
     check_name(name)
-    return Path(output_dir) / name
+    return Path(output_dir).expanduser() / name  # as config.yaml records it (config.io.expand_home)
 
 
 class RunDir:
@@ -67,9 +68,16 @@ class RunDir:
         run = cls(path)
         run.acquire()
         remove_debris(path)
+        run._clear_stopped_start()
         cfg.run.name = path.name
         save_yaml(with_absolute_paths(cfg), path / "config.yaml", notes)
+        run.write_config_record(cfg)
         return run
+
+    def write_config_record(self, cfg) -> None:
+        """What the run starts with, beside config.yaml (which a user may edit): checkpoints hold it too."""
+        from .training.checkpoint import CONFIG_RECORD, config_record
+        write_json(self.path / CONFIG_RECORD, config_record(cfg))
 
     @classmethod
     def open(cls, path: str | Path, flag: str = "--resume", base: Optional[object] = None) -> tuple["RunDir", object]:
@@ -77,6 +85,19 @@ class RunDir:
         if not (path / "config.yaml").is_file():
             raise ClipoodError(f"{flag}: {path} is not a run directory (no config.yaml)")
         return cls(path), load_yaml(path / "config.yaml", base)
+
+    def _clear_stopped_start(self) -> None:
+        """A run that stopped before its first checkpoint (killed, or an error) left records and no state to
+        continue from: a new run in its folder starts them afresh, so that nothing is logged twice and no
+        zero-shot evaluation of other options is taken for this run's."""
+        stale = [self.path / n for n in STOPPED_START_RECORDS if (self.path / n).is_file()]
+        if not stale:
+            return
+        from .console import note
+        for p in stale:
+            p.unlink()
+        note(f"{self.path}: held a run that stopped before its first checkpoint; starting afresh (removed "
+             f"{', '.join(p.name for p in stale)})")
 
     # ---------------------------------------------------------------- ownership
 
@@ -143,8 +164,13 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     def log(self, record: dict) -> None:
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            if is_disk_full(e):
+                raise DiskFull(self.metrics_path) from None
+            raise
         for t in self._trackers:
             t.log(record)
 
@@ -155,14 +181,23 @@ class RunDir:
             t.resume_at(after_step)
         if not self.metrics_path.exists():
             return
-        keep = []
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+        keep, dropped = [], 0
+        for raw in self.metrics_path.read_bytes().splitlines():
             try:
+                line = raw.decode("utf-8")
                 rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by the kill
-            if rec.get("step", 0) <= after_step:
+                step = rec.get("step", 0) if isinstance(rec, dict) else None
+                if not isinstance(step, (int, float)) or isinstance(step, bool):
+                    raise ValueError(f"no step in {line[:80]!r}")
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError too: a line torn by a kill, or damage
+                dropped += raw.strip() != b""
+                continue
+            if step <= after_step:
                 keep.append(line)
+        if dropped:
+            from .console import note
+            note(f"{self.metrics_path}: dropped {dropped} line(s) that are not metrics records (torn by a kill, or "
+                 f"damaged); the steps after the checkpoint are logged again")
         write_text(self.metrics_path, "".join(ln + "\n" for ln in keep))
 
     def write_results(self, results: dict) -> None:

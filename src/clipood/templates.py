@@ -43,14 +43,17 @@ def is_template(t: object) -> bool:
 
 def is_template_file(v: object) -> bool:
     """A value that names an existing file of templates (no braces, not a preset)."""
-    return isinstance(v, str) and "{" not in v and v not in PRESETS and Path(v).expanduser().is_file()
+    if not isinstance(v, str) or "{" in v or v in PRESETS:
+        return False
+    try:
+        return Path(v).expanduser().is_file()
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte: no file
+        return False
 
 
 def _from_file(path: Path) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--template: cannot read the template file {path}: {e}") from None
+    from .io import read_user_text
+    lines = read_user_text(path, "--template (a file of templates)", ConfigError).splitlines()
     out = [x.strip() for x in lines if x.strip() and not x.strip().startswith("#")]
     if not out:
         raise ConfigError(f"--template: the template file {path} holds no template (one per line, with '{{}}')")

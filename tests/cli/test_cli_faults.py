@@ -190,3 +190,90 @@ def test_resume_takes_only_options_of_how_it_runs(capsys, shapes_root, tiny_pret
     assert code == 2 and "--resume: --lr cannot change a run that has started" in err
     code, err = _run(capsys, ["train", "--allow-changed-data", "--root", str(shapes_root)])
     assert code == 2 and "--allow-changed-data: applies only with --resume" in err
+
+
+# ------------------------------------------------------------------ issue 23: the record says what was run
+
+
+def test_quoted_tilde_output_dir_goes_where_the_record_says_case3(capsys, shapes_root, tiny_pretrained, tmp_path,
+                                                                   monkeypatch):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    argv = _base(shapes_root, tiny_pretrained, tmp_path, "--name", "t")
+    argv[argv.index("--output-dir") + 1] = "~/runs"  # quoted: the shell left the '~'
+    code, err = _run(capsys, argv)
+    assert code == 0, err
+    assert not (work / "~").exists(), "a folder literally named '~'"
+    import yaml
+    saved = yaml.safe_load((home / "runs" / "t" / "config.yaml").read_text())
+    assert saved["run"]["output_dir"] == str(home / "runs")
+
+
+def test_an_empty_pretrained_is_an_error_not_random_weights_case4(capsys, shapes_root, tiny_pretrained, tmp_path):
+    code, err = _run(capsys, _base(shapes_root, tiny_pretrained, tmp_path, "--pretrained", ""))
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "--pretrained (model.pretrained): the value is empty" in err
+    assert not (tmp_path / "runs").exists()
+    for flag in ("--class-names", "--name", "--temperature"):  # variants: no empty value means 'none' by accident
+        code, err = _run(capsys, _base(shapes_root, tiny_pretrained, tmp_path, flag, " "))
+        assert code == 2 and f"{flag} (" in err and "the value is empty" in err, err
+    from clipood.errors import ModelError
+    from clipood.model import load_backbone
+    with pytest.raises(ModelError, match="--pretrained: the value is empty"):
+        load_backbone(f"local-dir:{tiny_pretrained}", "")
+
+
+# ------------------------------------------------------------------ issue 23: a full disk names what failed
+
+
+def test_a_full_disk_names_the_file_not_the_current_folder_case6(capsys, tmp_path, monkeypatch):
+    """Simulated: PIL's and matplotlib's writers raise ENOSPC without a file name, as they do on a full disk."""
+    from PIL import Image
+    monkeypatch.chdir(tmp_path)
+
+    def full(self, fp, *a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Image.Image, "save", full)
+    code, err = _run(capsys, ["data", "build", "shapes", "--out", str(tmp_path / "s"), "--per-class", "1"])
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"clipood: error: {tmp_path / 's' / 'photo' / 'circle' / '0000.png'}: the disk is full" in err
+    assert "clipood: error: .:" not in err
+
+    import sys as _sys
+    from pathlib import Path
+    _sys.path.insert(0, str(Path(__file__).parents[1] / "reporting"))
+    from fakes import PACS, _domainbed_runs
+    _domainbed_runs(tmp_path / "runs", __import__("random").Random(0), held_out=PACS[:1], seeds=(0,))
+    from matplotlib.figure import Figure
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (_ for _ in ()).throw(OSError(28, "No space")))
+    code, err = _run(capsys, ["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")])
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"clipood: error: {tmp_path / 'rep' / 'plots'}" in err and ".png: the disk is full" in err
+    assert not list((tmp_path / "rep").rglob("*.tmp"))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("argv", [["models"], ["--version"]])
+def test_output_onto_a_full_device_is_one_line_naming_stdout_case6(argv):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with open("/dev/full", "w") as full:
+        res = subprocess.run([sys.executable, "-m", "clipood.cli", *argv], stdout=full, stderr=subprocess.PIPE,
+                             text=True, env=env, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip() == "clipood: error: <stdout>: cannot write the command's output (No space left on " \
+                                 "device); redirect it somewhere writable"
+
+
+def test_a_deleted_working_folder_is_one_line_case15(tmp_path):
+    gone = tmp_path / "gone"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for argv in (["-m", "clipood", "models"], ["-m", "clipood.cli", "train", "--root", "x"]):
+        gone.mkdir()
+        script = f"cd {gone} && rmdir {gone} && exec {sys.executable} {' '.join(argv)}"
+        res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.strip() == "clipood: error: the working folder no longer exists (deleted while this shell " \
+                                     "was in it); cd to an existing folder and run again"

@@ -75,3 +75,24 @@ def test_cli_export_help_and_run(trained_run, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "Hugging Face layout written to" in res.stdout
     assert "clipood: warning: --private: applies with --push" in res.stderr  # nothing ignored silently
+
+
+def test_export_onto_a_full_disk_is_the_disk_full_line_case7c(trained_run, tmp_path, capsys, monkeypatch):
+    """Simulated: safetensors reports a full disk in its own error type (SafetensorError), not an OSError."""
+    import importlib
+
+    from safetensors import SafetensorError
+
+    from clipood.cli import main
+
+    def full(model, tokenizer, model_config, save_directory, **kw):
+        (open(f"{save_directory}/open_clip_model.safetensors", "wb")).write(b"half")
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space '
+                              'left on device" })')
+    hub = importlib.import_module("open_clip.push_to_hf_hub")  # the module: open_clip's name is its function
+    monkeypatch.setattr(hub, "save_for_hf", full)
+    code = main(["export", str(trained_run), "--hf", str(tmp_path / "hf")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"clipood: error: {tmp_path / 'hf'}: the disk is full")
+    assert not (tmp_path / "hf").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -127,3 +127,62 @@ def test_a_top_k_above_the_class_count_is_said(trained_run, shapes_root, capsys,
                    progress=False)
     assert len(pred.top[0]) == 2
     assert "clipood: warning: --top-k 5: there are 2 classes; each row lists all 2" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ issue 23
+
+
+def _cli(capsys, argv):
+    from clipood.cli import main
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_a_fifo_among_the_inputs_is_named_not_opened_case5b(trained_run, shapes_root, tmp_path):
+    import os
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(_images(shapes_root, 1)[0].read_bytes())
+    os.mkfifo(folder / "pipe.png")
+    with pytest.raises(DataError, match=r"pipe.png: a FIFO \(named pipe\), not an image file"):
+        image_paths([folder])
+    with pytest.raises(DataError, match=r"pipe.png: a FIFO \(named pipe\), not an image file nor a list of paths"):
+        image_paths([folder / "pipe.png"])
+    listing = tmp_path / "list.txt"
+    listing.write_text("imgs/a.png\nimgs/pipe.png\n")
+    with pytest.raises(DataError, match=r"list.txt, line 2: .*pipe.png is a FIFO \(named pipe\)"):
+        image_paths([listing])
+
+
+def test_user_text_files_with_a_byte_order_mark_case9(tmp_path, shapes_root):
+    names = tmp_path / "names.txt"
+    names.write_bytes("\ufeffcircle\nsquare\n".encode())
+    assert read_classes(None, names) == ["circle", "square"]
+    listing = tmp_path / "list.txt"
+    img = _images(shapes_root, 1)[0]
+    listing.write_bytes(f"\ufeff{img}\n".encode())
+    assert image_paths([listing]) == [str(img)]
+
+
+def test_damaged_inputs_and_records_are_one_line_case7c(trained_run, shapes_root, tmp_path, capsys):
+    import json
+    import shutil
+    img = str(_images(shapes_root, 1)[0])
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(f"{img}\n# caf\xe9\n".encode("latin-1"))
+    code, err = _cli(capsys, ["predict", "--model", str(trained_run), str(listing), "--no-progress"])
+    assert code == 2 and err == f"clipood: error: INPUT: {listing} is not UTF-8 text (invalid continuation byte at " \
+                                f"byte {len(img) + 6}); save it as UTF-8"
+    model = tmp_path / "model"
+    shutil.copytree(trained_run / "model", model)
+    meta = json.loads((model / "clipood.json").read_text())
+    for field, value in (("temperature", "hot"), ("temperature", -1), ("class_names", "circle"), ("head", "mlp"),
+                         ("templates", ["no braces"])):
+        (model / "clipood.json").write_text(json.dumps({**meta, field: value}))
+        code, err = _cli(capsys, ["predict", "--model", str(model), img, "--no-progress",
+                                  "--out", str(tmp_path / "p.csv")])
+        assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert f"{model / 'clipood.json'} is not a valid clipood model record ('{field}' is {value!r})" in err
+    code, err = _cli(capsys, ["predict", "--model", str(trained_run), img, "--workers", "-1", "--no-progress"])
+    assert code == 2 and err == "clipood: error: --workers: -1 is out of range; allowed: an integer >= 0"

@@ -154,3 +154,107 @@ def test_a_saved_zero_shot_model_is_the_zero_shot_end(shapes_root, tiny_pretrain
                  "sketch", "--workers", "0", "--device", "cpu", "--output-dir", str(tmp_path), "--name", "zs-cli",
                  "--save-model", "--no-progress"]) == 0
     assert (tmp_path / "zs-cli" / "model" / "open_clip_model.safetensors").is_file()
+
+
+# ------------------------------------------------------------------ issue 23
+
+
+def _cli(capsys, argv):
+    from clipood.cli import main
+    capsys.readouterr()
+    code = main(argv)
+    return code, capsys.readouterr().err.strip()
+
+
+def _copy_model(trained_run, tmp_path, name):
+    import shutil
+    out = tmp_path / name
+    shutil.copytree(trained_run / "model", out)
+    return out
+
+
+def _wise_argv(a, b, shapes_root, tmp_path, *extra):
+    return ["wise-ft", str(a), str(b), "--root", str(shapes_root), "--holdout-domain", "sketch", "--workers", "0",
+            "--alphas", "0,1", "--no-progress", "--output-dir", str(tmp_path / "runs"), *extra]
+
+
+def test_a_nan_model_is_refused_by_every_command_case7(trained_run, shapes_root, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+    nan = _copy_model(trained_run, tmp_path, "nan")
+    sd = load_file(str(nan / "open_clip_model.safetensors"))
+    sd["visual.proj"] = sd["visual.proj"].clone().fill_(float("nan"))
+    save_file(sd, str(nan / "open_clip_model.safetensors"))
+    img = str(next((shapes_root / "sketch").rglob("*.png")))
+    for argv in (["eval", "--model", str(nan), "--root", str(shapes_root), "--workers", "0", "--no-progress"],
+                 ["zeroshot", "--arch", f"local-dir:{nan}", "--root", str(shapes_root), "--workers", "0",
+                  "--no-progress", "--output-dir", str(tmp_path / "runs")],
+                 ["predict", "--model", str(nan), img, "--out", str(tmp_path / "p.csv"), "--no-progress"],
+                 _wise_argv(trained_run, nan, shapes_root, tmp_path),
+                 _wise_argv(nan, trained_run, shapes_root, tmp_path)):
+        code, err = _cli(capsys, argv)
+        errors = [ln for ln in err.splitlines() if ln.startswith("clipood: error:")]
+        assert code == 2 and len(errors) == 1 and "Traceback" not in err, (argv[0], err)
+        assert "its weights hold NaN or inf (visual.proj: " in errors[0] and str(nan) in errors[0], errors[0]
+    assert not (tmp_path / "p.csv").exists()
+    assert not list((tmp_path / "runs").glob("*/results.json")) if (tmp_path / "runs").exists() else True
+
+
+def test_damaged_model_files_are_one_line_case7c(trained_run, shapes_root, tmp_path, capsys):
+    trunc = _copy_model(trained_run, tmp_path, "trunc")
+    weights = trunc / "open_clip_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    code, err = _cli(capsys, _wise_argv(trained_run, trunc, shapes_root, tmp_path))
+    assert code == 2 and err == f"clipood: error: {weights}: not a readable weights file (Error while deserializing " \
+                                f"header: invalid header length); export the model again" or \
+        (code == 2 and f"{weights}: not a readable weights file" in err and len(err.splitlines()) == 1), err
+    badcfg = _copy_model(trained_run, tmp_path, "badcfg")
+    (badcfg / "open_clip_config.json").write_text("not json")
+    code, err = _cli(capsys, _wise_argv(trained_run, badcfg, shapes_root, tmp_path))
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"clipood: error: MODEL_B: {badcfg / 'open_clip_config.json'} is not valid JSON" in err
+
+
+def test_alphas_are_bounded_before_any_list_is_made_case7c(capsys):
+    import time
+
+    import pytest
+
+    from clipood.commands.wise_ft import MAX_ALPHAS, parse_alphas
+    from clipood.errors import ClipoodError
+    t0 = time.time()
+    with pytest.raises(ClipoodError, match=rf"--alphas: '0:1:1e-12' gives 1e\+12 alphas; at most {MAX_ALPHAS}"):
+        parse_alphas("0:1:1e-12")
+    with pytest.raises(ClipoodError, match="is not START:STOP:STEP"):
+        parse_alphas("0:inf:0.1")
+    with pytest.raises(ClipoodError, match="gives an alpha twice"):
+        parse_alphas("0,0.5,0.5")
+    assert time.time() - t0 < 1
+    assert len(parse_alphas("0:1:0.001")) == MAX_ALPHAS
+
+
+def test_a_rerun_after_a_kill_logs_each_alpha_once_case5d(trained_run, tiny_pretrained, shapes_root, tmp_path,
+                                                          monkeypatch, capsys):
+    import json
+
+    import pytest
+
+    from clipood.commands import wise_ft
+    real, calls = wise_ft.evaluate_experiment, {"n": 0}
+
+    def dies_at_the_third(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # as a kill would stop it: two alphas logged
+        return real(*a, **k)
+    monkeypatch.setattr(wise_ft, "evaluate_experiment", dies_at_the_third)
+    cfg = _eval_cfg(shapes_root, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        wise_ft.wise_ft_models(tiny_pretrained, trained_run / "model", cfg, [0.0, 0.25, 0.5, 0.75, 1.0],
+                               progress=False)
+    monkeypatch.setattr(wise_ft, "evaluate_experiment", real)
+    run, _ = wise_ft.wise_ft_models(tiny_pretrained, trained_run / "model", _eval_cfg(shapes_root, tmp_path),
+                                    [0.0, 0.25, 0.5, 0.75, 1.0], progress=False)
+    alphas = [json.loads(ln)["alpha"] for ln in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert alphas == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert "held a run that stopped before its first checkpoint; starting afresh (removed metrics.jsonl)" in \
+        capsys.readouterr().err

@@ -321,3 +321,62 @@ def test_an_unknown_profile_is_one_line(tmp_path):
     from clipood.sweep import spec_from_dict
     with pytest.raises(ConfigError, match="unknown profile 'paper'"):
         spec_from_dict({"methods": ["clipood"], "datasets": ["x"], "profile": "paper"})
+
+
+# ------------------------------------------------------------------ issue 23
+
+
+def test_yaml_merge_keys_merge_and_own_keys_override_case10(tmp_path):
+    from clipood.config import parse_yaml
+    y = tmp_path / "merge.yaml"
+    y.write_text("optim: &base\n  lr: 1.0e-4\n  weight_decay: 0.05\nloss:\n  name: mms\n"
+                 "averaging:\n  <<: {name: ema, ema_decay: 0.99}\n  ema_decay: 0.9\n")
+    cfg = load_yaml(y)
+    assert cfg.averaging.name == "ema" and cfg.averaging.ema_decay == 0.9 and cfg.optim.lr == 1e-4
+    y.write_text("a: &d {x: 1, y: 2}\nb:\n  <<: *d\n  y: 3\n")
+    assert parse_yaml(y) == {"a": {"x": 1, "y": 2}, "b": {"x": 1, "y": 3}}
+    y.write_text("b:\n  <<: {x: 1}\n  y: 3\n  y: 4\n")  # a key given twice in the mapping itself: still refused
+    with pytest.raises(ConfigError, match="key 'y' is given twice"):
+        parse_yaml(y)
+
+
+def _laughs(levels: int) -> str:
+    """A 'billion laughs' in model.templates: each level a list of nine aliases of the one before."""
+    lines = ["model:", "  templates:", "    - &a0 [" + ", ".join(["lol"] * 9) + "]"]
+    lines += [f"    - &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_bombs_are_refused_up_front_with_a_bound_case7c(tmp_path):
+    import time
+    y = tmp_path / "bomb.yaml"
+    t0 = time.time()
+    y.write_text(_laughs(9))  # 9**9 values once expanded
+    with pytest.raises(ConfigError, match=r"more than 100,000 values once its aliases \(\*name\) are expanded"):
+        load_yaml(y)
+    y.write_text("model:\n  templates: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ConfigError, match="nests mappings or lists more than 64 deep"):
+        load_yaml(y)
+    y.write_bytes(b"# padding\n" * 110_000 + b"train: {steps: 1}\n")  # 1.05 MiB
+    with pytest.raises(ConfigError, match=r"is 1.0 MiB; a config is at most 1 MiB of YAML"):
+        load_yaml(y)
+    assert time.time() - t0 < 30, "refused up front, not after expanding"
+    y.write_text(_laughs(3))  # a few aliases, well inside the bound, are fine (then the usual checks)
+    with pytest.raises(ConfigError, match="--template"):
+        validate(load_yaml(y))
+
+
+def test_list_items_must_be_scalars_and_odd_template_strings_are_one_line_case7c(tmp_path):
+    """Variants: a nested list became the string "['a', 'b']"; a long or NUL template crashed the file check."""
+    y = tmp_path / "c.yaml"
+    y.write_text("model:\n  templates: [['a photo of a {}.', b]]\n")
+    with pytest.raises(ConfigError, match=r"--template \(model.templates\): expected a list of str"):
+        load_yaml(y)
+    y.write_text("data:\n  holdout_domains: [no]\n")  # YAML 1.1 reads 'no' as false: not the domain 'False'
+    with pytest.raises(ConfigError, match=r"--holdout-domain \(data.holdout_domains\): expected a list of str"):
+        load_yaml(y)
+    for t in ("x" * 5000, "a\0b"):
+        cfg = Config()
+        cfg.model.templates, cfg.data.root = [t], str(tmp_path)
+        with pytest.raises(ConfigError, match="--template"):
+            validate(cfg)

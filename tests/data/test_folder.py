@@ -227,3 +227,94 @@ def test_one_file_in_two_classes_and_broken_links_are_errors(tmp_path):
     os.symlink("gone.png", root / "a" / "star" / "9.png")
     with pytest.raises(DataError, match="9.png: a link to gone.png, which does not exist"):
         scan(root)
+
+
+# ------------------------------------------------------------------ issue 23
+
+
+def test_a_fifo_named_like_an_image_is_named_not_opened_case5b(tmp_path):
+    root = _linked_tree(tmp_path)
+    fifo = root / "b" / "ring" / "fifo.png"
+    os.mkfifo(fifo)
+    msg = _error(root)
+    assert msg == f"{fifo}: a FIFO (named pipe), not an image file; only regular files are images; remove it or " \
+                  f"move it out of {root / 'b' / 'ring'}"
+
+
+def test_load_rgb_refuses_a_fifo_without_opening_it_case5b(tmp_path):
+    import threading
+
+    from clipood.data.images import UnreadableImage, load_rgb
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    outcome = {}
+
+    def load():
+        try:
+            load_rgb(fifo)
+        except UnreadableImage as e:
+            outcome["error"] = e.reason
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    t.join(20)
+    if t.is_alive():  # blocked in open(): let it go before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(20)
+        pytest.fail("load_rgb blocked on a FIFO")
+    assert outcome["error"] == "a FIFO (named pipe), not an image file"
+
+
+def test_fewer_than_two_classes_is_an_error_case8(tmp_path):
+    root = make_tree(tmp_path / "one", {"photo/dog": 3, "sketch/dog": 2})
+    assert _error(root) == f"{root}: 1 class (dog); classification needs at least two classes to tell apart " \
+                           f"(accuracy would be 100 % whatever the model); add class folders"
+    flat = make_tree(tmp_path / "flat", {"dog": 3})
+    assert "1 class (dog)" in _error(flat, layout="imagefolder")
+
+
+@pytest.mark.parametrize("text", ["circle\nsquare\nstar\n", "circle\tround thing\nsquare\tsquare\nstar\tstar\n"])
+def test_a_class_names_file_with_a_byte_order_mark_case9(tmp_path, text):
+    root = make_tree(tmp_path / "ds", {"photo/circle": 1, "photo/square": 1, "photo/star": 1})
+    names = tmp_path / "names.txt"
+    names.write_bytes(b"\xef\xbb\xbf" + text.encode())  # what Notepad saves as 'UTF-8'
+    assert scan(root, class_names_file=names).class_names[0] in ("circle", "round thing")
+
+
+def test_a_hard_link_in_another_class_is_one_file_case14(tmp_path):
+    root = _linked_tree(tmp_path)
+    os.link(root / "a" / "ring" / "0.png", root / "a" / "star" / "7.png")  # no link a path resolves
+    with pytest.raises(DataError, match="are one file .*an image cannot be in two classes"):
+        scan(root)
+
+
+def test_a_bind_mount_of_the_root_inside_a_class_folder_is_a_loop_case14(tmp_path):
+    """The root mounted inside one of its class folders (a user namespace makes the mount unprivileged)."""
+    import shlex
+    import subprocess
+    import sys
+    root = _linked_tree(tmp_path)
+    mnt = root / "b" / "ring" / "mnt"
+    mnt.mkdir()
+    script = tmp_path / "scan.py"
+    script.write_text(f"from clipood.data.folder import scan\ntry:\n    print(len(scan({str(root)!r})))\n"
+                      f"except Exception as e:\n    print(type(e).__name__, e)\n")
+    shell = f"mount --bind {shlex.quote(str(root))} {shlex.quote(str(mnt))} && exec {shlex.quote(sys.executable)} " \
+            f"{shlex.quote(str(script))}"
+    try:
+        res = subprocess.run(["unshare", "-rm", "sh", "-c", shell], capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        pytest.skip("no unshare here")
+    if res.returncode != 0 and not res.stdout:
+        pytest.skip(f"no unprivileged bind mount here: {res.stderr.strip()[:200]}")
+    assert res.stdout.strip() == f"DataError {mnt}: a mount of a folder that contains it (a loop); remove the mount", \
+        res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "/dev/zero"])
+def test_a_link_to_a_device_named_like_an_image_is_named_case5b(tmp_path, target):
+    """A variant: another kind of file than a FIFO (a character device, through a link)."""
+    if not os.path.exists(target):
+        pytest.skip(f"no {target}")
+    root = _linked_tree(tmp_path)
+    os.symlink(target, root / "a" / "star" / "dev.png")
+    assert _error(root).startswith(f"{root / 'a' / 'star' / 'dev.png'}: a character device, not an image file")

@@ -257,7 +257,7 @@ def test_official_in_the_wild_on_a_folder_counts(shapes_root, tiny_pretrained, t
     cfg.data.base_to_new, cfg.data.protocol = True, "official"
     cfg.run.output_dir, cfg.run.name = str(tmp_path / "runs"), "zs"
     _, results = zeroshot(validate(cfg, training=False), progress=False)
-    domains = sorted(os.listdir(shapes_root))
+    domains = sorted(d for d in os.listdir(shapes_root) if (shapes_root / d).is_dir())
     classes = sorted(os.listdir(shapes_root / domains[0]))
     files = {(d, c): len(os.listdir(shapes_root / d / c)) for d in domains for c in classes}
     base = classes[:len(classes) // 2]

@@ -67,3 +67,63 @@ def test_auto_picks_openai_then_the_clipood_tag_and_otherwise_says_what_to_pass(
         resolve_weights("clipood-tiny")
     assert resolve_weights("clipood-tiny", "none").kind == "random"
     assert resolve_weights("clipood-lite0-minilm", "towers").kind == "towers"
+
+
+# ------------------------------------------------------------------ issue 23: a broken model never scores
+
+
+def _broken_copy(folder, tmp_path, name, value, key=None):
+    """A copy of an open_clip folder with one value of one tensor set to NaN/inf (the first float tensor)."""
+    from safetensors.torch import load_file, save_file
+    out = tmp_path / f"broken-{name}"
+    shutil.copytree(folder, out)
+    sd = load_file(str(out / "open_clip_model.safetensors"))
+    key = key or next(k for k, v in sd.items() if v.is_floating_point())
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[0] = value
+    save_file(sd, str(out / "open_clip_model.safetensors"))
+    return out, key
+
+
+@pytest.mark.parametrize("where", ["visual.conv1.weight", "token_embedding.weight", "text_projection"])
+def test_non_finite_weights_are_an_error_naming_the_model_case7(tiny_pretrained, tmp_path, where):
+    """The image tower (case 7) and, as a variant, the text tower."""
+    folder, key = _broken_copy(tiny_pretrained, tmp_path, where, float("nan"), key=where)
+    with pytest.raises(ModelError, match=rf"local-dir:{folder} \(the folder's weights .*\): its weights hold NaN or "
+                                         rf"inf \({key}: 1 of \d+ values\); the model is broken"):
+        load_backbone(f"local-dir:{folder}")
+
+
+def test_an_inf_in_a_batchnorm_buffer_is_an_error_case7(tmp_path):
+    """A variant: a BatchNorm running statistic (a buffer, not a parameter) of a convolutional tower."""
+    import torch
+
+    from clipood.model.backbones import save_open_clip_folder
+    bb = load_backbone("clipood-tiny-towers", "none")
+    name = next(n for n, _ in bb.model.named_buffers() if n.endswith("running_var"))
+    save_open_clip_folder(bb, tmp_path / "ok")
+    folder, _ = _broken_copy(tmp_path / "ok", tmp_path, "bn", float("inf"), key=name)
+    with pytest.raises(ModelError, match=rf"its weights hold NaN or inf \({name}: 1 of"):
+        load_backbone(f"local-dir:{folder}")
+    assert torch.isfinite(load_backbone(f"local-dir:{tmp_path / 'ok'}").model.state_dict()[name]).all()
+
+
+def test_a_weights_folder_of_another_architecture_is_an_error_case7b(tiny_pretrained, tmp_path):
+    import open_clip
+    from safetensors.torch import save_file
+    other = tmp_path / "emoji-s"
+    other.mkdir()
+    model = open_clip.create_model("clipood-emoji-s")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(other / "open_clip_model.safetensors"))
+    (other / "open_clip_config.json").write_text(json.dumps({"model_cfg": open_clip.get_model_config("clipood-emoji-s"),
+                                                             "preprocess_cfg": {}}))
+    with pytest.raises(ModelError, match=rf"--pretrained {other}: a model folder of another architecture than --arch "
+                                         rf"clipood-tiny \(embed_dim is 128 there, 32 in --arch\); pass --arch "
+                                         rf"local-dir:{other}"):
+        load_backbone("clipood-tiny", str(other))
+    with pytest.raises(ModelError, match="could not load clipood-tiny with clipood-tiny weights from"):
+        load_backbone("clipood-tiny", str(other / "open_clip_model.safetensors"))  # a file of another architecture
+    fits = load_backbone("clipood-tiny", str(tiny_pretrained))  # a folder of this architecture: its weights
+    assert fits.weights.kind == "folder" and fits.weights.folder == tiny_pretrained
+    with pytest.raises(ModelError, match="is neither a file, a model folder nor a tag of clipood-tiny"):
+        load_backbone("clipood-tiny", str(tmp_path / "nosuch"))

@@ -246,3 +246,44 @@ def test_caption_tag_dropout_keeps_the_name_and_drops_tags_at_the_given_rate():
     assert all(parts[1:] == [t for t in ["pet", "puppy", "animal", "face"] if t in parts[1:]] for parts in kept)
     rate = sum(len(parts) - 1 for parts in kept) / (4 * len(kept))
     assert abs(rate - 0.7) < 0.03
+
+
+def test_pretrain_resume_refuses_an_edited_option_case1(captions_csv, tmp_path, monkeypatch):
+    """Issue 23, case 1 for pretraining: config.yaml edited before --resume is refused, naming the option."""
+    from clipood.pretraining import trainer
+    cfg = _cfg(captions_csv, tmp_path, steps=8, name="edited")
+    cfg.train.checkpoint_every = 100
+    real_step, calls = trainer.train_step, {"n": 0}
+
+    def step_then_sigterm(p, images, idx, texts):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(p, images, idx, texts)
+
+    monkeypatch.setattr(trainer, "train_step", step_then_sigterm)
+    with pytest.raises(Interrupted):
+        trainer.run_pretrain(cfg, progress=False)
+    monkeypatch.setattr(trainer, "train_step", real_step)
+    path = tmp_path / "edited" / "config.yaml"
+    path.write_text(path.read_text().replace("lr: 0.001", "lr: 0.5", 1))
+    run, edited = trainer.open_run(tmp_path / "edited")
+    with pytest.raises(trainer.ClipoodError, match=r"--lr \(optim.lr\) was 0.001, is now 0.5"):
+        trainer.run_pretrain(edited, resume=run, progress=False)
+    assert not (tmp_path / "edited" / "results.json").exists()
+
+
+def test_a_caption_table_with_a_byte_order_mark_case9(captions_csv, tmp_path):
+    from clipood.pretraining.captions import read_caption_table
+    bom = captions_csv.with_name("captions-bom.csv")  # beside the images: paths are relative to it
+    bom.write_bytes(b"\xef\xbb\xbf" + captions_csv.read_bytes())
+    assert len(read_caption_table(bom)) == len(read_caption_table(captions_csv))
+
+
+def test_a_fifo_in_the_caption_table_is_named_case5b(captions_csv, tmp_path):
+    from clipood.pretraining.captions import read_caption_table
+    os.mkfifo(tmp_path / "pipe.png")
+    table = tmp_path / "t.csv"
+    table.write_text(f"filepath,title\n{tmp_path / 'pipe.png'},a pipe\n")
+    with pytest.raises(DataError, match=r"line 2: .*pipe.png is a FIFO \(named pipe\), not an image file"):
+        read_caption_table(table)

@@ -228,3 +228,13 @@ def test_a_sweep_profile_sits_under_its_overrides(shapes_root, tmp_path):
     assert cfg.optim.grad_clip == 2.0  # the spec's overrides win over the profile
     for name in ("table1_domainbed", "table2_imagenet", "table3_base_to_new", "table4_domain_and_class"):
         assert load_spec(f"configs/{name}.yaml").profile == "official", name
+
+
+def test_a_tilde_output_dir_is_where_the_runs_and_the_state_go_case3(shapes_root, tiny_pretrained, tmp_path,
+                                                                     monkeypatch):
+    """A variant of case 3: the sweep's own folder (.sweep, the report) and its runs' records agree."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    spec = spec_from_dict({**_spec(tmp_path, shapes_root, tiny_pretrained), "output_dir": "~/sweep"})
+    assert spec.output_dir == str(tmp_path / "home" / "sweep")
+    assert all(r.path.parent == tmp_path / "home" / "sweep" for r in plan(spec))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -138,3 +140,227 @@ def test_a_resumed_or_finished_run_removes_what_killed_writers_left(tiny_config,
     with pytest.raises(ClipoodError, match="already finished"):
         resume_config(run)
     assert not (run.path / "checkpoints").exists()
+
+
+# ------------------------------------------------------------------ the record says what was run (issue 23)
+
+
+def _edit_config(run: RunDir, old: str, new: str) -> None:
+    path = run.path / "config.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_resume_refuses_edited_lr_case1(tiny_config, monkeypatch):
+    cfg = tiny_config
+    cfg.train.checkpoint_every = 3
+    run = _stopped_run(cfg, monkeypatch)
+    _edit_config(run, "lr: 0.001", "lr: 0.5")
+    with pytest.raises(ClipoodError, match=r"config.yaml changed since its checkpoint.*--lr \(optim.lr\) was 0.001, "
+                                           r"is now 0.5"):
+        run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert not (run.path / "results.json").exists()
+
+
+def test_resume_refuses_edited_steps_case2(tiny_config, monkeypatch):
+    cfg = tiny_config
+    cfg.train.steps, cfg.train.checkpoint_every = 12, 6
+    run = _stopped_run(cfg, monkeypatch, at=6)
+    _edit_config(run, "steps: 12", "steps: 4")
+    with pytest.raises(ClipoodError, match=r"--steps \(train.steps\) was 12, is now 4"):
+        run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert not (run.path / "results.json").exists()
+
+
+def test_resume_takes_edited_execution_options_and_refuses_other_fields_case1(tiny_config, monkeypatch):
+    """Variants: an execution option edited in config.yaml is taken; templates, seed and the loss are refused."""
+    cfg = tiny_config
+    cfg.train.checkpoint_every = 3
+    run = _stopped_run(cfg, monkeypatch)
+    original = (run.path / "config.yaml").read_text()
+    for old, new, named in (("\n  seed: 0", "\n  seed: 1", "--seed (train.seed)"),
+                            ("- auto", "- a drawing of a {}.", "--template (model.templates)"),
+                            ("name: mms", "name: metric_softmax", "--loss (loss.name)"),
+                            ("val_fraction: 0.2", "val_fraction: 0.3", "--val-fraction (data.val_fraction)")):
+        (run.path / "config.yaml").write_text(original)
+        _edit_config(run, old, new)
+        with pytest.raises(ClipoodError, match=re.escape(named)):
+            run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    (run.path / "config.yaml").write_text(original)
+    _edit_config(run, "log_every: 10", "log_every: 1")  # how it runs: allowed, as --log-every on the command line
+    _, results = run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert results["resumed_from_step"] == 3
+
+
+# ------------------------------------------------------------------ issue 23, case 7c: damaged files on --resume
+
+
+def _resume_cli(run: RunDir, capsys) -> tuple[int, str]:
+    """The exit status and stderr without the note on the tiny model's random weights."""
+    from clipood.cli import main
+    capsys.readouterr()
+    code = main(["train", "--resume", str(run.path), "--no-progress"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    return code, "\n".join(ln for ln in lines if "starting from random weights" not in ln)
+
+
+def test_a_non_utf8_checksum_file_is_a_damaged_checkpoint_case7c(tmp_path, capsys):
+    for step in (2, 4):
+        ckpt.save_checkpoint(tmp_path, step, _state(float(step)), keep=2)
+    sums = ckpt.checksum_path(ckpt.checkpoint_dir(tmp_path) / "step-00000004.pt")
+    sums.write_bytes(b"\xff\xfe\x00garbage\n")
+    assert ckpt.load_latest(tmp_path)["step"] == 2
+    assert "skipped step-00000004.pt (its checksum file step-00000004.pt.sha256 is not a SHA-256 line" in \
+        capsys.readouterr().err
+
+
+def test_a_checkpoint_of_another_kind_with_a_valid_checksum_case7c(tiny_config, monkeypatch, capsys):
+    cfg = tiny_config
+    cfg.train.checkpoint_every = 3
+    run = _stopped_run(cfg, monkeypatch)
+    ckpt.save_checkpoint(run.path, 4, {"model": {"w": torch.zeros(2)}}, keep=5)  # a pretraining-like state
+    code, err = _resume_cli(run, capsys)
+    assert code == 0, err
+    assert "skipped step-00000004.pt (not a checkpoint of this kind of run (no 'trained'" in err
+    assert json.loads((run.path / "results.json").read_text())["resumed_from_step"] == 3
+
+
+def test_a_checkpoint_whose_tensors_do_not_fit_is_one_line_case7c(tiny_config, monkeypatch, capsys):
+    cfg = tiny_config
+    cfg.train.checkpoint_every = 3
+    run = _stopped_run(cfg, monkeypatch)
+    path = ckpt.checkpoint_dir(run.path) / "step-00000003.pt"
+    state = torch.load(path, weights_only=True)
+    state["trained"] = [t[..., :1].clone() if t.dim() else t for t in state["trained"]]  # other shapes, same count
+    del state["step"]
+    ckpt.save_checkpoint(run.path, 3, state, keep=5)
+    code, err = _resume_cli(run, capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"clipood: error: --resume: {path} does not match this model (its trained tensors have other shapes" in err
+
+
+@pytest.mark.parametrize("content", [b'{"sketch/in": {"accuracy": 0.5', b'[1, 2, 3]\n', b'\xff\xfe binary'])
+def test_a_damaged_zeroshot_json_on_resume_is_one_line_case7c(tiny_config, monkeypatch, capsys, content):
+    cfg = tiny_config
+    cfg.train.checkpoint_every, cfg.eval.zeroshot = 3, True
+    run = _stopped_run(cfg, monkeypatch)
+    (run.path / "zeroshot.json").write_bytes(content)
+    code, err = _resume_cli(run, capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert str(run.path / "zeroshot.json") in err and "delete it and resume" in err
+
+
+def test_binary_bytes_in_metrics_jsonl_on_resume_case7c(tiny_config, monkeypatch, capsys):
+    cfg = tiny_config
+    cfg.train.checkpoint_every, cfg.train.log_every = 3, 1
+    run = _stopped_run(cfg, monkeypatch)
+    with open(run.path / "metrics.jsonl", "ab") as f:
+        f.write(b"\xff\xfe\x00\x01 torn\n[1, 2]\n")
+    code, err = _resume_cli(run, capsys)
+    assert code == 0, err
+    assert f"{run.path / 'metrics.jsonl'}: dropped 2 line(s) that are not metrics records" in err
+    steps = [json.loads(ln)["step"] for ln in (run.path / "metrics.jsonl").read_text().splitlines()
+             if '"loss"' in ln]
+    assert steps == list(range(1, cfg.train.steps + 1))
+
+
+def test_resume_refuses_same_size_images_swapped_between_classes_case5c(tiny_config, shapes_root, tmp_path,
+                                                                      monkeypatch):
+    import shutil
+
+    from PIL import Image
+    root = tmp_path / "data"
+    shutil.copytree(shapes_root, root)
+    a, b = root / "photo" / "circle" / "0000.png", root / "photo" / "star" / "0000.png"
+    for path, value in ((a, 40), (b, 200)):  # uncompressed: two different images of the same size in bytes
+        Image.new("RGB", (64, 64), (value, value, value)).save(path, compress_level=0)
+    assert a.stat().st_size == b.stat().st_size
+    cfg = tiny_config
+    cfg.data.root, cfg.train.checkpoint_every = str(root), 3
+    run = _stopped_run(cfg, monkeypatch)
+    tmp = root / "swap.tmp"
+    os.rename(a, tmp)
+    os.rename(b, a)
+    os.rename(tmp, b)
+    with pytest.raises(DataError, match=r"changed since the checkpoint \(the same number of images \(192\), but paths "
+                                        r"or contents differ\)"):
+        run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    os.rename(a, tmp)  # swapped back: the same bytes under each name, so the run continues
+    os.rename(b, a)
+    os.rename(tmp, b)
+    _, results = run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert results["resumed_from_step"] == 3
+
+
+def test_resume_takes_a_moved_dataset_of_the_same_images_case1(tiny_config, shapes_root, tmp_path, monkeypatch,
+                                                               capsys):
+    """A variant: the data staged to another folder (a cluster's node-local disk) with config.yaml's root edited
+    is the same data, checked by content; other images there are refused as before."""
+    import shutil
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(shapes_root, first)
+    cfg = tiny_config
+    cfg.data.root, cfg.train.checkpoint_every = str(first), 3
+    run = _stopped_run(cfg, monkeypatch)
+    shutil.copytree(first, second)
+    _edit_config(run, f"root: {first}", f"root: {second}")
+    png = sorted(second.glob("photo/circle/*.png"))[0]
+    original = png.read_bytes()
+    png.write_bytes(sorted(second.glob("photo/star/*.png"))[0].read_bytes())
+    with pytest.raises(DataError, match="changed since the checkpoint"):
+        run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    png.write_bytes(original)
+    _, results = run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert results["resumed_from_step"] == 3
+    assert f"--root (data.root) moved from {first} to {second}; the data there is checked by its contents" in \
+        capsys.readouterr().err
+
+
+def test_a_folder_under_a_checkpoints_name_is_skipped_case7c(tmp_path, capsys):
+    ckpt.save_checkpoint(tmp_path, 2, _state(2.0), keep=5)
+    bogus = ckpt.checkpoint_dir(tmp_path) / "step-00000004.pt"
+    bogus.mkdir()
+    ckpt.checksum_path(bogus).write_text("0" * 64 + "  step-00000004.pt\n")
+    assert ckpt.load_latest(tmp_path)["step"] == 2
+    assert "skipped step-00000004.pt (unreadable (Is a directory))" in capsys.readouterr().err
+
+
+def _stopped_before_its_first_checkpoint(cfg, monkeypatch) -> RunDir:
+    """A run with a zero-shot evaluation, stopped at step 2 with no checkpoint written."""
+    from clipood.training import loop
+    cfg.eval.zeroshot, cfg.train.checkpoint_every = True, 0
+    real, calls = loop.train_step, {"n": 0}
+
+    def dies_at_step_2(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(loop, "train_step", dies_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(cfg, progress=False)
+    monkeypatch.setattr(loop, "train_step", real)
+    return RunDir(cfg.run.output_dir + "/" + cfg.run.name)
+
+
+def test_resume_without_a_checkpoint_after_an_edit_makes_the_zero_shot_again_case1(tiny_config, monkeypatch, capsys):
+    """A variant: config.yaml edited (templates) before a resume that finds no checkpoint: the run starts again
+    with the edited options, and its zero-shot evaluation of the old templates is not kept as this run's."""
+    run = _stopped_before_its_first_checkpoint(tiny_config, monkeypatch)
+    stale = json.loads((run.path / "zeroshot.json").read_text())
+    for entry in stale.values():
+        entry["accuracy"] = 0.123456  # a value no evaluation of these 8 classes gives: must not come back
+    (run.path / "zeroshot.json").write_text(json.dumps(stale))
+    _edit_config(run, "- auto", "- a drawing of a {}.")
+    _, results = run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert all(e["accuracy"] != 0.123456 for e in results["zeroshot"].values())
+    assert "config.yaml changed since the run started (model.templates) and no checkpoint holds any training: " \
+           "starting again from step 0 with it (zeroshot.json made again)" in capsys.readouterr().err
+
+
+def test_resume_without_a_checkpoint_and_no_edit_keeps_the_zero_shot_case1(tiny_config, monkeypatch):
+    run = _stopped_before_its_first_checkpoint(tiny_config, monkeypatch)
+    kept = json.loads((run.path / "zeroshot.json").read_text())
+    _, results = run_train(RunDir.open(run.path)[1], resume=run, progress=False)
+    assert results["zeroshot"] == kept

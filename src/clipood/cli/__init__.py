@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from . import _guard  # noqa: F401  (first: a deleted working folder is said before torch fails on it)
+
+# isort: split
 from ..cache import cache_root
 from ..config import validate
 from ..errors import ClipoodError, Interrupted
@@ -49,22 +52,70 @@ def _debug() -> bool:
     return os.environ.get("CLIPOOD_DEBUG", "").lower() not in ("", "0", "false", "no")
 
 
+class OutputError(ClipoodError):
+    """The command's own output (stdout) could not be written: onto a full disk, /dev/full, a closed file."""
+
+
+class _Output:
+    """sys.stdout for the length of a command: a write that fails is an OutputError naming stdout (a closed
+    pipe stays a BrokenPipeError, which is no error), not an OSError without a file name."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _call(self, name: str, *args):
+        try:
+            return getattr(self._stream, name)(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            _output_to_devnull()  # what is left of the output goes nowhere: exiting must not fail again
+            raise OutputError(f"<stdout>: cannot write the command's output ({e.strerror or e}); redirect it "
+                              f"somewhere writable") from None
+
+    def write(self, text):
+        return self._call("write", text)
+
+    def flush(self):
+        return self._call("flush")
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _output_to_devnull() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def _environment_fault(e: OSError) -> str:
+    """The failed path and why; a full disk with no file name is said as such, never as the current folder."""
     from ..io import DiskFull, is_disk_full
     if is_disk_full(e):
-        return str(DiskFull(Path(e.filename or ".")))
+        if e.filename:
+            return str(DiskFull(Path(e.filename)))
+        return f"the disk is full ({e.strerror or e}) while writing a file this error does not name; free some space"
     where = f"{e.filename}: " if e.filename else ""
     return f"{where}{e.strerror or e}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    stdout, sys.stdout = sys.stdout, _Output(sys.stdout)
     try:
-        return dispatch(args)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:  # --help, --version or a usage error: argparse printed and exits
+            sys.stdout.flush()  # (it drops a failed write of its own; the flush says it)
+            raise
+        code = dispatch(args)
+        sys.stdout.flush()  # output that fails to be written is this command's error, not an exit-time traceback
+        return code
     except BrokenPipeError:  # 'clipood models | head -1': the reader has gone, which is not an error
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _output_to_devnull()
         return 0
     except ClipoodError as e:
         if _debug():
@@ -79,6 +130,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("clipood: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a library's own error type for a full disk (safetensors, torch's C++ writer)
+        from ..io import is_disk_full
+        if _debug() or not is_disk_full(e):
+            raise
+        print(f"clipood: error: the disk is full while writing a file this error does not name ("
+              f"{' '.join(str(e).split())[:300] or type(e).__name__}); "
+              f"free some space (CLIPOOD_DEBUG=1 shows where)", file=sys.stderr)
+        return 2
+    finally:
+        sys.stdout = stdout
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -106,14 +167,24 @@ def dispatch(args: argparse.Namespace) -> int:
             from ..data.emoji import build_emoji
             classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
             domains = [d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None
-            report = build_emoji(out, sources=args.sources, size=args.size,
-                                 **({"images_per_class": args.per_class} if args.per_class else {}), max_classes=args.max_classes,
+            report = build_emoji(out, sources=args.sources, **({"size": args.size} if args.size is not None else {}),
+                                 **({"images_per_class": args.per_class} if args.per_class is not None else {}),
+                                 max_classes=args.max_classes,
                                  classes=classes, domains=domains, pretrain=args.pretrain_set, force=args.force,
                                  progress=progress)
             print(report.summary())
             return 0
-        from ..data.synthetic import make_shapes_dataset
-        make_shapes_dataset(out, **({"per_class": args.per_class} if args.per_class else {}))
+        from ..console import warn
+        from ..data.synthetic import SHAPES_PER_CLASS, SHAPES_SIZE, check_build_options, make_shapes_dataset
+        for flag, value in (("--sources", args.sources), ("--max-classes", args.max_classes),
+                            ("--classes", args.classes), ("--domains", args.domains),
+                            ("--pretrain-set", args.pretrain_set or None), ("--force", args.force or None)):
+            if value is not None:
+                warn(f"{flag}: applies to 'data build emoji' only; ignored for shapes")
+        per_class = SHAPES_PER_CLASS if args.per_class is None else args.per_class
+        size = SHAPES_SIZE if args.size is None else args.size
+        check_build_options(per_class, size)
+        make_shapes_dataset(out, per_class=per_class, size=size)
         print(out)
         return 0
     if args.command == "demo":

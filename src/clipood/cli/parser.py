@@ -9,7 +9,7 @@ from .. import __version__
 from ..cache import cache_root
 from ..config import DEFAULT_PROFILE, PROFILES
 from ..data.emoji.build import DEFAULT_PER_CLASS, DEFAULT_SIZE
-from ..data.synthetic import SHAPES_PER_CLASS
+from ..data.synthetic import MAX_PER_CLASS, SHAPES_PER_CLASS, SHAPES_SIZE, SIZES
 from ..pretraining.config import PretrainConfig
 from .flags import add_config_flags
 from .tools import add_tool_parsers
@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "zero-shot and the averaged model on every split, save the averaged model.")
     _add_common(p)
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last intact checkpoint "
-                   "(its config.yaml is used; only options of how it runs, such as --workers or --device, may be "
-                   "given).")
+                   "(its config.yaml is used, and refused when edited since the checkpoint was written; only options of "
+                   "how it runs, such as --workers or --device, may be given).")
     p.add_argument("--allow-changed-data", action="store_true", help="with --resume: continue even though the "
                    "images under --root changed since the run started (by default that is refused).")
     add_config_flags(p, "train")
@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(model, data, optim, train, run); flags override it.")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars.")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted pretraining run from its last "
-                   "checkpoint (its saved config is used; other options are ignored).")
+                   "checkpoint (its config.yaml is used, and refused when edited since the checkpoint was written; only "
+                   "options of how it runs, such as --workers or --device, may be given).")
     add_config_flags(p, "pretrain", root=PretrainConfig)
     p.add_argument("--allow-changed-data", action="store_true", help="with --resume: continue even though the "
                    "caption table or its images changed since the run started (by default that is refused).")
@@ -102,13 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "emoji designers (domains), rendered from pinned npm packages (docs/benchmark.md).")
     b.add_argument("--out", metavar="DIR", help=f"output folder (default: {cache_root()}/datasets/NAME; $CLIPOOD_CACHE sets the first part).")
     b.add_argument("--per-class", type=int, default=None,
-                   help=f"images per class and domain (default: {SHAPES_PER_CLASS} for shapes; {DEFAULT_PER_CLASS} "
+                   help=f"images per class and domain, 1 to {MAX_PER_CLASS} (default: {SHAPES_PER_CLASS} for shapes; {DEFAULT_PER_CLASS} "
                         f"for emoji, the first ones plain renderings of the class's emoji, the rest re-rendered "
                         f"poses).")
+    b.add_argument("--size", type=int, default=None, help=f"image side in pixels, {SIZES[0]} to {SIZES[1]} (default: "
+                   f"{SHAPES_SIZE} for shapes, {DEFAULT_SIZE} for emoji).")
     e = b.add_argument_group("emoji options")
     e.add_argument("--sources", metavar="DIR", help="folder with the npm packages (data-sources or its node_modules; "
                    "default: $CLIPOOD_EMOJI_SOURCES, else ./data-sources, else the clipood checkout's data-sources).")
-    e.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"image side in pixels (default: {DEFAULT_SIZE}).")
     e.add_argument("--max-classes", type=int, metavar="N", help="a slice: N classes spread over the sorted class list.")
     e.add_argument("--classes", metavar="NAMES", help="a slice: comma-separated class names (e.g. dog,bicycle).")
     e.add_argument("--domains", metavar="NAMES", help="only these designers, comma-separated (default: all six: "

@@ -10,19 +10,22 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .. import __version__
 from ..errors import ModelError
 from ..io import atomic_path, read_json, write_json
 from ..model import Backbone, LinearHead, load_backbone
 from ..model.backbones import save_open_clip_folder
+from ..model.finite import load_weights
 from ..model.heads import encode_class_texts
+from ..templates import is_template
 from ..training.experiment import Experiment
 
 __all__ = ["Classifier", "HEAD_FILE", "META_FILE", "export_model", "exported_model_dir", "load_classifier",
@@ -53,11 +56,33 @@ def export_model(exp: Experiment, out_dir: Path) -> None:
     })
 
 
+def _meta_problem(meta) -> Optional[str]:
+    """What is wrong with a clipood.json's fields (a value of the wrong type), or None."""
+    if not isinstance(meta, dict):
+        return f"a JSON {type(meta).__name__}, not an object"
+    strings = lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)  # noqa: E731
+    t = meta.get("temperature")
+    checks = {
+        "class_names": strings(meta.get("class_names", [])),
+        "templates": strings(meta.get("templates", [])) and all(is_template(x) for x in meta.get("templates", [])),
+        "temperature": t is None or (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+                                     and t > 0),
+        "head": meta.get("head", "text") in ("text", "linear"),
+        "train_classes": isinstance(meta.get("train_classes", []), list)
+        and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(meta.get("class_names", []))
+                for i in meta.get("train_classes", [])),
+    }
+    bad = next((k for k, ok in checks.items() if not ok), None)
+    return None if bad is None else f"'{bad}' is {meta.get(bad)!r}"
+
+
 def read_model_meta(model_dir: Path) -> dict:
-    """clipood.json of an exported model, or one error line (missing fields, not JSON)."""
-    meta = read_json(Path(model_dir) / META_FILE, "--model")
-    if not isinstance(meta, dict) or not isinstance(meta.get("class_names", []), list):
-        raise ModelError(f"--model: {Path(model_dir) / META_FILE} is not a clipood model record; re-export the model")
+    """clipood.json of an exported model, or one error line (not JSON, a field of the wrong type)."""
+    path = Path(model_dir) / META_FILE
+    meta = read_json(path, "--model")
+    problem = _meta_problem(meta)
+    if problem is not None:
+        raise ModelError(f"--model: {path} is not a valid clipood model record ({problem}); re-export the model")
     return meta
 
 
@@ -75,7 +100,7 @@ def load_exported_head(exp: Experiment, model_dir: Path) -> None:
     if not (model_dir / HEAD_FILE).is_file():
         raise ModelError(f"--model: {model_dir} was trained with a linear head, but {HEAD_FILE} is missing; "
                          f"re-export the model")
-    sd = load_file(str(model_dir / HEAD_FILE))
+    sd = _head_weights(model_dir, len(meta["train_classes"]), exp.text_features.shape[1])
     head = LinearHead(exp.text_features[meta["train_classes"]], exp.temperature, "random")
     head.linear.load_state_dict(sd)
     exp.classifier.head = head.to(exp.device)
@@ -114,6 +139,20 @@ def exported_model_dir(path: str | Path, option: str = "--model") -> Path:
     return path
 
 
+def _head_weights(model_dir: Path, rows: int, dim: int) -> dict[str, torch.Tensor]:
+    """The linear head's weight (rows x dim) and bias (rows), checked against clipood.json's train_classes."""
+    path = model_dir / HEAD_FILE
+    if not path.is_file():
+        raise ModelError(f"--model: {model_dir} was trained with a linear head, but {HEAD_FILE} is missing; "
+                         f"re-export the model")
+    sd = load_weights(path)
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    if shapes != {"weight": (rows, dim), "bias": (rows,)}:
+        raise ModelError(f"--model: {path} holds {shapes}, not a linear head over the {rows} training classes of "
+                         f"{model_dir / META_FILE} (weight {(rows, dim)}, bias {(rows,)}); re-export the model")
+    return sd
+
+
 def load_classifier(model_dir: str | Path, *, device: str | torch.device = "cpu") -> Classifier:
     """The model, its preprocessing, class names and head of an exported run (``RUN`` or ``RUN/model``)."""
     model_dir = exported_model_dir(model_dir)
@@ -125,7 +164,7 @@ def load_classifier(model_dir: str | Path, *, device: str | torch.device = "cpu"
     text = encode_class_texts(backbone.model, backbone.tokenizer, names, meta.get("templates", ["a photo of a {}."]))
     head, bias = text, None
     if meta.get("head") == "linear":
-        sd = load_file(str(model_dir / HEAD_FILE))
+        sd = _head_weights(model_dir, len(meta["train_classes"]), text.shape[1])
         rows = torch.as_tensor(meta["train_classes"])
         head = text / tau
         bias = torch.zeros(len(names))

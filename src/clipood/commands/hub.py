@@ -20,7 +20,7 @@ from typing import Optional
 
 from .. import __version__
 from ..errors import ClipoodError, ModelError
-from ..io import read_json
+from ..io import DiskFull, is_disk_full, read_json
 from ..model.backbones import Backbone, load_backbone
 from ..rundir import RunDir
 from .export import HEAD_FILE, META_FILE, exported_model_dir, read_model_meta
@@ -133,8 +133,11 @@ def export_hf(model: str | Path, out: str | Path, *, push: Optional[str] = None,
         if out.exists():
             out.rmdir()
         tmp.rename(out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(e):  # safetensors and the tokenizer's writers say so in their own error types
+            raise DiskFull(out).with_hint(f"nothing was left in {out.parent}; free some space and export again") \
+                from None
         raise
     if push:
         _push(backbone, tokenizer, model_cfg, out, push, private, card)

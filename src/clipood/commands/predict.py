@@ -20,10 +20,10 @@ import torch
 from ..console import progress_bar, warn
 from ..data.bad_images import BadImages
 from ..data.folder import images_under
-from ..data.images import is_image_file
+from ..data.images import is_image_file, not_a_regular_file
 from ..data.loading import PathDataset, collate
 from ..errors import ConfigError, DataError
-from ..io import atomic_path
+from ..io import atomic_path, read_user_text
 from ..model.heads import encode_class_texts
 from ..templates import expand_templates
 from ..training.device import resolve_device
@@ -56,10 +56,7 @@ def read_classes(classes: Optional[str], classes_file: Optional[str | Path]) -> 
     if classes and classes_file:
         raise ConfigError("--classes and --classes-file: give one of them")
     if classes_file:
-        try:
-            names = [x.strip() for x in Path(classes_file).read_text(encoding="utf-8").splitlines()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"--classes-file: cannot read {classes_file}: {e}") from None
+        names = [x.strip() for x in read_user_text(classes_file, "--classes-file", ConfigError).splitlines()]
         names = [n for n in names if n and not n.startswith("#")]
         where = f"--classes-file {classes_file}"
     elif classes is not None:
@@ -87,17 +84,22 @@ def image_paths(inputs: Sequence[str | Path]) -> list[str]:
 
     for raw in inputs:
         p = Path(raw).expanduser()
+        kind = not_a_regular_file(p)
         if p.is_dir():
             for img in images_under(p):
                 add(img)
+        elif kind not in (None, "missing"):
+            raise DataError(f"{p}: {kind}, not an image file nor a list of paths; only regular files are read")
         elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
-            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            for n, line in enumerate(read_user_text(p, "INPUT").splitlines(), 1):
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
                 q = (p.parent / line).expanduser()
-                if not q.is_file():
-                    raise DataError(f"{p}, line {n}: {q} is not a file")
+                why = not_a_regular_file(q)
+                if why is not None:
+                    raise DataError(f"{p}, line {n}: {q} is {'not a file (missing)' if why == 'missing' else why}; "
+                                    f"only regular files are images")
                 add(q)
         elif p.is_file():
             if not is_image_file(p):
@@ -125,6 +127,8 @@ def predict(model_dir: str | Path, inputs: Sequence[str | Path], *, classes: Opt
         raise ConfigError(f"--top-k: {top_k} is out of range; allowed: an integer >= 1")
     if batch_size < 1:
         raise ConfigError(f"--batch-size: {batch_size} is out of range; allowed: an integer >= 1")
+    if workers < 0:
+        raise ConfigError(f"--workers: {workers} is out of range; allowed: an integer >= 0")
     if templates and classes is None:
         raise ConfigError("--template: applies with --classes or --classes-file (the model's own classes keep "
                           "its own head)")

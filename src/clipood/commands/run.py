@@ -6,7 +6,6 @@ directory, and returns it with the results dict that ``results.json`` holds.
 from __future__ import annotations
 
 import copy
-import json
 import platform
 import time
 from pathlib import Path
@@ -20,14 +19,14 @@ from ..data.bad_images import BadImages
 from ..data.datasets import splits_by_domain
 from ..errors import ClipoodError
 from ..evaluation import accuracies, encode_images
-from ..io import DiskFull, write_json
+from ..io import DiskFull, read_json, write_json
 from ..model.backbones import planned_activation
 from ..model.weights import check_arch
 from ..rundir import RunDir
 from ..training import checkpoint as ckpt
 from ..training import distributed
 from ..training.experiment import Experiment, build_experiment, prepare_data
-from ..training.loop import fit
+from ..training.loop import STATE_KEYS, fit
 from .export import META_FILE, export_model, exported_model_dir, load_exported_head, read_model_meta
 
 __all__ = ["evaluate", "evaluate_experiment", "resume_config", "train", "zeroshot"]
@@ -151,6 +150,19 @@ def _zeroshot_in(run: RunDir, cfg: Config, data, progress: bool, dist, save_mode
     return run, results
 
 
+def read_zeroshot(path: Path) -> dict:
+    """A resumed run's zero-shot evaluation (written before its first step), or one line naming the file."""
+    fix = "delete it and resume: the zero-shot evaluation is made again"
+    try:
+        data = read_json(path, "--resume")
+    except ClipoodError as e:
+        raise ClipoodError(f"{e}; or {fix}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ClipoodError(f"--resume: {path} is not a zero-shot evaluation (a mapping of splits to accuracies, here "
+                           f"a JSON {type(data).__name__}); {fix}")
+    return data
+
+
 def train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True,
           allow_changed_data: bool = False) -> tuple[RunDir, dict]:
     """Zero-shot eval (optional), Algorithm 1, final eval of the averaged model, export.
@@ -171,10 +183,35 @@ def train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True
             run.release()
 
 
+def _restart_records(run: RunDir, cfg: Config) -> None:
+    """A resume with no checkpoint starts again from step 0 with config.yaml as it is now. If it was edited since
+    the run started, what the first start recorded with the other options (its zero-shot evaluation, the images
+    it skipped) goes, and the note names the options; nothing trained is lost, there was no checkpoint."""
+    path = run.path / ckpt.CONFIG_RECORD
+    try:
+        saved = read_json(path) if path.is_file() else None
+    except ClipoodError:
+        saved = {}  # a damaged record: take the options as changed
+    if saved is None:
+        return  # a run of an older clipood: nothing to compare with
+    changed = ckpt.changed_options(saved, cfg) if isinstance(saved, dict) else ["(unreadable record)"]
+    if not changed:
+        return
+    gone = [n for n in ("zeroshot.json", "bad_images.txt") if (run.path / n).is_file()]
+    for n in gone:
+        (run.path / n).unlink()
+    note(f"--resume: config.yaml changed since the run started ({', '.join(changed[:5])}) and no checkpoint holds "
+         f"any training: starting again from step 0 with it" + (f" ({', '.join(gone)} made again)" if gone else ""))
+    run.write_config_record(cfg)
+
+
 def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, dist: distributed.DistContext,
                allow_changed_data: bool) -> tuple[RunDir, dict]:
     exp = build_experiment(cfg, data=data, dist=dist)
-    state = ckpt.load_latest(run.path) if resuming else None
+    state = ckpt.load_latest(run.path, required=STATE_KEYS) if resuming else None
+    if resuming and state is None and dist.is_main:
+        _restart_records(run, cfg)
+    dist.barrier()
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     zs_path = run.path / "zeroshot.json"
     zeroshot = None
@@ -183,7 +220,7 @@ def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, d
         if dist.is_main:
             write_json(zs_path, zeroshot)
     elif zs_path.exists():
-        zeroshot = json.loads(zs_path.read_text(encoding="utf-8"))
+        zeroshot = read_zeroshot(zs_path)
 
     t0 = time.time()
     bad = fit(exp, run, resume_state=state, progress=progress, allow_changed_data=allow_changed_data,

@@ -16,19 +16,19 @@ training domains' 'out' splits) is exported as the run's model.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from pathlib import Path
 from typing import Sequence
 
 import torch
-from safetensors.torch import load_file
 
 from ..config import Config
 from ..data.bad_images import BadImages
 from ..errors import ClipoodError, ModelError
 from ..io import write_json
+from ..model.finite import load_weights
+from ..model.weights import read_folder_config
 from ..rundir import RunDir
 from ..training.experiment import build_experiment
 from .export import META_FILE, export_model, exported_model_dir, read_model_meta
@@ -117,8 +117,8 @@ def wise_ft_models(model_a: Path, model_b: Path, cfg: Config, alphas: Sequence[f
     templates; B must have the same tensors. ``cfg`` names the run (output_dir, name)."""
     a, b = _check_model_dir(model_a, "MODEL_A"), _check_model_dir(model_b, "MODEL_B")
     # quick_gelu absent means GELU (open_clip's default), so a folder that does not name it equals one that says False
-    ca, cb = ({"quick_gelu": False, **json.loads((m / "open_clip_config.json").read_text()).get("model_cfg")}
-              for m in (a, b))
+    ca, cb = ({"quick_gelu": False, **read_folder_config(m, flag)["model_cfg"]}
+              for m, flag in ((a, "MODEL_A"), (b, "MODEL_B")))
     if ca != cb:
         raise ModelError(f"WiSE-FT: {a} and {b} are different architectures (their open_clip_config.json "
                          f"model_cfg differ); interpolate models of one architecture")
@@ -146,7 +146,7 @@ def _wise_ft_in(run: RunDir, model_b: Path, about: dict, cfg: Config, data, alph
     exp = build_experiment(cfg, data=data)
     model = exp.backbone.model
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    theta1 = load_file(str(model_b / "open_clip_model.safetensors"), device=str(exp.device))
+    theta1 = load_weights(model_b / "open_clip_model.safetensors", str(exp.device))
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     per_alpha: dict[str, dict] = {}
     for alpha in alphas:
@@ -168,19 +168,30 @@ def _wise_ft_in(run: RunDir, model_b: Path, about: dict, cfg: Config, data, alph
     return run, results
 
 
+MAX_ALPHAS = 1001  # each alpha is an evaluation of every split: 0:1:0.001 is already hours on a large set
+
+
 def parse_alphas(text: str) -> list[float]:
-    """'0:1:0.1' (start:stop:step, stop included) or '0,0.5,1'."""
+    """'0:1:0.1' (start:stop:step, stop included) or '0,0.5,1'; at most MAX_ALPHAS of them, counted before
+    any list is made."""
     try:
         if ":" in text:
             start, stop, step = (float(x) for x in text.split(":"))
-            if step <= 0:
+            if not (step > 0 and math.isfinite(start) and math.isfinite(stop) and math.isfinite(step)):
                 raise ValueError
-            n = int(math.floor((stop - start) / step + 1e-9)) + 1
-            alphas = [round(start + i * step, 10) for i in range(max(n, 0))]
+            count = math.floor((stop - start) / step + 1e-9) + 1
+            if count > MAX_ALPHAS:
+                raise ClipoodError(f"--alphas: {text!r} gives {count:.3g} alphas; at most {MAX_ALPHAS} (each is an "
+                                   f"evaluation of every split): use a larger step")
+            alphas = [round(start + i * step, 10) for i in range(max(int(count), 0))]
         else:
             alphas = [float(x) for x in text.split(",") if x.strip()]
+            if len(alphas) > MAX_ALPHAS:
+                raise ClipoodError(f"--alphas: {len(alphas)} alphas; at most {MAX_ALPHAS}")
     except ValueError:
         raise ClipoodError(f"--alphas: {text!r} is not START:STOP:STEP (e.g. 0:1:0.1) or a list (0,0.5,1)") from None
+    if len(set(alphas)) != len(alphas):
+        raise ClipoodError(f"--alphas: {text!r} gives an alpha twice; each is evaluated once")
     if not alphas or any(not (0.0 <= a <= 1.0) for a in alphas):
         raise ClipoodError(f"--alphas: {text!r} gives {alphas}; every alpha must be in [0, 1]")
     return alphas

@@ -115,7 +115,9 @@ def coerce(value: Any, sec_name: str, sec_cls, f: dataclasses.Field) -> Any:
     """Convert a YAML/CLI value to the field's type, or raise ConfigError naming the option."""
     tp, optional, is_list = field_type(sec_cls, f)
     where = f"--{flag_name(f)} ({sec_name}.{f.name})"
-    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+    if isinstance(value, str) and not value.strip():  # '--pretrained ""' is not 'none' (random weights) by accident
+        raise ConfigError(f"{where}: the value is empty; give a value" + (" (or 'none')" if optional else ""))
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
         if optional:
             return None
         raise ConfigError(f"{where}: a value is required")
@@ -126,6 +128,8 @@ def coerce(value: Any, sec_name: str, sec_cls, f: dataclasses.Field) -> Any:
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         inner = type(default_of(f)[0]) if default_of(f)[0:1] else str
         try:
+            if any(isinstance(v, (list, tuple, dict, bool)) or v is None for v in value):
+                raise TypeError  # [[a, b]] must not become the string "['a', 'b']"
             return [inner(v) for v in value]
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a list of {inner.__name__}, got {value!r}") from None

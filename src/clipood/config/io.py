@@ -16,7 +16,7 @@ from ..templates import is_template_file
 from .fields import coerce, flag_name, iter_fields
 from .tree import Config
 
-__all__ = ["execution_keys", "flatten", "from_dict", "given_keys", "irrelevant_keys", "load_yaml", "parse_yaml", "save_yaml",
+__all__ = ["PATH_KEYS", "execution_keys", "expand_home", "flatten", "from_dict", "given_keys", "irrelevant_keys", "load_yaml", "parse_yaml", "save_yaml",
            "to_dict", "variant_keys", "with_absolute_paths"]
 
 
@@ -59,12 +59,22 @@ def from_dict(data: dict, base: Optional[Config] = None, source: str = "config")
     return cfg
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+# Bounds on a YAML file, checked before it is built into objects: a config is a few hundred values.
+MAX_YAML_BYTES = 1 << 20      # 1 MiB
+MAX_YAML_DEPTH = 64           # nested mappings and lists
+MAX_YAML_VALUES = 100_000     # values once every alias is expanded (a 'billion laughs' expands to 10**9)
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key given twice in one mapping is an error (not 'last wins')."""
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (not 'last wins').
+    Merge keys ('<<: *defaults') merge as YAML says: a key written in the mapping overrides a merged one."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == MERGE_TAG:
+                continue  # flatten_mapping (in the base class) merges it
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
@@ -73,13 +83,52 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _check_yaml_size(text: str, path: Path, flag: str) -> None:
+    """Refuse, from PyYAML's event stream (no objects built), nesting deeper than MAX_YAML_DEPTH and aliases
+    that expand to more than MAX_YAML_VALUES values: both would take the memory or the stack of the process."""
+    sizes: dict[str, int] = {}       # anchor -> values its node expands to
+    stack: list[list] = []            # open collections: [values so far, anchor]
+    total = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            stack.append([1, event.anchor])
+            if len(stack) > MAX_YAML_DEPTH:
+                raise ConfigError(f"{flag}: {path} nests mappings or lists more than {MAX_YAML_DEPTH} deep; a config "
+                                  f"is a few levels deep")
+            continue
+        if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            n, anchor = stack.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            n, anchor = 1, event.anchor
+        elif isinstance(event, yaml.AliasEvent):
+            n, anchor = sizes.get(event.anchor, 1), None
+        else:
+            continue
+        if anchor is not None:
+            sizes[anchor] = n
+        if stack:
+            stack[-1][0] += n
+        else:
+            total += n
+        if (stack[-1][0] if stack else total) > MAX_YAML_VALUES:
+            raise ConfigError(f"{flag}: {path} holds more than {MAX_YAML_VALUES:,} values once its aliases (*name) "
+                              f"are expanded; a config has a few hundred")
+
+
 def parse_yaml(path: str | Path, flag: str = "--config") -> Any:
-    """A YAML file's data, or one ConfigError line: missing, unreadable, invalid, or with a duplicate key."""
+    """A YAML file's data, or one ConfigError line: missing, unreadable, invalid, with a duplicate key, or past
+    the bounds of a config (MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{flag}: file not found: {path}")
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ConfigError(f"{flag}: {path} is {size / 2**20:.1f} MiB; a config is at most "
+                              f"{MAX_YAML_BYTES // 2**20} MiB of YAML (is it the right file?)")
+        text = path.read_text(encoding="utf-8-sig")
+        _check_yaml_size(text, path, flag)
+        return yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         msg = " ".join(str(e).split()) if str(e) else type(e).__name__
         raise ConfigError(f"{flag}: {path} is not valid YAML: {msg}") from None
@@ -115,26 +164,39 @@ def save_yaml(cfg, path: str | Path, notes: Optional[dict[str, str]] = None) -> 
     write_text(path, "\n".join(lines) + "\n")
 
 
+PATH_KEYS = (("data", "root"), ("data", "class_names"), ("data", "csv"), ("run", "output_dir"), ("model", "cache_dir"))
+
+
 def _absolute(path: Optional[str]) -> Optional[str]:
     return None if path is None else str(Path(path).expanduser().absolute())
 
 
-def with_absolute_paths(cfg):
-    """A copy of a config tree with every path absolute, so a run resumes from any working directory."""
-    cfg = copy.deepcopy(cfg)
+def _map_paths(cfg, fn):
+    """``fn`` applied, in place, to every option of a config tree that names a path: the folders and files
+    of PATH_KEYS, a ``local-dir:`` folder, a weights file and files of templates."""
     m = cfg.model
     if m.arch.startswith("local-dir:"):
-        m.arch = "local-dir:" + _absolute(m.arch[len("local-dir:"):])
-    if m.pretrained and os.path.isfile(os.path.expanduser(m.pretrained)):
-        m.pretrained = _absolute(m.pretrained)
-    m.cache_dir = _absolute(m.cache_dir)
+        m.arch = "local-dir:" + fn(m.arch[len("local-dir:"):])
+    if m.pretrained and os.path.exists(os.path.expanduser(m.pretrained)):  # a weights file or model folder
+        m.pretrained = fn(m.pretrained)
     if getattr(m, "templates", None):  # a file of templates; presets and templates stay as they are
-        m.templates = [_absolute(t) if is_template_file(t) else t for t in m.templates]
-    for section, key in (("data", "root"), ("data", "class_names"), ("data", "csv"), ("run", "output_dir")):
+        m.templates = [fn(t) if is_template_file(t) else t for t in m.templates]
+    for section, key in PATH_KEYS:
         sec = getattr(cfg, section, None)
-        if sec is not None and hasattr(sec, key):
-            setattr(sec, key, _absolute(getattr(sec, key)))
+        if sec is not None and hasattr(sec, key) and getattr(sec, key) is not None:
+            setattr(sec, key, fn(getattr(sec, key)))
     return cfg
+
+
+def expand_home(cfg):
+    """'~' and '~user' in every path option expanded, in place, as a shell would have done (a quoted
+    '--output-dir ~/runs' must not make a folder named '~' while config.yaml records $HOME/runs)."""
+    return _map_paths(cfg, os.path.expanduser)
+
+
+def with_absolute_paths(cfg):
+    """A copy of a config tree with every path absolute, so a run resumes from any working directory."""
+    return _map_paths(copy.deepcopy(cfg), _absolute)
 
 
 def execution_keys(cls=Config) -> set[str]:

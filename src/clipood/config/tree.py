@@ -36,7 +36,8 @@ class ModelConfig:
         "weights for --arch: 'auto' (the folder's own weights for local-dir:, open_clip's 'openai' where it "
         "exists, else the architecture's clipood tag, e.g. 'emoji' for clipood-lite0-minilm), a pretrained tag "
         "(open_clip's, downloaded when online, or clipood's: 'clipood models --tags'), a local checkpoint file "
-        "(.pt/.bin/.safetensors), or 'none' for random weights.",
+        "(.pt/.bin/.safetensors) or model folder of --arch's architecture (another one is an error), or 'none' "
+        "for random weights.",
         scope=("train", "zeroshot"),
     )
     trainable: str = opt(

@@ -38,7 +38,7 @@ def check_name(name: Optional[str]) -> None:
 
 
 def check_output_dir(output_dir: str) -> None:
-    out = Path(output_dir)
+    out = Path(output_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output-dir: {out} is a file, not a folder; choose a folder for the run directories")
 
@@ -62,7 +62,10 @@ def check_device(device: str) -> None:
 
 
 def validate(cfg: Config, *, training: bool = True) -> Config:
-    """Check every value before any work starts; raise ConfigError naming the option."""
+    """Check every value before any work starts; raise ConfigError naming the option. Paths starting
+    with '~' are expanded in place (``io.expand_home``), so the run and its record agree."""
+    from .io import expand_home
+    expand_home(cfg)
     check_fields(cfg, "train" if training else "zeroshot")
     m, d, t = cfg.model, cfg.data, cfg.train
     _check(bool(m.arch), "arch", m.arch, "an open_clip architecture name or local-dir:PATH")

@@ -16,9 +16,11 @@ from typing import Callable, Optional, Sequence
 
 from ..console import progress_bar
 from ..errors import DataError
-from .images import is_image_file
+from ..io import read_user_text
+from .digests import content_digests
+from .images import is_image_file, not_a_regular_file
 
-__all__ = ["ImageIndex", "check_same_data", "class_images", "detect_layout", "fingerprint", "images_under", "index_domain_folders",
+__all__ = ["ImageIndex", "check_classes", "check_same_data", "class_images", "file_id", "detect_layout", "fingerprint", "images_under", "index_domain_folders",
            "make_index", "read_class_names", "readable_name", "scan"]
 
 
@@ -48,27 +50,36 @@ class ImageIndex:
         return self.domains.index(name)
 
 
-def fingerprint(paths: list[str], root: Optional[str | Path] = None) -> dict:
-    """What a resumed run must find again: every image's path (relative to ``root``) and size in bytes."""
+def fingerprint(paths: list[str], root: Optional[str | Path] = None, *, content: bool = True) -> dict:
+    """What a resumed run must find again: every image's path (relative to ``root``) and its bytes (SHA-256,
+    each file read once: ``digests``). ``content=False``: paths and sizes only, as older checkpoints hold."""
     import hashlib
     h = hashlib.sha256()
     base = Path(root) if root is not None else None
-    for p in paths:
+    digests = content_digests(paths, root) if content else None
+    for i, p in enumerate(paths):
         rel = os.path.relpath(p, base) if base is not None else p
+        if digests is not None:
+            h.update(f"{rel}\0{digests[i]}\n".encode())  # one stat per file, the bytes read once (digests)
+            continue
         try:
             size = os.stat(p).st_size
         except OSError:
             size = -1
         h.update(f"{rel}\0{size}\n".encode())
-    return {"images": len(paths), "sha256": h.hexdigest()}
+    return {"images": len(paths), "sha256": h.hexdigest(), **({"content": "sha256"} if content else {})}
 
 
-def check_same_data(saved: Optional[dict], now: dict, where: str, allow: bool) -> None:
+def check_same_data(saved: Optional[dict], paths: list[str], root: str | Path, allow: bool) -> None:
     """Refuse to resume on other images than the run started with, unless asked to (--allow-changed-data)."""
-    if saved is None or saved == now:
+    if saved is None:
+        return
+    now = fingerprint(paths, root, content="content" in saved)  # an older checkpoint: paths and sizes
+    where = str(root)
+    if saved == now:
         return
     change = (f"{saved['images']} images then, {now['images']} now" if saved["images"] != now["images"]
-              else f"the same number of images ({now['images']}), but paths or sizes differ")
+              else f"the same number of images ({now['images']}), but paths or contents differ")
     if allow:
         from ..console import note
         note(f"--resume: the images under {where} changed since the checkpoint ({change}); continuing on them "
@@ -77,6 +88,13 @@ def check_same_data(saved: Optional[dict], now: dict, where: str, allow: bool) -
     raise DataError(f"--resume: the images under {where} changed since the checkpoint ({change}); the rest of the "
                     f"run would not be the run that started. Restore them, start a new run, or pass "
                     f"--allow-changed-data to continue on the new images")
+
+
+def check_classes(folders: Sequence[str], root: str | Path) -> None:
+    """A classifier tells classes apart: with fewer than two, every prediction is right and means nothing."""
+    if len(folders) < 2:
+        raise DataError(f"{root}: {len(folders)} class ({', '.join(folders) or 'none'}); classification needs at least "
+                        f"two classes to tell apart (accuracy would be 100 % whatever the model); add class folders")
 
 
 def readable_name(folder: str) -> str:
@@ -103,21 +121,36 @@ def _subdirs(path: Path) -> list[Path]:
     return out
 
 
+def file_id(path: str | Path) -> tuple[int, int]:
+    """(device, inode): what one file or folder is, whatever the path, link, hard link or bind mount to it."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
 def images_under(folder: Path) -> list[Path]:
-    """Image files under a folder, sorted, links followed; each file once; a link back up is an error."""
+    """Image files under a folder, sorted, links followed; each file once; a folder inside itself is an error.
+
+    Folders and files are told apart by (device, inode), not by their resolved paths: a bind mount of a
+    folder that contains it (which no path resolution sees) is a loop, and a hard link counts once."""
     out, files = [], set()
-    visited = {os.path.realpath(folder)}
+    top = Path(folder).absolute()
+    above = frozenset(file_id(p) for p in (top, *top.parents))  # the folder and every folder holding it
+    chain = {os.fspath(folder): above}  # folder being walked -> the identities of it and every folder above it
+    visited = {file_id(top)}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        here = os.path.realpath(dirpath)
+        here = chain.pop(dirpath)
         keep = []
         for d in sorted(x for x in dirnames if not x.startswith(".")):
-            real = os.path.realpath(os.path.join(dirpath, d))
-            if real == here or here.startswith(real.rstrip(os.sep) + os.sep) or real == os.path.realpath(folder):
-                raise DataError(f"{Path(dirpath) / d}: a link to {real}, a folder that contains it (a loop); "
-                                f"remove the link")
-            if real not in visited:  # a folder reached twice through links is read once
-                visited.add(real)
+            sub = os.path.join(dirpath, d)
+            ident = file_id(sub)
+            if ident in here:
+                link = os.path.islink(sub)
+                what = f"a link to {os.path.realpath(sub)}, a folder" if link else "a mount of a folder"
+                raise DataError(f"{sub}: {what} that contains it (a loop); remove the {'link' if link else 'mount'}")
+            if ident not in visited:  # a folder reached twice through links is read once
+                visited.add(ident)
                 keep.append(d)
+                chain[sub] = here | {ident}
         dirnames[:] = keep
         for f in sorted(filenames):
             p = Path(dirpath) / f
@@ -126,9 +159,13 @@ def images_under(folder: Path) -> list[Path]:
             _check_utf8(p)
             if not p.exists():
                 raise DataError(f"{p}: a link to {os.readlink(p)}, which does not exist; fix or remove the link")
-            real = os.path.realpath(p)
-            if real not in files:  # the same file through two paths counts once
-                files.add(real)
+            kind = not_a_regular_file(p)
+            if kind is not None:  # never opened: reading a FIFO blocks until a writer comes
+                raise DataError(f"{p}: {kind}, not an image file; only regular files are images; remove it or move "
+                                f"it out of {folder}")
+            ident = file_id(p)
+            if ident not in files:  # the same file through two paths counts once
+                files.add(ident)
                 out.append(p)
     return out
 
@@ -147,10 +184,7 @@ def detect_layout(root: Path) -> str:
 
 def read_class_names(path: Path, folders: list[str]) -> list[str]:
     """Override file: 'folder<TAB>name' lines, or one name per line in folder order."""
-    try:
-        lines = [ln.rstrip("\n") for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    except UnicodeDecodeError:
-        raise DataError(f"--class-names: {path} is not UTF-8 text") from None
+    lines = [ln.rstrip("\n") for ln in read_user_text(path, "--class-names", DataError).splitlines() if ln.strip()]
     if all("\t" in ln for ln in lines):
         mapping = dict(ln.split("\t", 1) for ln in lines)
         missing = [f for f in folders if f not in mapping]
@@ -177,7 +211,7 @@ def scan(root: str | Path, layout: str = "auto", class_names_file: Optional[str 
         raise DataError(f"--root: {root} has no domain folders")
 
     per_domain: dict[str, dict[str, list[Path]]] = {}
-    owner: dict[str, Path] = {}  # resolved image file -> the class folder it was found in
+    owner: dict[tuple[int, int], Path] = {}  # an image file's (device, inode) -> where it was found
     for ddir in domain_dirs:
         name = ddir.name if layout == "domains" else "all"
         class_dirs = _subdirs(ddir)
@@ -187,7 +221,7 @@ def scan(root: str | Path, layout: str = "auto", class_names_file: Optional[str 
         for cdir in class_dirs:
             imgs = images_under(cdir)
             for img in imgs:
-                real = os.path.realpath(img)
+                real = file_id(img)
                 if real in owner:
                     raise DataError(f"{img} and {owner[real]} are one file (through a link): an image cannot be in "
                                     f"two classes or domains; remove the link")
@@ -200,6 +234,7 @@ def scan(root: str | Path, layout: str = "auto", class_names_file: Optional[str 
         per_domain[name] = classes
 
     folders = sorted({c for classes in per_domain.values() for c in classes})
+    check_classes(folders, root)
     for dname, classes in per_domain.items():
         missing = [c for c in folders if c not in classes]
         if missing:
@@ -243,6 +278,7 @@ def scan(root: str | Path, layout: str = "auto", class_names_file: Optional[str 
 def make_index(root: Path, domains: Sequence[str], class_ids: Sequence[str], class_names: Sequence[str],
                items: Sequence[tuple[str, int, int]]) -> ImageIndex:
     """An index from (path, label, domain id) items, kept in the given order."""
+    check_classes(class_ids, root)
     return ImageIndex(root=Path(root), domains=list(domains), class_folders=list(class_ids),
                       class_names=list(class_names), paths=[p for p, _, _ in items],
                       labels=[y for _, y, _ in items], domain_ids=[d for _, _, d in items])

@@ -8,13 +8,16 @@ raise ``UnreadableImage`` naming the file.
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageFile
 
-__all__ = ["IMAGE_EXTENSIONS", "UnreadableImage", "is_image_file", "load_rgb", "to_rgb"]
+__all__ = ["IMAGE_EXTENSIONS", "UnreadableImage", "is_image_file", "load_rgb", "not_a_regular_file", "to_rgb"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
 
@@ -30,6 +33,25 @@ class UnreadableImage(Exception):
 
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+
+
+def not_a_regular_file(path: str | Path) -> Optional[str]:
+    """None for a regular file (links followed), else what it is in words ('a FIFO (named pipe)', 'missing').
+
+    Only regular files are read as images: opening a FIFO blocks until a writer comes, a device may never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing" if not os.path.lexists(path) else "a link to a file that does not exist"
+    except OSError as e:
+        return f"not readable ({e.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -51,7 +73,13 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    """Decode an image fully (so truncation is caught here) and return it as RGB."""
+    """Decode an image fully (so truncation is caught here) and return it as RGB; anything but a regular
+    file is refused before it is opened."""
+    kind = not_a_regular_file(path)
+    if kind == "missing":
+        raise UnreadableImage(str(path), "file not found")
+    if kind is not None:
+        raise UnreadableImage(str(path), f"{kind}, not an image file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. PIL's palette-transparency notice

@@ -8,12 +8,14 @@ shape, so a model trained on some styles must generalise to a held-out one.
 from __future__ import annotations
 
 import math
+import os
 import random
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["SHAPES", "SHAPES_PER_CLASS", "STYLES", "draw", "make_shapes_dataset"]
+__all__ = ["MANIFEST", "SHAPES", "SHAPES_PER_CLASS", "SHAPES_SIZE", "STYLES", "check_build_options", "draw",
+           "make_shapes_dataset"]
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond", "hexagon", "ring")
 STYLES = ("photo", "sketch", "painting", "cartoon")
@@ -74,19 +76,69 @@ def draw(shape: str, style: str, rng: random.Random, size: int = 64) -> Image.Im
 
 
 SHAPES_PER_CLASS = 12
+SHAPES_SIZE = 64
+MAX_PER_CLASS = 100_000
+SIZES = (16, 1024)  # image side in pixels, as for the emoji benchmark's --size
+MANIFEST = "SHA256SUMS"  # the images this builder finished ('sha256sum -c SHA256SUMS' in ROOT checks them)
 
 
-def make_shapes_dataset(root: str | Path, *, per_class: int = SHAPES_PER_CLASS, size: int = 64, seed: int = 0,
-                        shapes=SHAPES, styles=STYLES) -> Path:
-    """Write ROOT/<style>/<shape>/<n>.png (skips files already there); returns root."""
+def _read_sums(path: Path) -> dict[str, str]:
+    """{relative path: SHA-256} of a manifest; an unreadable or foreign one lists nothing (all is redrawn)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    out = {}
+    for line in lines:
+        digest, _, rel = line.partition("  ")
+        if len(digest) == 64 and rel:
+            out[rel] = digest
+    return out
+
+
+def check_build_options(per_class: int, size: int) -> None:
+    """--per-class and --size in range, as every integer option is checked."""
+    from ..errors import ConfigError
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or not 1 <= per_class <= MAX_PER_CLASS:
+        raise ConfigError(f"--per-class: {per_class!r} is out of range; allowed: an integer from 1 to {MAX_PER_CLASS}")
+    if isinstance(size, bool) or not isinstance(size, int) or not SIZES[0] <= size <= SIZES[1]:
+        raise ConfigError(f"--size: {size!r} is out of range; allowed: an integer from {SIZES[0]} to {SIZES[1]}")
+
+
+def make_shapes_dataset(root: str | Path, *, per_class: int = SHAPES_PER_CLASS, size: int = SHAPES_SIZE,
+                        seed: int = 0, shapes=SHAPES, styles=STYLES) -> Path:
+    """Write ROOT/<style>/<shape>/<n>.png; returns root.
+
+    Each image is written under a temporary name and renamed when complete (``io.atomic_path``), and
+    ROOT/SHA256SUMS lists the images finished with their digests. An image already there is kept only
+    when that list has it with the same digest: one left by a build that was killed or stopped by a full
+    disk is drawn again, never trusted."""
+    from ..console import note
+    from ..io import atomic_path, sha256_file, write_text
+    check_build_options(per_class, size)
     root = Path(root)
+    listed = _read_sums(root / MANIFEST)
+    done: dict[str, str] = {}
+    redrawn = []
     for style in styles:
         for shape in shapes:
             folder = root / style / shape
             folder.mkdir(parents=True, exist_ok=True)
             for n in range(per_class):
-                path = folder / f"{n:04d}.png"
-                if not path.exists():
-                    rng = random.Random(f"{seed}/{style}/{shape}/{n}")
-                    draw(shape, style, rng, size).save(path)
+                rel = f"{style}/{shape}/{n:04d}.png"
+                path = root / rel
+                if rel in listed and path.is_file() and not path.is_symlink() and sha256_file(path) == listed[rel]:
+                    done[rel] = listed[rel]
+                    continue
+                if os.path.lexists(path):
+                    redrawn.append(rel)
+                rng = random.Random(f"{seed}/{style}/{shape}/{n}")
+                with atomic_path(path) as tmp:
+                    draw(shape, style, rng, size).save(tmp, format="PNG")
+                done[rel] = sha256_file(path)
+    kept = {rel: d for rel, d in listed.items() if rel not in done and (root / rel).is_file()}  # a larger build's
+    write_text(root / MANIFEST, "".join(f"{d}  {rel}\n" for rel, d in sorted({**kept, **done}.items())))
+    if redrawn:
+        note(f"{root}: {len(redrawn)} image(s) there were not recorded as finished in {MANIFEST} (a build stopped "
+             f"part-way, or changed since), e.g. {redrawn[0]}; drawn again")
     return root

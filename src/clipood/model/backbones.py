@@ -40,6 +40,7 @@ from ..console import note, warn
 from ..errors import ModelError
 from ..io import atomic_path, write_json
 from . import towers as shipped
+from .finite import check_finite
 from .weights import AUTO, EXPORT_CONFIG, EXPORT_WEIGHTS, Weights, read_folder_config, resolve_weights, tag_quick_gelu
 
 __all__ = ["ACTIVATIONS", "BUNDLED_CONFIGS", "Backbone", "IMAGENET_PREPROCESS", "activation_name", "export_config",
@@ -247,6 +248,7 @@ def load_backbone(arch: str, pretrained: Optional[str] = AUTO, *, device: str | 
         hint = ("; when offline, pass a local checkpoint file with --pretrained PATH or a folder with "
                 "--arch local-dir:PATH") if w.kind == "tag" else ""
         raise ModelError(f"could not load {arch} with {w.about}: {one_line(e)}{hint}") from None
+    check_finite(model.state_dict(), f"{arch} ({w.about})")  # a broken model never scores (model/finite.py)
     model.to(device)
     return Backbone(model=model, tokenizer=tokenizer, preprocess_val=preprocess_val,
                     preprocess_cfg=dict(open_clip.get_model_preprocess_cfg(model)), model_cfg=model_cfg, arch=arch,

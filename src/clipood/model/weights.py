@@ -94,7 +94,10 @@ def clipood_tags(arch: str) -> list[str]:
 
 
 def normalise_pretrained(pretrained: Optional[str]) -> str:
-    if pretrained is None or pretrained.strip().lower() in ("", "none", "null", "random"):
+    if isinstance(pretrained, str) and not pretrained.strip():  # 'none' is the one way to ask for random weights
+        raise ModelError("--pretrained: the value is empty; give a tag, a checkpoint file, 'auto', or 'none' for "
+                         "random weights")
+    if pretrained is None or pretrained.strip().lower() in ("none", "null", "random"):
         return RANDOM
     return pretrained.strip()
 
@@ -110,7 +113,7 @@ def read_folder_config(folder: Path, flag: str = "--arch") -> dict:
     if not path.is_file():
         raise ModelError(f"{flag}: no {EXPORT_CONFIG} in {folder}; point at a folder exported by clipood or open_clip")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelError(f"{flag}: {path} is not valid JSON ({e}); re-export the model") from None
     if not isinstance(data, dict) or not isinstance(data.get("model_cfg"), dict):
@@ -134,6 +137,36 @@ def _folder(folder: Path, pretrained: str, what: str) -> Weights:
 def tag_quick_gelu(name: str, tag: str) -> bool:
     """Whether open_clip's pretrained tag was trained with QuickGELU (its pretrained config says; OpenAI's: yes)."""
     return bool(open_clip.get_pretrained_cfg(name, tag).get("quick_gelu", False))
+
+
+_NOT_ARCHITECTURE = {"hf_model_name", "hf_tokenizer_name", "hf_model_pretrained", "timm_model_pretrained"}
+
+
+def _first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
+    """'key: x in one, y in the other' for the first architecture setting two model configs differ in."""
+    for key in sorted(set(a) | set(b)):
+        if key in _NOT_ARCHITECTURE:
+            continue
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            found = _first_difference(x, y, f"{prefix}{key}.")
+            if found:
+                return found
+        elif x != y:
+            return f"{prefix}{key} is {x!r} there, {y!r} in --arch"
+    return None
+
+
+def _folder_of_arch(name: str, folder: Path) -> Weights:
+    """--pretrained FOLDER with --arch NAME: the folder's weights, when the folder is a model of NAME."""
+    if not folder.is_dir():
+        raise ModelError(f"--pretrained: {folder} is neither a file, a model folder nor a tag of {name}")
+    diff = _first_difference(read_folder_config(folder, "--pretrained")["model_cfg"],
+                             open_clip.get_model_config(name) or {})
+    if diff:
+        raise ModelError(f"--pretrained {folder}: a model folder of another architecture than --arch {name} ({diff});"
+                         f" pass --arch local-dir:{folder} to use it as it is, or weights made for {name}")
+    return _folder(folder, AUTO, f"the weights of {folder}")
 
 
 def _unknown_arch(arch: str) -> ModelError:
@@ -182,6 +215,8 @@ def resolve_weights(arch: str, pretrained: Optional[str] = AUTO) -> Weights:
         return Weights("file", name, pretrained, about=f"{name} weights from {pretrained}")
     if pretrained == shipped.TOWERS_TAG and name in shipped.SHIPPED:
         return Weights("towers", name, None, about=shipped.SHIPPED[name].describe())
+    if os.sep in pretrained or pretrained.startswith(("~", ".")):
+        return _folder_of_arch(name, Path(pretrained).expanduser())  # a path, never joined onto the tag folder
     installed = installed_dir(name, pretrained)
     if (installed / EXPORT_CONFIG).is_file() and _weights_file(installed):
         return _folder(installed, AUTO, f"clipood's '{pretrained}' weights of {name}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..data.images import not_a_regular_file
 from ..errors import DataError
 
 __all__ = ["CaptionTable", "drop_tags", "keep_tags", "read_caption_table", "split_validation"]
@@ -46,7 +47,7 @@ def read_caption_table(csv_path: str | Path, *, img_key: str = "filepath", capti
     csv_path = Path(csv_path)
     base = csv_path.parent
     try:
-        with open(csv_path, newline="", encoding="utf-8") as f:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is no part of the header
             reader = csv.DictReader(f, delimiter=sep)
             columns = list(reader.fieldnames or [])
             rows = list(reader)
@@ -86,9 +87,12 @@ def read_caption_table(csv_path: str | Path, *, img_key: str = "filepath", capti
         if not caption:
             raise DataError(f"--csv: {csv_path} line {n}: empty caption ('{caption_key}')")
         path = Path(rel) if Path(rel).is_absolute() else base / rel
-        if not path.is_file():
+        kind = not_a_regular_file(path)
+        if kind == "missing":
             missing.append((n, str(path)))
             continue
+        if kind is not None:  # never opened: a FIFO would block the loader
+            raise DataError(f"--csv: {csv_path} line {n}: {path} is {kind}, not an image file")
         table.paths.append(str(path))
         table.captions.append(caption)
         table.domains.append(domain)

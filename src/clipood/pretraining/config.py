@@ -24,6 +24,7 @@ from ..config import (
     check_fields,
     check_name,
     check_output_dir,
+    expand_home,
     opt,
     options_markdown,
 )
@@ -211,7 +212,9 @@ class PretrainConfig:
 
 
 def validate(cfg: PretrainConfig) -> PretrainConfig:
-    """Check every value before any work starts; raise ConfigError naming the option."""
+    """Check every value before any work starts; raise ConfigError naming the option ('~' in paths
+    expanded in place, as for fine-tuning)."""
+    expand_home(cfg)
     check_fields(cfg)
     m, d, o, t, r = cfg.model, cfg.data, cfg.optim, cfg.train, cfg.run
     _check(bool(m.arch), "arch", m.arch, "an open_clip architecture name or local-dir:PATH")

@@ -51,6 +51,9 @@ MAX_LOG_SCALE = math.log(100)  # CLIP clamps the logit scale at 100
 # ------------------------------------------------------------------ checkpoints
 
 
+STATE_KEYS = ("step", "model", "optimizer", "scheduler", "rng")  # what restore_state reads
+
+
 def training_state(p: Pretraining, bad: BadImages) -> dict:
     return {
         "model": {k: v.detach().cpu().clone() for k, v in p.model.state_dict().items()},
@@ -61,20 +64,22 @@ def training_state(p: Pretraining, bad: BadImages) -> dict:
         "bad_images": [[path, reason] for path, reason in bad.items()],
         "csv_sha256": p.csv_sha256,
         "data_fingerprint": fingerprint(p.table.paths, Path(p.cfg.data.csv).parent),
+        "config": ckpt.config_record(p.cfg),
     }
 
 
 def restore_state(p: Pretraining, state: dict, bad: BadImages, allow_changed_data: bool = False) -> int:
+    ckpt.check_same_config(state.get("config"), p.cfg)
     if state.get("csv_sha256", p.csv_sha256) != p.csv_sha256 and not allow_changed_data:
         raise ClipoodError(f"--resume: {p.cfg.data.csv} changed since this run started (its rows decide the data "
                            f"order); restore the original table, start a new run, or pass --allow-changed-data")
-    check_same_data(state.get("data_fingerprint"), fingerprint(p.table.paths, Path(p.cfg.data.csv).parent),
-                    str(Path(p.cfg.data.csv).parent), allow_changed_data)
-    try:
-        p.model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise ClipoodError(f"--resume: the checkpoint does not match --arch {p.cfg.model.arch} "
-                           f"({str(e).splitlines()[0][:200]})") from None
+    check_same_data(state.get("data_fingerprint"), p.table.paths, Path(p.cfg.data.csv).parent, allow_changed_data)
+    with ckpt.not_fitting(state):
+        try:
+            p.model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise ClipoodError(f"--resume: the checkpoint does not match --arch {p.cfg.model.arch} "
+                               f"({str(e).splitlines()[0][:200]})") from None
     return ckpt.restore_optimisation(state, p.optimizer, p.scheduler, p.scaler, bad.seen)
 
 
@@ -271,7 +276,7 @@ def run_pretrain(cfg: PretrainConfig, *, resume: Optional[RunDir] = None, progre
 def _pretrain_in(run: RunDir, cfg: PretrainConfig, table: CaptionTable, resuming: bool, progress: bool,
                  allow_changed_data: bool) -> tuple[RunDir, dict]:
     p = build(cfg, table)
-    state = ckpt.load_latest(run.path) if resuming else None
+    state = ckpt.load_latest(run.path, required=STATE_KEYS) if resuming else None
     outcome = fit(p, run, resume_state=state, progress=progress, allow_changed_data=allow_changed_data)
     val = evaluate_pairs(p, p.val_rows, BadImages("skip", p.table.paths), progress=progress) if p.val_rows else {}
     run.log({"step": cfg.train.steps, "val": val, "final": True})

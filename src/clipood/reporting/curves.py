@@ -47,20 +47,32 @@ def color(method: str) -> str:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight", facecolor="white")
+    from ..io import atomic_path
+    with atomic_path(path) as tmp:  # a full disk names the plot; a half-written one never replaces the last
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight", facecolor="white")
     return path
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The records of a run's metrics.jsonl; lines that are not one (torn, binary) are left out, and said."""
     if not path.is_file():
         return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    out, bad = [], 0
+    for raw in path.read_bytes().splitlines():
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+            rec = json.loads(raw.decode("utf-8"))
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            bad += raw.strip() != b""
             continue
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        if isinstance(rec, dict) and number(rec.get("step", 0)) and number(rec.get("loss", 0)) and \
+                isinstance(rec.get("eval", {}), dict):
+            out.append(rec)
+        else:
+            bad += 1
+    if bad:
+        from ..console import warn
+        warn(f"report: {path}: {bad} line(s) that are not metrics records left out of the curves")
     return out
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -18,10 +17,11 @@ from typing import Any, Optional
 import yaml
 
 from ..config import flatten, irrelevant_keys, variant_keys
+from ..console import warn
 from ..methods import METHODS, infer_method, registered
 from .stats import harmonic, mean
 
-__all__ = ["RunRecord", "SKIP_DIRS", "VARIANT_KEYS", "add_derived_zeroshot", "collect", "headline", "method_order",
+__all__ = ["DamagedRun", "RunRecord", "SKIP_DIRS", "VARIANT_KEYS", "add_derived_zeroshot", "collect", "headline", "method_order",
            "read_run"]
 
 SKIP_DIRS = {".sweep", "model", "checkpoints", "report"}
@@ -71,8 +71,21 @@ def headline(evals: dict, base_to_new: bool) -> float:
     return mean(e.get("accuracy") for e in es)
 
 
+_NUMERIC_HPARAMS = ("lambda", "beta", "ema_decay", "lr", "steps", "batch_size", "accum_steps")
+
+
 def _hparams(cfg: dict, results: dict) -> dict[str, Any]:
-    """The options the report shows and plots: config.yaml, else what results.json says."""
+    """The options the report shows and plots: config.yaml, else what results.json says (a number that is
+    not one, in an edited file, is left out rather than plotted)."""
+    out = _hparams_raw(cfg, results)
+    for k in _NUMERIC_HPARAMS:
+        v = out.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            out[k] = None
+    return out
+
+
+def _hparams_raw(cfg: dict, results: dict) -> dict[str, Any]:
     f = flatten(cfg)
     backbone = results.get("backbone") if isinstance(results.get("backbone"), dict) else {}
     return {"lambda": f.get("loss.margin_lambda"), "beta": f.get("averaging.beta"),
@@ -96,26 +109,92 @@ def _config_variant(cfg_dict: dict) -> dict[str, Any]:
     return {k: flat.get(k) for k in VARIANT_KEYS if k not in ignored}
 
 
-def _load(path: Path) -> Optional[dict]:
+class DamagedRun(Exception):
+    """A run folder whose records cannot be read as a run's: the report skips it, saying which and why."""
+
+
+def _load(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        print(f"clipood report: skipping {path}: unreadable ({e})", file=sys.stderr)
-        return None
+        raise DamagedRun(f"{path} is unreadable ({' '.join(str(e).split())[:160]})") from None
+    if not isinstance(data, dict):
+        raise DamagedRun(f"{path} is a JSON {type(data).__name__}, not an object")
+    return data
+
+
+_METRICS = ("accuracy", "base", "new", "H", "n")
+_KINDS = ("train", "zeroshot", "wise-ft", "eval")
+
+
+def _check_evals(evals: Any, where: str) -> None:
+    """An evaluation: split name -> {role, domain, accuracy[, base, new, H]}, every metric a number (or null)."""
+    if evals is None:
+        return
+    if not isinstance(evals, dict):
+        raise DamagedRun(f"{where} is a {type(evals).__name__}, not a mapping of splits")
+    for name, e in evals.items():
+        if not isinstance(e, dict):
+            raise DamagedRun(f"{where}[{name!r}] is a {type(e).__name__}, not an evaluation")
+        for m in _METRICS:
+            v = e.get(m)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise DamagedRun(f"{where}[{name!r}].{m} is {v!r}, not a number")
+        if not isinstance(e.get("role", ""), (str, type(None))):
+            raise DamagedRun(f"{where}[{name!r}].role is {e.get('role')!r}")
+
+
+def _check_results(results: dict, path: Path) -> None:
+    kind = results.get("kind", "train")
+    if kind not in _KINDS:
+        raise DamagedRun(f"{path}: 'kind' is {kind!r}, not one of {', '.join(_KINDS)}")
+    for key in ("final", "zeroshot"):
+        _check_evals(results.get(key), f"{path}: {key}")
+    if kind == "wise-ft":
+        alphas, variants = results.get("alphas", []), results.get("variants", {})
+        if not isinstance(alphas, list) or not all(isinstance(a, (int, float)) for a in alphas) or \
+                not isinstance(variants, dict):
+            raise DamagedRun(f"{path}: 'alphas' or 'variants' is not what a WiSE-FT run writes")
+        for key, evals in variants.items():
+            _check_evals(evals, f"{path}: variants[{key!r}]")
+    for key in ("holdout_domains", "domains", "train_domains"):
+        v = results.get(key)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise DamagedRun(f"{path}: {key!r} is {v!r}, not a list of names")
+    seed = results.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DamagedRun(f"{path}: 'seed' is {seed!r}, not an integer")
+
+
+def _check_sidecar(side: dict, path: Path) -> None:
+    for key, ok in (("method", lambda v: isinstance(v, str)), ("dataset", lambda v: isinstance(v, str)),
+                    ("holdout", lambda v: isinstance(v, list)), ("seed", lambda v: isinstance(v, int)),
+                    ("variant", lambda v: isinstance(v, dict)), ("base_to_new", lambda v: isinstance(v, bool))):
+        if key not in side or not ok(side[key]):
+            raise DamagedRun(f"{path}: {key!r} is {side.get(key)!r}")
+
+
+def _read_config(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise DamagedRun(f"{path} is unreadable ({' '.join(str(e).split())[:160]})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, (dict, type(None))) for v in data.values()):
+        raise DamagedRun(f"{path} is not a run's config (a mapping of sections)")
+    return data
 
 
 def read_run(run_dir: Path) -> list[RunRecord]:
-    """The records of one finished run directory (several for WiSE-FT: one per alpha)."""
+    """The records of one finished run directory (several for WiSE-FT: one per alpha); a damaged one raises
+    DamagedRun saying which file and why (``collect`` skips it with a warning)."""
     results = _load(run_dir / "results.json")
-    if results is None or not isinstance(results, dict):
-        return []
+    _check_results(results, run_dir / "results.json")
     side = _load(run_dir / "sweep.json") if (run_dir / "sweep.json").is_file() else None
-    cfg_dict: dict = {}
-    if (run_dir / "config.yaml").is_file():
-        try:
-            cfg_dict = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError:
-            cfg_dict = {}
+    if side is not None:
+        _check_sidecar(side, run_dir / "sweep.json")
+    cfg_dict = _read_config(run_dir / "config.yaml")
     kind = results.get("kind", "train")
     if kind == "eval":
         return []
@@ -153,7 +232,10 @@ def collect(runs_dir: Path, exclude: Optional[Path] = None) -> list[RunRecord]:
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS
                              and (exclude is None or (Path(dirpath) / d).resolve() != exclude))
         if "results.json" in filenames:
-            records.extend(read_run(Path(dirpath)))
+            try:
+                records.extend(read_run(Path(dirpath)))
+            except DamagedRun as e:  # one damaged run does not stop the report of the others
+                warn(f"report: skipping {dirpath}: {e}")
     records.sort(key=lambda r: (r.dataset, method_order(r.method), r.holdout, repr(sorted(r.variant.items())),
                                 r.seed, str(r.path)))
     return records

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -138,8 +139,8 @@ def spec_from_dict(data: dict, where: str = "sweep spec") -> SweepSpec:
                      base_to_new=bool(data.get("base_to_new", False)), overrides=overrides,
                      method_overrides=mo, grid=grid, wise_ft_alphas=[float(a) for a in alphas],
                      wise_ft_base=str(data.get("wise_ft_base", "finetune")),
-                     output_dir=str(data.get("output_dir", "runs/sweep")), name=str(data.get("name", "sweep")),
-                     profile=profile)
+                     output_dir=os.path.expanduser(str(data.get("output_dir", "runs/sweep"))),  # as its runs' records
+                     name=str(data.get("name", "sweep")), profile=profile)
     for m in list(spec.methods) + list(mo):
         get_method(m)
     base = get_method(spec.wise_ft_base)

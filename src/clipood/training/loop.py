@@ -33,7 +33,10 @@ from .housekeeping import Housekeeping
 from .optim import apply_gradients
 from .storage import round_to_fp16_
 
-__all__ = ["fit", "train_loader", "train_step"]
+__all__ = ["STATE_KEYS", "fit", "train_loader", "train_step"]
+
+
+STATE_KEYS = ("step", "trained", "optimizer", "scheduler", "averager", "rng")  # what restore_state reads
 
 
 def training_state(exp: Experiment, bad: BadImages) -> dict:
@@ -46,18 +49,25 @@ def training_state(exp: Experiment, bad: BadImages) -> dict:
         "rng": ckpt.rng_state(),
         "bad_images": [[p, r] for p, r in bad.items()],
         "data_fingerprint": fingerprint(exp.index.paths, exp.index.root),
+        "config": ckpt.config_record(exp.cfg),
     }
 
 
 def restore_state(exp: Experiment, state: dict, bad: BadImages, allow_changed_data: bool = False) -> int:
-    check_same_data(state.get("data_fingerprint"), fingerprint(exp.index.paths, exp.index.root), str(exp.index.root),
-                    allow_changed_data)
-    with torch.no_grad():
-        if len(state["trained"]) != len(exp.trained):
-            raise ClipoodError("--resume: the checkpoint does not match this model (different trained tensors)")
+    ckpt.check_same_config(state.get("config"), exp.cfg)
+    check_same_data(state.get("data_fingerprint"), exp.index.paths, exp.index.root, allow_changed_data)
+    with ckpt.not_fitting(state), torch.no_grad():
+        average = state["averager"].get("average") or []
+        for what, saved, live in (("trained", state["trained"], exp.trained),
+                                  ("averaged", average, exp.averager.average)):
+            shapes = [tuple(t.shape) for t in saved], [tuple(t.shape) for t in live]
+            if shapes[0] != shapes[1]:  # copy_ would broadcast a tensor of another shape without a word
+                raise ClipoodError(f"--resume: {state.get('file', 'the checkpoint')} does not match this model (its "
+                                   f"{what} tensors have other shapes or number: {len(shapes[0])} then, "
+                                   f"{len(shapes[1])} now)")
         for dst, src in zip(exp.trained, state["trained"]):
             dst.copy_(src)
-    exp.averager.load_state_dict(state["averager"])
+        exp.averager.load_state_dict(state["averager"])
     return ckpt.restore_optimisation(state, exp.optimizer, exp.scheduler, exp.scaler, bad.seen)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import ClassVar, Optional
 
 from ...errors import DataError
+from ...io import read_user_text
 from ..folder import ImageIndex, make_index, readable_name
 from ..splits import EvalSet
 from .base import DOCS, Benchmark, Predefined
@@ -33,7 +34,7 @@ Entry = tuple[str, int, str]  # image path relative to the image folder, label, 
 def read_split_file(path: Path) -> dict[str, list[Entry]]:
     """CoOp's split JSON, checked entry by entry (a DataError names the first bad one)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"{path}: not a valid JSON split file ({e}); download it again ({COOP_DATASETS})") from None
     if not isinstance(data, dict) or any(not isinstance(data.get(s), list) for s in SPLITS):
@@ -224,13 +225,13 @@ class FGVCAircraft(CoOpDataset):
     def read_entries(self, root: str | Path) -> tuple[dict[str, list[Entry]], Path]:
         base = self.path(root)
         variants_file = base / "variants.txt"
-        variants = [ln.strip() for ln in variants_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        variants = [ln.strip() for ln in read_user_text(variants_file, error=DataError).splitlines() if ln.strip()]
         label = {v: i for i, v in enumerate(variants)}
         out: dict[str, list[Entry]] = {}
         for s in SPLITS:
             f = base / f"images_variant_{s}.txt"
             entries = []
-            for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), start=1):
+            for n, line in enumerate(read_user_text(f, error=DataError).splitlines(), start=1):
                 if not line.strip():
                     continue
                 image_id, _, variant = line.strip().partition(" ")

@@ -145,8 +145,15 @@ def images_of(c: EmojiClass, domain: str, per_class: int) -> list[tuple[Emoji, s
 
 
 def _write(path: Path, data: bytes) -> None:
+    """Into the build's temporary folder (renamed into place when complete); a full disk names the file."""
+    from ...io import DiskFull, is_disk_full
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    try:
+        path.write_bytes(data)
+    except OSError as e:
+        if is_disk_full(e):
+            raise DiskFull(path) from None
+        raise
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -230,10 +237,8 @@ def build_emoji(out: str | Path, *, sources: Optional[str | Path] = None, size: 
     """Build the benchmark into ``out`` (and ``<out>-pretrain`` with ``pretrain``); returns counts and times."""
     t0 = time.perf_counter()
     out = Path(out)
-    if size < 16:
-        raise DataError(f"--size: images must be at least 16 px (got {size})")
-    if images_per_class < 1:
-        raise DataError(f"--per-class: must be at least 1 (got {images_per_class})")
+    from ..synthetic import check_build_options
+    check_build_options(images_per_class, size)  # the same ranges as the shapes builder's
     unknown = [d for d in (domains or ()) if d not in DOMAIN_BY_NAME]
     if unknown:
         raise DataError(f"domains: unknown emoji domain {', '.join(unknown)}; domains: {', '.join(DOMAIN_BY_NAME)}")
