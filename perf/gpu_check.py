@@ -209,12 +209,12 @@ def precision_check(root: Path, arch: str, device: str, work: Path, steps: int) 
 def demo_check(cache: Optional[Path], out: Path, seeds: int) -> dict:
     """The demo's fine-tuning runs (its sweep) on this device, from a cache folder made by `make demo`."""
     if cache is None:
-        raise Skip("no --demo-cache given (a clipood cache folder holding the demo's slice and 'emoji' weights)")
+        raise Skip("no --demo-cache given (a clipood cache folder holding the demo's slice and aligned weights)")
     from clipood.demo import DemoSettings, demo_spec, ensure_backbone, heldout_table
     from clipood.sweep import run_sweep
     s = DemoSettings(seeds=seeds)
     root = cache / "datasets" / f"emoji-{s.classes}"
-    weights = cache / "pretrained" / s.arch / s.pretrained
+    weights = cache / "pretrained" / s.arch / s.tag
     for need in (root, weights):
         if not need.is_dir():
             raise Skip(f"{need} not found: run `make demo` with CLIPOOD_CACHE={cache} first")

@@ -47,32 +47,52 @@ def test_demo_runs_every_method_and_seed_then_skips_them(tiny_pretrained, tmp_pa
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/results.json")} == finished  # nothing reran
 
 
-def test_demo_aligns_its_backbone_on_designers_it_never_fine_tunes_or_tests_on(tmp_path, capsys):
-    """The protocol of the default job: alignment, fine-tuning and held-out designers are disjoint."""
+@pytest.mark.parametrize("regime,aligned", [
+    ("paper", {"emojione", "fluent", "fluent-mono", "noto", "twemoji"}),  # every designer but the held-out one
+    ("disjoint", {"noto", "twemoji"}),                                    # the anchors only
+])
+def test_demo_aligns_its_backbone_as_its_regime_says_and_never_on_the_held_out_designer(tmp_path, capsys, regime,
+                                                                                          aligned):
     import json
 
     from clipood.demo import check_protocol
     from clipood.errors import ClipoodError
     from clipood.model.weights import installed_dir
     _sources_or_skip()
-    s = DemoSettings(arch="clipood-tiny-towers", pretrained="emoji-test", align_from="none", classes=6, steps=2,
-                     seeds=1, batch_size=2, workers=0, align_steps=5, align_batch=8, align_val_size=8)
+    s = DemoSettings(arch="clipood-tiny-towers", pretrained=f"emoji-test-{regime}", align_from="none", classes=6,
+                     steps=2, seeds=1, batch_size=2, workers=0, align_steps=5, align_batch=8, align_val_size=8,
+                     regime=regime)
     assert s.finetune_domains == ["emojione", "fluent", "fluent-mono"] and s.holdout == DEFAULT_HOLDOUT
     run_demo(tmp_path / "runs", s, data_dir=tmp_path / "emoji", progress=False, report=False)
-    record = json.loads((installed_dir("clipood-tiny-towers", "emoji-test") / "clipood_pretrain.json").read_text())
-    aligned = set(record["data"]["train_pairs_per_domain"])
-    assert aligned == {"noto", "twemoji"} and record["towers"] == {**record["towers"], "image": "locked",
-                                                                   "text": "locked"}
+    record = json.loads((installed_dir("clipood-tiny-towers", s.tag) / "clipood_pretrain.json").read_text())
+    assert set(record["data"]["train_pairs_per_domain"]) == aligned == set(s.align_domains)
+    assert record["towers"] == {**record["towers"], "image": "locked", "text": "locked"}
     benchmark = json.loads((tmp_path / "emoji" / "manifest.json").read_text())["domains"]
-    assert set(benchmark) == {*s.finetune_domains, DEFAULT_HOLDOUT} and not aligned & set(benchmark)
-    assert "aligned on noto, twemoji" in capsys.readouterr().out
+    assert set(benchmark) == {*s.finetune_domains, DEFAULT_HOLDOUT} and DEFAULT_HOLDOUT not in aligned
+    out = capsys.readouterr().out
+    assert f"aligned on {', '.join(sorted(aligned))}" in out and f"{regime} regime; the " in out
 
-    leaky = dict(record, data={**record["data"], "train_pairs_per_domain": {"noto": 3, "fluent": 3}})
-    with pytest.raises(ClipoodError, match="aligned on fluent, which the demo fine-tunes on"):
-        check_protocol(s, leaky, "somewhere")
-    leaky["data"]["train_pairs_per_domain"] = {"openmoji": 3}
+    # the held-out designer in the record: refused in both regimes
+    leaky = dict(record, data={**record["data"], "train_pairs_per_domain": {"noto": 3, "openmoji": 3}})
     with pytest.raises(ClipoodError, match="trained on the held-out designer 'openmoji'"):
         check_protocol(s, leaky, "somewhere")
+    # a fine-tuning designer in the record: the paper regime's own alignment, refused in the disjoint one
+    leaky["data"]["train_pairs_per_domain"] = {"noto": 3, "fluent": 3}
+    if regime == "disjoint":
+        with pytest.raises(ClipoodError, match="aligned on fluent, which the demo fine-tunes on"):
+            check_protocol(s, leaky, "somewhere")
+    else:
+        check_protocol(s, leaky, "somewhere")
+
+
+def test_the_paper_regime_tag_is_known_by_its_recipe():
+    from clipood.demo import paper_tag
+    from clipood.errors import ModelError
+    from clipood.model.weights import resolve_weights
+    assert DemoSettings().tag == paper_tag("openmoji") == "emoji-without-openmoji"
+    assert DemoSettings(regime="disjoint").tag == "emoji"
+    with pytest.raises(ModelError, match="clipood demo --holdout-domain noto --align-only"):
+        resolve_weights("clipood-lite0-minilm", "emoji-without-noto")
 
 
 @pytest.mark.parametrize("flags,expected", [

@@ -50,6 +50,14 @@ def test_official_precision_measures_fp16_storage_against_fp32(tmp_path, capsys)
     assert "displacement official / fp32" in capsys.readouterr().out
 
 
+def test_bench_alignment_reports_both_ratios(tmp_path, capsys):
+    info = _run("bench_alignment", ["--arch", "clipood-tiny-towers", "--pretrained", "none", "--n-images", "8",
+                                     "--reps", "1", "--batch", "16", "--rows", "20", "200", "--steps", "2"], tmp_path)
+    assert info["features"]["speedup"] > 0 and info["features"]["images"] == 8
+    assert len(info["lit_step"]["ms_per_step"]) == 2 and info["lit_step"]["large_over_small"] > 0
+    assert "LiT step" in capsys.readouterr().out
+
+
 def test_bench_gpu_refuses_politely_without_cuda(capsys):
     import bench_gpu_throughput
     assert bench_gpu_throughput.main(["--device", "cpu"]) == 0

@@ -4,21 +4,26 @@ The bundled default is offline end to end. The data is the emoji benchmark (``cl
 data build emoji``: the same things drawn by six emoji designers, each designer a
 domain). The backbone is ``clipood-lite0-minilm``: an ImageNet EfficientNet-Lite0 and the
 all-MiniLM-L6-v2 sentence encoder, both shipped in PyPI packages, made into one CLIP by
-aligning their projections (LiT) on emoji. Three disjoint groups of designers keep the
-numbers honest (docs/benchmark.md):
+aligning their projections (LiT) on emoji. The held-out designer (openmoji) is never
+aligned or fine-tuned on; the job fine-tunes on three designers (emojione, fluent,
+fluent-mono), base classes only, and reports the held-out designer on base and new
+classes. Two regimes say what the backbone saw first (docs/benchmark.md):
 
-* alignment designers (noto, twemoji): the only images the backbone is aligned on;
-* fine-tuning designers (emojione, fluent, fluent-mono): fine-tuned on, base classes only;
-* the held-out designer (openmoji): in neither, reported on base and new classes.
+* ``paper`` (the default): aligned on every designer but the held-out one, as CLIP was
+  pretrained on web images of many styles, never the test images; fine-tuning can then
+  erode what the backbone knew, the regime the paper's claim is about;
+* ``disjoint``: aligned on two other designers only (noto, twemoji), so alignment,
+  fine-tuning and test designers are three disjoint sets and the backbone knows little of
+  the fine-tuning designers.
 
-So, as with CLIP, new classes are new to fine-tuning but not to the backbone, and the
-held-out designer is new to both. When the aligned weights are missing, the job makes
-them (seconds: both towers are locked and their features cached) and installs them as
-``--pretrained emoji``; it refuses weights whose alignment saw a fine-tuning or held-out
-designer. The job itself is a sweep (``sweep.run_sweep``): three seeds per method,
-finished runs skipped, so a stopped demo continues where it stopped; it ends with the
-held-out designer's table and the HTML report. ``--arch clipood-emoji-s`` keeps the
-earlier backbone, a small CLIP trained here from scratch.
+New classes are new to fine-tuning, not to the backbone, exactly as with CLIP. When the
+aligned weights are missing, the job makes them (both towers locked, features cached)
+and installs them as a clipood tag; it refuses weights whose alignment saw the held-out
+designer (and, in the disjoint regime, a fine-tuning designer). The job itself is a sweep
+(``sweep.run_sweep``): three seeds per method, finished runs skipped, so a stopped demo
+continues where it stopped; it ends with the held-out designer's table and the HTML
+report. ``--arch clipood-emoji-s`` keeps the earlier backbone, a small CLIP trained here
+from scratch.
 """
 
 from __future__ import annotations
@@ -35,10 +40,17 @@ from .methods import get_method
 from .reporting.stats import fmt_stat
 from .reporting.text import markdown_table
 
-__all__ = ["DemoSettings", "METHODS", "PROVENANCE", "SCRATCH_ARCH", "check_protocol", "demo_spec", "ensure_backbone",
-           "heldout_table", "run_demo", "seen_domains"]
+__all__ = ["DemoSettings", "METHODS", "PROVENANCE", "REGIMES", "SCRATCH_ARCH", "check_protocol", "demo_spec",
+           "ensure_backbone", "heldout_table", "paper_tag", "run_demo", "seen_domains"]
 
 METHODS = {m: get_method(m).label for m in ("zeroshot", "finetune", "clipood")}  # name -> table label
+REGIMES = ("paper", "disjoint")  # --regime: what the backbone is aligned on (module docstring)
+
+
+def paper_tag(holdout: str) -> str:
+    """The tag of the alignment on every designer but ``holdout`` (the paper regime)."""
+    from .model.weights import PAPER_TAG_PREFIX
+    return PAPER_TAG_PREFIX + holdout
 SCRATCH_ARCH = "clipood-emoji-s"  # the earlier backbone: CLIP's loss from scratch (docs/pretrained.md)
 PROVENANCE = "clipood_pretrain.json"
 MAX_SEEDS = 100  # seeds per method: each is a run of every method
@@ -50,10 +62,11 @@ class DemoSettings:
     docs/benchmark.md says how each value was chosen (training-domain validation, never openmoji)."""
 
     arch: str = "clipood-lite0-minilm"
-    pretrained: str = "emoji"
+    pretrained: Optional[str] = None  # a clipood tag or file; None: the regime's tag (``tag``), made when missing
     classes: int = 150          # a slice of the benchmark's classes (spread over the sorted list)
     holdout: str = DEFAULT_HOLDOUT
-    align_domains: tuple = ("noto", "twemoji")  # what the backbone is aligned on; never fine-tuned or tested on
+    regime: str = "paper"       # REGIMES: what the backbone is aligned on
+    anchor_domains: tuple = ("noto", "twemoji")  # aligned on, never fine-tuned or tested on (both regimes)
     steps: int = 60             # chosen by training-domain validation within the 15-minute budget
     seeds: int = 3
     batch_size: int = 12        # per fine-tuning designer: 36 images a step
@@ -76,7 +89,25 @@ class DemoSettings:
 
     @property
     def finetune_domains(self) -> list[str]:
-        return [d.name for d in DOMAINS if d.name != self.holdout and d.name not in self.align_domains]
+        return [d.name for d in DOMAINS if d.name != self.holdout and d.name not in self.anchor_domains]
+
+    @property
+    def align_domains(self) -> tuple:
+        """What the backbone is aligned on: every designer but the held-out one (paper), or the anchors only."""
+        if self.regime == "paper":
+            return tuple(d.name for d in DOMAINS if d.name != self.holdout)
+        return tuple(self.anchor_domains)
+
+    @property
+    def tag(self) -> str:
+        """The backbone's weights: --pretrained, else the tag of this regime's alignment (made when missing)."""
+        if self.pretrained:
+            return self.pretrained
+        if self.arch == SCRATCH_ARCH:
+            return "emoji"
+        if self.regime == "paper":
+            return paper_tag(self.holdout)
+        return "emoji" if tuple(self.anchor_domains) == ("noto", "twemoji") else "emoji-" + "+".join(self.anchor_domains)
 
     def check(self) -> None:
         """Every setting checked before any data is built or backbone aligned: the fine-tuning settings by
@@ -95,11 +126,13 @@ class DemoSettings:
         tr = self.trainable
         if not (tr == "all" or (tr.startswith("last:") and tr[5:].isdigit() and int(tr[5:]) >= 1)):
             raise ConfigError(f"--trainable: {tr!r} is out of range; allowed: 'all' or 'last:N' with N >= 1")
+        if self.regime not in REGIMES:
+            raise ConfigError(f"--regime: {self.regime!r} is out of range; allowed: {', '.join(REGIMES)}")
         names = [d.name for d in DOMAINS]
-        for d in (self.holdout, *self.align_domains):
+        for d in (self.holdout, *self.anchor_domains):
             if d not in names:
                 raise ClipoodError(f"demo: '{d}' is not an emoji designer; designers: {', '.join(names)}")
-        if self.holdout in self.align_domains:
+        if self.holdout in self.anchor_domains:
             raise ClipoodError(f"demo: the held-out designer '{self.holdout}' cannot be an alignment designer")
         if not self.finetune_domains:
             raise ClipoodError("demo: no designer is left to fine-tune on; align on fewer designers")
@@ -111,7 +144,7 @@ def demo_spec(root: Path, out: Path, s: DemoSettings):
         "name": "demo", "output_dir": str(out), "methods": list(METHODS),
         "holdout": [s.holdout], "seeds": s.seeds, "base_to_new": True,
         "overrides": {
-            "model": {"arch": s.arch, "pretrained": s.pretrained, "trainable": s.trainable},
+            "model": {"arch": s.arch, "pretrained": s.tag, "trainable": s.trainable},
             "data": {"workers": s.workers},
             "loss": {"margin_lambda": s.margin_lambda},
             "averaging": {"beta": s.beta},
@@ -160,7 +193,8 @@ def seen_domains(provenance: dict) -> set[str]:
 
 
 def check_protocol(s: DemoSettings, provenance: Optional[dict], where: str) -> None:
-    """Alignment, fine-tuning and held-out designers are three disjoint sets, or the demo stops."""
+    """The held-out designer is never in what the weights saw (both regimes); in the disjoint regime the
+    fine-tuning designers are not either, or the demo stops."""
     if provenance is None:
         return
     seen = seen_domains(provenance)
@@ -168,12 +202,12 @@ def check_protocol(s: DemoSettings, provenance: Optional[dict], where: str) -> N
         raise ClipoodError(f"demo: the weights in {where} were trained on the held-out designer '{s.holdout}'; "
                            f"delete that folder so the demo rebuilds them without it")
     overlap = sorted(seen & set(s.finetune_domains))
-    if overlap and s.arch != SCRATCH_ARCH:
+    if overlap and s.regime == "disjoint" and s.arch != SCRATCH_ARCH:
         raise ClipoodError(f"demo: the weights in {where} were aligned on {', '.join(overlap)}, which the demo "
                            f"fine-tunes on; delete that folder so the demo aligns on {', '.join(s.align_domains)} only")
-    if overlap:
+    if overlap and s.arch == SCRATCH_ARCH:
         print(f"note: the {SCRATCH_ARCH} weights were pretrained on {', '.join(overlap)}, which the demo also "
-              f"fine-tunes on (that backbone's recipe; the default backbone keeps them apart)")
+              f"fine-tunes on (that backbone's recipe; the disjoint regime keeps them apart)")
 
 
 def _provenance(arch: str, pretrained: str) -> tuple[Optional[dict], str]:
@@ -194,7 +228,7 @@ def _align(s: DemoSettings, classes: list[str], progress: bool) -> None:
     from .pretraining.trainer import run_pretrain
     root = cache_root() / "datasets" / f"emoji-{len(classes)}-align-{'+'.join(s.align_domains)}"
     build = build_emoji(root, classes=classes, domains=list(s.align_domains), pretrain=True, progress=progress)
-    print(f"no '{s.pretrained}' weights for {s.arch} yet: aligning its towers (LiT, both locked) on "
+    print(f"no '{s.tag}' weights for {s.arch} yet: aligning its towers (LiT, both locked) on "
           f"{', '.join(s.align_domains)} ({build.pretrain_root}/captions.csv)")
     cfg = PretrainConfig()
     cfg.model.arch, cfg.model.pretrained = s.arch, s.align_from
@@ -203,10 +237,10 @@ def _align(s: DemoSettings, classes: list[str], progress: bool) -> None:
     cfg.data.caption_max_tags, cfg.data.val_size, cfg.data.workers = s.align_caption_tags, s.align_val_size, 0
     cfg.optim.lr, cfg.optim.warmup_steps = s.align_lr, min(20, s.align_steps // 10)
     cfg.train.steps, cfg.train.batch_size, cfg.train.eval_every = s.align_steps, s.align_batch, 0
-    cfg.run.output_dir, cfg.run.install_as = str(cache_root() / "pretrain-runs"), s.pretrained
+    cfg.run.output_dir, cfg.run.install_as = str(cache_root() / "pretrain-runs"), s.tag
     run, results = run_pretrain(validate_pretrain(cfg), progress=progress)
     v = results.get("validation") or {}
-    print(f"installed as --arch {s.arch} --pretrained {s.pretrained} in {results['train_time_s']:.0f} s; "
+    print(f"installed as --arch {s.arch} --pretrained {s.tag} in {results['train_time_s']:.0f} s; "
           f"held-out alignment pairs: image->text {100 * v.get('i2t_top1', 0):.1f} %, text->image "
           f"{100 * v.get('t2i_top1', 0):.1f} % (run: {run.path})")
 
@@ -217,7 +251,7 @@ def _pretrain_from_scratch(s: DemoSettings, data_root: Path, progress: bool) -> 
     from .pretraining.config import validate as validate_pretrain
     from .pretraining.trainer import run_pretrain
     build = build_emoji(data_root, max_classes=s.classes, pretrain=True, progress=progress)
-    print(f"no '{s.pretrained}' weights for {s.arch} yet: pretraining them ({s.pretrain_steps} steps on "
+    print(f"no '{s.tag}' weights for {s.arch} yet: pretraining them ({s.pretrain_steps} steps on "
           f"{build.pretrain_root}/captions.csv, '{s.holdout}' excluded)")
     cfg = PretrainConfig()
     cfg.model.arch = s.arch
@@ -227,15 +261,15 @@ def _pretrain_from_scratch(s: DemoSettings, data_root: Path, progress: bool) -> 
     cfg.optim.lr = 1e-3
     cfg.optim.warmup_steps = min(100, s.pretrain_steps // 4)
     cfg.train.steps, cfg.train.batch_size = s.pretrain_steps, s.pretrain_batch
-    cfg.run.output_dir, cfg.run.install_as = str(cache_root() / "pretrain-runs"), s.pretrained
+    cfg.run.output_dir, cfg.run.install_as = str(cache_root() / "pretrain-runs"), s.tag
     run, _ = run_pretrain(validate_pretrain(cfg), progress=progress)
-    print(f"installed as --arch {s.arch} --pretrained {s.pretrained} (pretraining run: {run.path})")
+    print(f"installed as --arch {s.arch} --pretrained {s.tag} (pretraining run: {run.path})")
 
 
 def ensure_backbone(s: DemoSettings, classes: list[str], *, progress: bool = True) -> None:
     """Make and install the backbone's weights unless they exist; check what they were trained on."""
     try:
-        provenance, where = _provenance(s.arch, s.pretrained)
+        provenance, where = _provenance(s.arch, s.tag)
     except ModelError:
         if s.arch.startswith(("local-dir:", "hf-hub:")):
             raise
@@ -243,12 +277,22 @@ def ensure_backbone(s: DemoSettings, classes: list[str], *, progress: bool = Tru
             _pretrain_from_scratch(s, cache_root() / "datasets" / f"emoji-{s.classes}-all", progress)
         else:
             _align(s, classes, progress)
-        provenance, where = _provenance(s.arch, s.pretrained)
+        provenance, where = _provenance(s.arch, s.tag)
     check_protocol(s, provenance, where)
 
 
+OTHER_REGIME = {
+    "paper": ("the disjoint regime (--regime disjoint: aligned on noto and twemoji only, which it never fine-tunes "
+              "on) shows fine-tuning gaining where the backbone knew little, and CLIPood behind on base classes; its "
+              "table: docs/benchmark.md, 'The disjoint regime'"),
+    "disjoint": ("the paper regime (the default, --regime paper: aligned on every designer but the held-out one) "
+                 "shows plain fine-tuning eroding what the backbone knew; its table: docs/benchmark.md, 'The demo'"),
+}
+
+
 def run_demo(out: Path, settings: Optional[DemoSettings] = None, *, data_dir: Optional[Path] = None,
-             progress: bool = True, report: bool = True) -> str:
+             progress: bool = True, report: bool = True, align_only: bool = False) -> str:
+    """The job; ``align_only`` makes (or checks) the backbone's aligned weights and stops (``--align-only``)."""
     from .sweep import run_sweep
     s = settings or DemoSettings()
     s.check()
@@ -256,6 +300,9 @@ def run_demo(out: Path, settings: Optional[DemoSettings] = None, *, data_dir: Op
     build = build_emoji(root, max_classes=s.classes, domains=[*s.finetune_domains, s.holdout], progress=progress)
     print(build.summary())
     ensure_backbone(s, build.classes, progress=progress)
+    if align_only:
+        print(f"--align-only: --arch {s.arch} --pretrained {s.tag} is ready (aligned on {', '.join(s.align_domains)})")
+        return ""
     outcome = run_sweep(demo_spec(root, out, s), progress=progress)
     if outcome.failed:
         first = next(iter(outcome.failed.items()))
@@ -264,8 +311,10 @@ def run_demo(out: Path, settings: Optional[DemoSettings] = None, *, data_dir: Op
     print(table)
     seen = "pretrained from scratch" if s.arch == SCRATCH_ARCH else f"aligned on {', '.join(s.align_domains)}"
     print(f"\naccuracy on the held-out designer '{s.holdout}' ('in' split), fine-tuned on "
-          f"{', '.join(s.finetune_domains)} (base classes only), backbone {s.arch} ({s.pretrained}, {seen}); "
+          f"{', '.join(s.finetune_domains)} (base classes only), backbone {s.arch} ({s.tag}, {seen}); "
           f"{s.seeds} seed(s), {s.steps} steps, lr {s.lr}, lambda {s.margin_lambda}, beta {s.beta}; runs in {out}")
+    if s.arch != SCRATCH_ARCH:
+        print(f"{s.regime} regime; {OTHER_REGIME[s.regime]}")
     if report:
         from .reporting.build import build_report
         rep = build_report(out, make_plots=True)

@@ -134,3 +134,23 @@ def test_caption_max_tags_keeps_the_name(tmp_path):
     assert keep_tags("a dog, pet, puppy", 0) == "a dog"
     assert keep_tags("a dog, pet, puppy", 1) == "a dog, pet"
     assert keep_tags("a dog", 3) == "a dog"
+
+
+def test_the_fast_feature_path_gives_the_plain_one(captions_csv, tmp_path, monkeypatch):
+    """Folded BatchNorms and batched normalisation (the cache's encoder) against the tower as it is, per image."""
+    from clipood.data.bad_images import BadImages
+    from clipood.pretraining import lit, trainer
+    monkeypatch.setenv("CLIPOOD_CACHE", str(tmp_path / "cache"))
+    p = trainer.build(_cfg(captions_csv, tmp_path))
+    with torch.no_grad():
+        for m in p.model.visual.trunk.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # pretrained-like statistics, so the fold does something
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    bad = BadImages("fail", p.table.paths)
+    p.model.eval()  # as frozen_features runs the locked towers
+    args = (p.model, p.table, p.backbone.preprocess_val, p.device, None, 0, bad, False)
+    fast, plain = lit._encode_images(*args, fast=True), lit._encode_images(*args, fast=False)
+    assert fast.shape == plain.shape == (len(p.table), fast.shape[1])
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
+    assert lit._batched_normalize(p.backbone.preprocess_val) is not None  # the split applies to open_clip's

@@ -238,3 +238,18 @@ def test_a_tilde_output_dir_is_where_the_runs_and_the_state_go_case3(shapes_root
     spec = spec_from_dict({**_spec(tmp_path, shapes_root, tiny_pretrained), "output_dir": "~/sweep"})
     assert spec.output_dir == str(tmp_path / "home" / "sweep")
     assert all(r.path.parent == tmp_path / "home" / "sweep" for r in plan(spec))
+
+
+def test_holdout_overrides_apply_to_that_held_out_domains_runs_only(shapes_root, tmp_path):
+    entry = {"name": "shapes", "root": str(shapes_root),
+             "holdout_overrides": {"sketch": {"optim": {"lr": 0.5}}, "photo+sketch": {"optim": {"lr": 0.25}}}}
+    spec = spec_from_dict({"methods": ["clipood"], "datasets": [entry], "output_dir": str(tmp_path / "runs"),
+                           "holdout": ["sketch", "photo", ["photo", "sketch"]]})
+    lrs = {"+".join(r.holdout): r.cfg.optim.lr for r in plan(spec)}
+    assert lrs == {"sketch": 0.5, "photo": 5e-6, "photo+sketch": 0.25}
+    spec = spec_from_dict({"methods": ["clipood"], "datasets": [{**entry, "holdout": ["photo"]}],
+                           "output_dir": str(tmp_path / "runs")})
+    with pytest.raises(ConfigError, match="holdout_overrides names photo\\+sketch, sketch, which it does not hold out"):
+        plan(spec)
+    assert load_spec("configs/emoji_lodo.yaml").datasets[0].holdout_overrides["noto"] == {
+        "model": {"pretrained": "emoji-without-noto"}}

@@ -189,14 +189,12 @@ def dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "demo":
         from ..demo import DemoSettings, run_demo
-        align = tuple(args.align_domain or DemoSettings().align_domains)
-        tag = args.pretrained or (DemoSettings().pretrained if align == DemoSettings().align_domains
-                                  else "emoji-" + "+".join(align))
-        settings = DemoSettings(arch=args.arch, pretrained=tag, classes=args.classes, steps=args.steps,
+        anchors = tuple(args.align_domain or DemoSettings().anchor_domains)
+        settings = DemoSettings(arch=args.arch, pretrained=args.pretrained, classes=args.classes, steps=args.steps,
                                 seeds=args.seeds, lr=args.lr, trainable=args.trainable, holdout=args.holdout_domain,
-                                align_domains=align)
+                                regime=args.regime, anchor_domains=anchors)
         run_demo(Path(args.out), settings, data_dir=Path(args.data_dir) if args.data_dir else None,
-                 progress=progress, report=not args.no_report)
+                 progress=progress, report=not args.no_report, align_only=args.align_only)
         return 0
     if args.command == "sweep":
         from ..sweep import main as sweep_main

