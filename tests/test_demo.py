@@ -115,3 +115,14 @@ def test_demo_options_are_checked_before_any_work_case13(tmp_path, capsys, monke
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith(f"clipood: error: {expected}") and len(err.splitlines()) == 1, err
     assert not (tmp_path / "demo").exists()
+
+
+def test_the_paper_regime_may_hold_out_any_designer():
+    """Leave-one-designer-out needs a paper-regime backbone for each designer, the disjoint regime's anchors too."""
+    from clipood.errors import ClipoodError
+    s = DemoSettings(holdout="noto")
+    s.check()
+    assert "noto" not in s.align_domains and s.tag == "emoji-without-noto"
+    assert "noto" not in s.finetune_domains and "twemoji" not in s.finetune_domains  # the other anchor stays one
+    with pytest.raises(ClipoodError, match="cannot be an alignment designer"):
+        DemoSettings(holdout="noto", regime="disjoint").check()

@@ -132,7 +132,7 @@ class DemoSettings:
         for d in (self.holdout, *self.anchor_domains):
             if d not in names:
                 raise ClipoodError(f"demo: '{d}' is not an emoji designer; designers: {', '.join(names)}")
-        if self.holdout in self.anchor_domains:
+        if self.regime == "disjoint" and self.holdout in self.anchor_domains:
             raise ClipoodError(f"demo: the held-out designer '{self.holdout}' cannot be an alignment designer")
         if not self.finetune_domains:
             raise ClipoodError("demo: no designer is left to fine-tune on; align on fewer designers")
