@@ -126,3 +126,20 @@ def test_the_paper_regime_may_hold_out_any_designer():
     assert "noto" not in s.finetune_domains and "twemoji" not in s.finetune_domains  # the other anchor stays one
     with pytest.raises(ClipoodError, match="cannot be an alignment designer"):
         DemoSettings(holdout="noto", regime="disjoint").check()
+
+
+def test_the_held_out_table_reads_each_runs_method_not_its_name(tmp_path):
+    """An ablation beside the demo's runs ('emoji-clipood-no-avg-...') is not counted as CLIPood."""
+    import json
+
+    from clipood.demo import heldout_table
+    entry = {"role": "test", "base": 0.5, "new": 0.25, "H": 1 / 3, "accuracy": 0.3}
+    for name, method, base in (("emoji-clipood-openmoji-b2n-seed0", "clipood", 0.5),
+                               ("emoji-clipood-no-avg-openmoji-b2n-seed0", "clipood-no-avg", 0.9)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "sweep.json").write_text(json.dumps({"method": method}))
+        (tmp_path / name / "results.json").write_text(json.dumps(
+            {"num_classes": 4, "final": {"openmoji/in": {**entry, "base": base}}}))
+    row = next(line for line in heldout_table(tmp_path, "openmoji").splitlines() if line.startswith("| CLIPood"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "50.0" and cells[-1] == "1"  # one run, the real one

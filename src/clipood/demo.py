@@ -170,9 +170,9 @@ def heldout_table(out: Path, holdout: str) -> str:
     for results_path in sorted(out.glob("*/results.json")):
         res = json.loads(results_path.read_text(encoding="utf-8"))
         num_classes = res.get("num_classes", num_classes)
-        name = results_path.parent.name
-        method = next((m for m in METHODS if name.startswith(f"emoji-{m}-")), None)
-        if method is not None:
+        side = results_path.parent / "sweep.json"  # the sweep's record of the method: never guessed from the name
+        method = json.loads(side.read_text(encoding="utf-8")).get("method") if side.is_file() else None
+        if method in rows:
             rows[method].append(res["zeroshot" if method == "zeroshot" else "final"][f"{holdout}/in"])
     table = [[label] + [fmt_stat([e[k] for e in rows[m]]) for k in ("base", "new", "H", "accuracy")]
              + ["1 (no randomness)" if m == "zeroshot" else len(rows[m])] for m, label in METHODS.items()]
