@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from clipood.errors import ConfigError, DataError, Interrupted, ModelError
+from clipood.rundir import list_checkpoints
 
 TINY = "clipood-tiny"
 
@@ -163,7 +164,7 @@ def test_resume_after_sigterm_is_bit_exact(captions_csv, tmp_path, monkeypatch):
     with pytest.raises(Interrupted, match="--resume"):
         trainer.run_pretrain(cfg, progress=False)
     monkeypatch.setattr(trainer, "train_step", real_step)
-    assert [s for s, _ in trainer.ckpt.list_checkpoints(tmp_path / "broken")] == [7]
+    assert [s for s, _ in list_checkpoints(tmp_path / "broken")] == [7]
 
     run, cfg2 = trainer.open_run(tmp_path / "broken")
     original = own_csv.read_bytes()

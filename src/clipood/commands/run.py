@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from ..config import Config, profile_of
+from ..config import Config, changed_options, profile_of
 from ..console import note
 from ..data.bad_images import BadImages
 from ..data.datasets import splits_by_domain
@@ -22,7 +22,7 @@ from ..evaluation import accuracies, encode_images
 from ..io import DiskFull, read_json, write_json
 from ..model.backbones import planned_activation
 from ..model.weights import check_arch
-from ..rundir import RunDir
+from ..rundir import CONFIG_RECORD, RunDir
 from ..training import checkpoint as ckpt
 from ..training import distributed
 from ..training.experiment import Experiment, build_experiment, prepare_data
@@ -187,14 +187,14 @@ def _restart_records(run: RunDir, cfg: Config) -> None:
     """A resume with no checkpoint starts again from step 0 with config.yaml as it is now. If it was edited since
     the run started, what the first start recorded with the other options (its zero-shot evaluation, the images
     it skipped) goes, and the note names the options; nothing trained is lost, there was no checkpoint."""
-    path = run.path / ckpt.CONFIG_RECORD
+    path = run.path / CONFIG_RECORD
     try:
         saved = read_json(path) if path.is_file() else None
     except ClipoodError:
         saved = {}  # a damaged record: take the options as changed
     if saved is None:
         return  # a run of an older clipood: nothing to compare with
-    changed = ckpt.changed_options(saved, cfg) if isinstance(saved, dict) else ["(unreadable record)"]
+    changed = changed_options(saved, cfg) if isinstance(saved, dict) else ["(unreadable record)"]
     if not changed:
         return
     gone = [n for n in ("zeroshot.json", "bad_images.txt") if (run.path / n).is_file()]

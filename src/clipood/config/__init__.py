@@ -8,6 +8,8 @@
 from .docs import allowed, options_markdown
 from .fields import Range, again, check_value, coerce, default_of, field_type, flag_name, iter_fields, opt
 from .io import (
+                 changed_options,
+                 config_record,
                  execution_keys,
                  expand_home,
                  flatten,
@@ -38,8 +40,10 @@ from .validation import check_device, check_fields, check_name, check_output_dir
 
 __all__ = ["ALL_COMMANDS", "AveragingConfig", "Config", "DEFAULT_PROFILE", "DataConfig", "EvalConfig", "LoopConfig",
            "LossConfig", "MAX_SEED", "ModelConfig", "OptimConfig", "PRECISIONS", "PROFILES", "Profile", "Range",
-           "RunConfig", "SECTIONS", "SECTION_SCOPE", "TrainConfig", "again", "allowed", "apply_profile", "check_device",
-           "check_fields", "check_name", "check_output_dir", "check_templates", "check_value", "coerce", "default_of",
+           "RunConfig", "SECTIONS", "SECTION_SCOPE", "TrainConfig", "again", "allowed", "apply_profile", "changed_options",
+           "check_device",
+           "check_fields", "check_name", "check_output_dir", "check_templates", "check_value", "coerce", "config_record",
+           "default_of",
            "execution_keys", "expand_home", "field_type", "flatten", "flag_name",
            "from_dict", "given_keys", "irrelevant_keys", "iter_fields", "load_yaml", "opt", "options_markdown",
            "parse_yaml", "profile_of", "profile_values", "save_yaml", "to_dict", "validate", "variant_keys", "with_absolute_paths"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -16,7 +18,7 @@ from ..templates import is_template_file
 from .fields import coerce, flag_name, iter_fields
 from .tree import Config
 
-__all__ = ["PATH_KEYS", "execution_keys", "expand_home", "flatten", "from_dict", "given_keys", "irrelevant_keys", "load_yaml", "parse_yaml", "save_yaml",
+__all__ = ["PATH_KEYS", "changed_options", "config_record", "execution_keys", "expand_home", "flatten", "from_dict", "given_keys", "irrelevant_keys", "load_yaml", "parse_yaml", "save_yaml",
            "to_dict", "variant_keys", "with_absolute_paths"]
 
 
@@ -202,6 +204,21 @@ def with_absolute_paths(cfg):
 def execution_keys(cls=Config) -> set[str]:
     """'section.field' of the options that change how a run executes, not what it computes."""
     return {f"{sec}.{f.name}" for sec, _, f in iter_fields(cls) if f.metadata.get("execution")}
+
+
+def config_record(cfg) -> dict:
+    """The options that decide what a run computes (all but those of how it runs), paths absolute, and
+    their SHA-256: what a run and its checkpoints keep of the config they were made with."""
+    skip = execution_keys(type(cfg))
+    options = {k: v for k, v in sorted(flatten(to_dict(with_absolute_paths(cfg))).items()) if k not in skip}
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=repr).encode()).hexdigest()
+    return {"options": options, "sha256": digest}
+
+
+def changed_options(saved: dict, cfg) -> list[str]:
+    """'section.field' of every option whose value differs between a config record and ``cfg``."""
+    before, after, missing = saved.get("options") or {}, config_record(cfg)["options"], object()
+    return [k for k in sorted(set(before) | set(after)) if before.get(k, missing) != after.get(k, missing)]
 
 
 def variant_keys(cls=Config) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from typing import Optional
 import torch
 from open_clip.loss import ClipLoss
 
+from ..config import config_record
 from ..data.bad_images import BadImages
 from ..data.folder import check_same_data, fingerprint
 from ..data.loading import ImageDataset, collate
@@ -64,7 +65,7 @@ def training_state(p: Pretraining, bad: BadImages) -> dict:
         "bad_images": [[path, reason] for path, reason in bad.items()],
         "csv_sha256": p.csv_sha256,
         "data_fingerprint": fingerprint(p.table.paths, Path(p.cfg.data.csv).parent),
-        "config": ckpt.config_record(p.cfg),
+        "config": config_record(p.cfg),
     }
 
 

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..config import config_record
 from ..data.bad_images import BadImages
 from ..data.folder import check_same_data, fingerprint
 from ..data.loading import ImageDataset, collate
@@ -49,7 +50,7 @@ def training_state(exp: Experiment, bad: BadImages) -> dict:
         "rng": ckpt.rng_state(),
         "bad_images": [[p, r] for p, r in bad.items()],
         "data_fingerprint": fingerprint(exp.index.paths, exp.index.root),
-        "config": ckpt.config_record(exp.cfg),
+        "config": config_record(exp.cfg),
     }
 
 
