@@ -143,7 +143,7 @@ BAD_VALUES = [
     ("loss", "temperature", 0.0),
     ("loss", "temperature", 1e-5),
     ("loss", "temperature", 11.0),
-    ("loss", "head_init", "xavier"),
+    ("model", "head_init", "xavier"),
     ("averaging", "name", "swa"),
     ("averaging", "beta", 0.0),
     ("averaging", "beta", -1.0),

@@ -12,6 +12,7 @@ from ..config import (
     SECTION_SCOPE,
     Config,
     allowed,
+    applies,
     apply_profile,
     default_of,
     execution_keys,
@@ -50,7 +51,8 @@ def add_config_flags(parser: argparse.ArgumentParser, command: str, root=Config)
         tp, optional, is_list = field_type(sec_cls, f)
         default = default_of(f)
         limits = "" if "choices" in f.metadata else allowed(f)  # argparse lists the choices itself
-        help_text = f"{f.metadata['help']}{limits} (default: {_fmt_default(default)})".replace("%", "%%")
+        help_text = f"{f.metadata['help']}{applies(f, root)}{limits} (default: {_fmt_default(default)})"
+        help_text = help_text.replace("%", "%%")
         name = "--" + flag_name(f)
         dest = f"{sec}.{f.name}"
         kw = dict(dest=dest, default=argparse.SUPPRESS, help=help_text)

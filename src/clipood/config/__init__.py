@@ -5,7 +5,7 @@
 ``io``: dicts, YAML and derived key sets; ``validation``: the checks; ``docs``: the tables.
 """
 
-from .docs import allowed, options_markdown
+from .docs import allowed, applies, options_markdown
 from .fields import Range, again, check_value, coerce, default_of, field_type, flag_name, iter_fields, opt
 from .io import (
                  changed_options,
@@ -17,6 +17,7 @@ from .io import (
                  given_keys,
                  irrelevant_keys,
                  load_yaml,
+                 moved_keys,
                  parse_yaml,
                  save_yaml,
                  to_dict,
@@ -40,10 +41,10 @@ from .validation import check_device, check_fields, check_name, check_output_dir
 
 __all__ = ["ALL_COMMANDS", "AveragingConfig", "Config", "DEFAULT_PROFILE", "DataConfig", "EvalConfig", "LoopConfig",
            "LossConfig", "MAX_SEED", "ModelConfig", "OptimConfig", "PRECISIONS", "PROFILES", "Profile", "Range",
-           "RunConfig", "SECTIONS", "SECTION_SCOPE", "TrainConfig", "again", "allowed", "apply_profile", "changed_options",
+           "RunConfig", "SECTIONS", "SECTION_SCOPE", "TrainConfig", "again", "allowed", "applies", "apply_profile", "changed_options",
            "check_device",
            "check_fields", "check_name", "check_output_dir", "check_templates", "check_value", "coerce", "config_record",
            "default_of",
            "execution_keys", "expand_home", "field_type", "flatten", "flag_name",
-           "from_dict", "given_keys", "irrelevant_keys", "iter_fields", "load_yaml", "opt", "options_markdown",
+           "from_dict", "given_keys", "irrelevant_keys", "iter_fields", "load_yaml", "moved_keys", "opt", "options_markdown",
            "parse_yaml", "profile_of", "profile_values", "save_yaml", "to_dict", "validate", "variant_keys", "with_absolute_paths"]

@@ -37,12 +37,37 @@ def flatten(d: Optional[dict], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Options that moved to another section: 'old section.field' -> 'new section.field'. Config files, run folders
+# and checkpoint records written before the move are read with the option in its new place.
+MOVED = {"loss.head_init": "model.head_init"}
+
+
+def moved(data: dict, cfg) -> dict:
+    """A nested dict with the options of MOVED in their new sections (where ``cfg``'s tree has them)."""
+    sections = {f.name for f in dataclasses.fields(cfg)}
+    out = {sec: dict(values) if isinstance(values, dict) else values for sec, values in data.items()}
+    for old, new in MOVED.items():
+        (os_, ok), (ns, nk) = old.split("."), new.split(".")
+        values = out.get(os_)
+        if ns in sections and isinstance(values, dict) and ok in values:
+            target = out.setdefault(ns, {})
+            if isinstance(target, dict) and nk not in target:
+                target[nk] = values.pop(ok)
+    return out
+
+
+def moved_keys(options: dict) -> dict:
+    """Flat 'section.field' keys of MOVED renamed to their new place (a config record of an older run)."""
+    return {MOVED.get(k, k): v for k, v in options.items()}
+
+
 def from_dict(data: dict, base: Optional[Config] = None, source: str = "config") -> Config:
     """Merge a nested dict (as in a YAML file) over ``base``; unknown keys are errors."""
     cfg = base if base is not None else Config()
     sections = [f.name for f in dataclasses.fields(cfg)]  # any config tree (Config, PretrainConfig)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections {sections}, got {type(data).__name__}")
+    data = moved(data, cfg)
     for sec_name, values in data.items():
         if sec_name not in sections:
             raise ConfigError(f"{source}: unknown section {sec_name!r} (known: {', '.join(sections)})")
@@ -217,7 +242,7 @@ def config_record(cfg) -> dict:
 
 def changed_options(saved: dict, cfg) -> list[str]:
     """'section.field' of every option whose value differs between a config record and ``cfg``."""
-    before, after, missing = saved.get("options") or {}, config_record(cfg)["options"], object()
+    before, after, missing = moved_keys(saved.get("options") or {}), config_record(cfg)["options"], object()
     return [k for k in sorted(set(before) | set(after)) if before.get(k, missing) != after.get(k, missing)]
 
 

@@ -4,7 +4,8 @@ Every option of every command is a field below; the CLI flags, the YAML file for
 saved ``config.yaml`` of a run and the docs table (``docs/configuration.md``) are all
 generated from these dataclasses. Each field carries its help text and, where the default
 comes from the paper's official implementation, says so ("paper:"); its metadata holds
-its choices, range and where it applies (``fields.opt``).
+its choices, range and where it applies (``fields.opt``). The ``loss`` and ``averaging``
+sections are made from their registries (``registry_section``): each entry's parameters.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Optional
 
 from ..averaging import AVERAGERS
 from ..losses import LOSSES
-from .fields import Range, opt
+from ..registry import Range, Registry
+from .fields import opt
 from .sections import ALL_COMMANDS, MAX_SEED, LoopConfig, OptimConfig, RunConfig
 
 __all__ = ["AveragingConfig", "Config", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "SECTIONS",
@@ -76,6 +78,12 @@ class ModelConfig:
         choices=("auto", "bicubic", "bilinear"),
         scope=("train", "zeroshot"),
     )
+    head_init: str = opt(
+        "zeroshot",
+        "initialisation of the linear head a loss such as --loss linear trains: 'zeroshot' (the class text "
+        "embeddings / tau) or 'random'.",
+        choices=("zeroshot", "random"), applies={"loss.name": tuple(n for n, e in LOSSES.items() if e.head == "linear")},
+        scope=("train",))
     cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights.", execution=True,
                                    scope=("train", "zeroshot"))
 
@@ -148,53 +156,38 @@ class DataConfig:
         execution=True, scope=ALL_COMMANDS)
 
 
-@dataclass
-class LossConfig:
-    name: str = opt(
-        "mms",
-        "'mms' Margin Metric Softmax (Eq. 3-4), 'metric_softmax' (cosine logits, plain "
-        "cross-entropy), 'linear' (linear head on image features, Eq. 1: the ERM baseline), "
-        "'fixed_margin' (MMS with a constant margin lambda for every other class: Fig. 5 "
-        "ablation).",
-        flag="loss",
-        choices=tuple(LOSSES),
-    )
-    margin_lambda: float = opt(0.3, "lambda, the margin scale of MMS (Eq. 4). Paper: 0.3.", flag="lambda", within=Range(0, 10, name="lambda", note="paper: 0.1-0.3; 0 gives plain metric softmax"), applies={"loss.name": ("mms", "fixed_margin")}, variant=True)
-    temperature: Optional[float] = opt(
+def registry_section(cls_name: str, registry: Registry, name: dataclasses.Field, common: tuple = ()) -> type:
+    """The config section of a registry: ``name`` (which entry), then the entries' parameters that make variants,
+    the ``common`` fields ((name, type, field) every entry reads), then the other parameters; each parameter an
+    option that applies with the entries that declare it (``Registry.users``)."""
+    params = sorted(registry.params(), key=lambda p: not p.variant)
+    split = sum(p.variant for p in params)
+
+    def field_of(p) -> tuple:
+        users = registry.users(p.name)
+        applies = {f"{registry.section}.name": users} if len(users) < len(registry) else None
+        tp = type(p.default) if p.default is not None else Optional[float]
+        return p.name, tp, opt(p.default, p.help, flag=p.flag, within=p.within, choices=p.choices,
+                               variant=p.variant, applies=applies)
+
+    fields = [("name", str, name), *map(field_of, params[:split]), *common, *map(field_of, params[split:])]
+    cls = dataclasses.make_dataclass(cls_name, fields)
+    cls.__module__ = __name__  # pickled and printed as clipood.config.tree.<cls_name>, as the other sections
+    return cls
+
+
+LossConfig = registry_section("LossConfig", LOSSES, opt(
+    "mms", f"the training objective: {LOSSES.help()}.", flag="loss", choices=tuple(LOSSES)), common=(
+    ("temperature", Optional[float], opt(
         None,
         "tau, the softmax temperature of the cosine logits; none: 1 / the backbone's own learned logit scale, as "
         "the official code takes it (CLIP: 1/100 = 0.01, the paper's value; clipood-lite0-minilm's 'emoji' "
-        "weights: about 0.06). results.json records the value used (method.temperature).", within=Range(1e-4, 10, name="tau", note="paper: 0.01"))
-    head_init: str = opt(
-        "zeroshot",
-        "linear head initialisation for --loss linear: 'zeroshot' (the class text "
-        "embeddings / tau) or 'random'.",
-        choices=("zeroshot", "random"), applies={"loss.name": ("linear",)})
+        "weights: about 0.06). results.json records the value used (method.temperature).",
+        within=Range(1e-4, 10, name="tau", note="paper: 0.01"))),))
 
-
-@dataclass
-class AveragingConfig:
-    name: str = opt(
-        "bma",
-        "weight averaging: 'bma' Beta Moving Average (Eq. 5-7), 'ema', 'uniform' "
-        "(mean of theta_1..theta_T, Fig. 5) or 'none'. The averaged model is evaluated and saved.",
-        flag="averaging",
-        choices=tuple(AVERAGERS),
-    )
-    beta: float = opt(0.5, "beta of the Beta(beta, beta) step weights (Eq. 6). Paper: 0.5.", within=Range(0, 100, lo_open=True, name="beta", note="paper: 0.5"), applies={"averaging.name": ("bma",)}, variant=True)
-    ema_decay: float = opt(0.999, "decay of --averaging ema.", within=Range(0, 1, lo_open=True, hi_open=True, name="decay"), applies={"averaging.name": ("ema",)}, variant=True)
-    every: int = opt(
-        1,
-        "update the average every k steps; the skipped steps' Beta weights go to the step "
-        "that updates (exact when k = 1).",
-        flag="average-every", within=Range(1), applies={"averaging.name": ("bma", "ema", "uniform")})
-    precision: str = opt(
-        "fp32",
-        "number format of the average: 'fp32' (one fp32 copy, updated with one lerp) or 'fp16' (the official "
-        "code's: the tensors it stores in fp16, Linear/Conv weights and CLIP's projection, are averaged in "
-        "fp16 arithmetic as (avg + r theta) / (1 + r), r = alpha_t / A_(t-1); --profile official). fp16 rounds "
-        "away steps smaller than a weight's fp16 spacing (docs/method.md).",
-        flag="average-precision", choices=("fp32", "fp16"), applies={"averaging.name": ("bma", "uniform")})
+AveragingConfig = registry_section("AveragingConfig", AVERAGERS, opt(
+    "bma", f"weight averaging: {AVERAGERS.help()}. The averaged model is evaluated and saved.", flag="averaging",
+    choices=tuple(AVERAGERS)))
 
 
 @dataclass

@@ -73,7 +73,7 @@ def _step_weight_params(records: list[RunRecord]) -> tuple[int, float, float]:
     ema = [r for r in trained if r.hparams.get("averaging") == "ema"]
     steps = max((int(r.hparams["steps"]) for r in (bma or trained)), default=5000)
     beta = float(bma[0].hparams["beta"]) if bma else 0.5
-    decay = float(ema[0].hparams["ema_decay"]) if ema else 0.999
+    decay = float(ema[0].hparams["ema-decay"]) if ema else 0.999
     return steps, beta, decay
 
 
@@ -207,7 +207,7 @@ def _plots(records: list[RunRecord], selected: list[RunRecord], primary: list[Ta
                                                                  f".png"))
     T, beta, decay = _step_weight_params(records)
     add(C.step_weights(T, beta, decay, plot_dir / "step_weights.png"))
-    for name in ("lambda", "beta"):
+    for name in P.HPARAMS:
         add(P.hparam_plot(records, name, plot_dir / f"vs_{name}.png"))
     add(P.wise_ft_plot(records, plot_dir / "wise_ft.png"))
     return figs

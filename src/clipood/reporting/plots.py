@@ -21,7 +21,7 @@ from matplotlib.figure import Figure  # drawn without pyplot: the Agg renderer, 
 
 from ..methods import WISE_FT, registered
 from .curves import MIN_CURVE_POINTS, PALETTE, Plot, color, save, series_plot
-from .records import RunRecord
+from .records import HYPERPARAMETERS, RunRecord
 from .shown import METRIC, shown_kind, shown_value
 from .stats import mean
 from .table import Table, label
@@ -86,9 +86,14 @@ def bars(table: Table, path: Path, *, split: Optional[str] = None) -> Optional[P
     return Plot(save(fig, path), caption)
 
 
-HPARAMS = {"lambda": ("lambda (MMS margin scale, Eq. 4)", 0.3, lambda r: r.hparams.get("loss") in ("mms",
-                                                                                                  "fixed_margin")),
-           "beta": ("beta (Beta(beta, beta) step weights, Eq. 6)", 0.5, lambda r: r.hparams.get("averaging") == "bma")}
+def _relevant(registry, param):
+    return lambda r: r.hparams.get(registry.section) in registry.users(param.name)
+
+
+# The numeric hyper-parameters of the registries (losses, averagers) a plot draws accuracy against when runs vary
+# them: option name -> (axis title, default, whether a run's loss or averager reads it).
+HPARAMS = {p.option: (p.label or p.option, p.default, _relevant(reg, p)) for _, p, reg in HYPERPARAMETERS
+           if p.variant and p.numeric}
 
 
 def hparam_series(records: list[RunRecord], name: str) -> dict[tuple[str, str, str], dict[float, list[float]]]:
@@ -129,7 +134,7 @@ def hparam_plot(records: list[RunRecord], name: str, path: Path) -> Optional[Plo
     for (ds, m, kind), by_value in series.items():
         key = f"{ds}: {label(m)}" + (f" ({METRIC[kind]})" if len({k for *_, k in series}) > 1 else "")
         drawn[key] = series_plot(ax, by_value, label=key, color=color(m))
-    ax.axvline(default, color="black", linestyle=":", linewidth=1, label=f"paper default {default:g}")
+    ax.axvline(default, color="black", linestyle=":", linewidth=1, label=f"default {default:g}")
     metrics = sorted({METRIC[k] for *_, k in series})
     ax.set_xlabel(title)
     ax.set_ylabel(metrics[0] if len(metrics) == 1 else "the table's number (%)")
@@ -137,7 +142,8 @@ def hparam_plot(records: list[RunRecord], name: str, path: Path) -> Optional[Plo
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     caption = (f"{' / '.join(m.replace(' (%)', '') for m in metrics).capitalize()} against {name} (all runs, before "
-               f"selection; mean ± std over seeds); dotted line: the paper's default {default:g}." + _joined(drawn))
+               f"selection; mean ± std over seeds); dotted line: the default {default:g} (docs/configuration.md)."
+               + _joined(drawn))
     return Plot(save(fig, path), caption)
 
 

@@ -16,12 +16,14 @@ from typing import Any, Optional
 
 import yaml
 
-from ..config import flatten, irrelevant_keys, variant_keys
+from ..averaging import AVERAGERS
+from ..config import flatten, irrelevant_keys, moved_keys, variant_keys
 from ..console import warn
+from ..losses import LOSSES
 from ..methods import METHODS, infer_method, registered
 from .stats import harmonic, mean
 
-__all__ = ["DamagedRun", "RunRecord", "SKIP_DIRS", "VARIANT_KEYS", "add_derived_zeroshot", "collect", "headline", "method_order",
+__all__ = ["DamagedRun", "HYPERPARAMETERS", "RunRecord", "SKIP_DIRS", "VARIANT_KEYS", "add_derived_zeroshot", "collect", "headline", "method_order",
            "read_run"]
 
 SKIP_DIRS = {".sweep", "model", "checkpoints", "report"}
@@ -43,7 +45,8 @@ class RunRecord:
     zeroshot: Optional[dict] = None
     domains: list[str] = field(default_factory=list)
     train_domains: list[str] = field(default_factory=list)
-    hparams: dict[str, Any] = field(default_factory=dict)  # lambda, beta, lr, steps, arch, batch_size, alpha, ...
+    hparams: dict[str, Any] = field(default_factory=dict)  # lr, steps, arch, batch_size, alpha, the registries'
+    # hyper-parameters by option name (lambda, beta, ...)
     derived: bool = False  # a zero-shot record taken from a training run's pre-training evaluation
     protocol: str = "clipood"  # how domain-split data was split and scored (results.json; --protocol)
 
@@ -71,7 +74,11 @@ def headline(evals: dict, base_to_new: bool) -> float:
     return mean(e.get("accuracy") for e in es)
 
 
-_NUMERIC_HPARAMS = ("lambda", "beta", "ema_decay", "lr", "steps", "batch_size", "accum_steps")
+# The registries' hyper-parameters ('section.field', Param, registry): the report shows and plots them by their
+# option name (e.g. 'lambda'), beside the options every run has.
+HYPERPARAMETERS = [(reg.key(p), p, reg) for reg in (LOSSES, AVERAGERS) for p in reg.params()]
+_NUMERIC_HPARAMS = ("lr", "steps", "batch_size", "accum_steps") + tuple(p.option for _, p, _ in HYPERPARAMETERS
+                                                                        if p.numeric)
 
 
 def _hparams(cfg: dict, results: dict) -> dict[str, Any]:
@@ -86,10 +93,9 @@ def _hparams(cfg: dict, results: dict) -> dict[str, Any]:
 
 
 def _hparams_raw(cfg: dict, results: dict) -> dict[str, Any]:
-    f = flatten(cfg)
+    f = moved_keys(flatten(cfg))
     backbone = results.get("backbone") if isinstance(results.get("backbone"), dict) else {}
-    return {"lambda": f.get("loss.margin_lambda"), "beta": f.get("averaging.beta"),
-            "ema_decay": f.get("averaging.ema_decay"), "lr": f.get("optim.lr"),
+    return {**{p.option: f.get(key) for key, p, _ in HYPERPARAMETERS}, "lr": f.get("optim.lr"),
             "steps": f.get("train.steps", results.get("steps")), "averaging": f.get("averaging.name"),
             "loss": f.get("loss.name"), "arch": f.get("model.arch", backbone.get("arch")),
             "pretrained": backbone.get("weights") or ("none (random weights)" if "model.pretrained" in f and

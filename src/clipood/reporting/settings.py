@@ -1,5 +1,5 @@
-"""What the runs were: backbone, weights, steps, learning rate, batch and seeds per dataset and
-method, from each run's config.yaml (else results.json), shown beside the results because
+"""What the runs were: backbone, weights, steps, learning rate, batch, the hyper-parameters of their loss and
+averager (from the registries) and seeds per dataset and method, from each run's config.yaml (else results.json), shown beside the results because
 the paper's ViT-B/16 numbers stand next to them and a reader must see what differs."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import html
 from collections import defaultdict
 from typing import Any
 
-from .records import RunRecord
+from .records import HYPERPARAMETERS, RunRecord
 from .reference import settings as paper_settings
 from .table import datasets_of, label, methods_of
 from .text import markdown_table
 
 __all__ = ["HEADERS", "paper_line", "settings_html", "settings_markdown", "settings_rows"]
 
-HEADERS = ["dataset", "method", "backbone", "weights", "steps", "lr", "batch", "seeds", "runs"]
+HEADERS = ["dataset", "method", "backbone", "weights", "steps", "lr", "batch", "hyper-parameters", "seeds", "runs"]
 
 
 def _values(values: list[Any], fmt=str) -> str:
@@ -34,6 +34,18 @@ def _batch(r: RunRecord) -> Any:
     return text + (f" ({accum} micro-batches)" if accum and int(accum) > 1 else "")
 
 
+def _hyperparameters(runs: list[RunRecord]) -> str:
+    """The values of the hyper-parameters the runs' losses and averagers read (their registries), e.g.
+    'lambda 0.3, beta 0.1 / 0.5' where runs differ."""
+    parts = []
+    for _, p, reg in HYPERPARAMETERS:
+        values = [r.hparams.get(p.option) for r in runs if p.variant and r.hparams.get(reg.section) in reg.users(p.name)]
+        shown = _values(values, lambda v: f"{v:g}" if isinstance(v, float) else str(v))
+        if shown != "-":
+            parts.append(f"{p.option} {shown.replace(', ', ' / ')}")
+    return ", ".join(parts) or "-"
+
+
 def settings_rows(records: list[RunRecord]) -> list[list[str]]:
     """One row per (dataset, method): the distinct values of its runs (a sweep's variants list several)."""
     rows = []
@@ -49,7 +61,8 @@ def settings_rows(records: list[RunRecord]) -> list[list[str]]:
             rows.append([ds, label(m), _values([r.hparams.get("arch") for r in mr]),
                          _values([r.hparams.get("pretrained") for r in mr]), steps,
                          _values([r.hparams.get("lr") for r in trained], lambda v: f"{float(v):g}"),
-                         _values([_batch(r) for r in trained]), ", ".join(map(str, sorted(by_seed))),
+                         _values([_batch(r) for r in trained]), _hyperparameters(trained),
+                         ", ".join(map(str, sorted(by_seed))),
                          str(len({r.path for r in mr if not r.derived}) or "from the training runs")])
     return rows
 

@@ -144,7 +144,7 @@ def spec_from_dict(data: dict, where: str = "sweep spec") -> SweepSpec:
     for m in list(spec.methods) + list(mo):
         get_method(m)
     base = get_method(spec.wise_ft_base)
-    if base.kind != TRAIN or base.loss_averaging[0] == "linear":
+    if base.kind != TRAIN or base.linear_head:
         raise ConfigError(f"{where}: 'wise_ft_base' must be a training method with the class-text head (e.g. "
                           f"finetune, clipood), got {spec.wise_ft_base!r}")
     return spec

@@ -22,7 +22,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from ..config import changed_options, config_record
+from ..config import changed_options, config_record, moved_keys
 from ..console import note
 from ..errors import ClipoodError
 from ..io import atomic_path, sha256_file, write_text
@@ -93,7 +93,7 @@ def check_same_config(saved: Optional[dict], cfg, flag: str = "--resume") -> Non
     now = config_record(cfg)
     if now["sha256"] == saved.get("sha256"):
         return
-    before, after = saved["options"], now["options"]
+    before, after = moved_keys(saved["options"]), now["options"]
     changed = changed_options(saved, cfg)
     for key in [k for k in changed if k in CHECKED_BY_CONTENT]:
         note(f"{flag}: {_flag(cfg, key)} moved from {before.get(key)} to {after.get(key)}; the data there is checked "

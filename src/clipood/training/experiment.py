@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ..averaging import WeightAverage, averaged_tensors, build_averager
+from ..averaging import AVERAGERS, WeightAverage, averaged_tensors, build_averager
 from ..config import Config
 from ..data.datasets import prepare_benchmark, prompt_template
 from ..data.folder import ImageIndex, scan
@@ -20,7 +20,7 @@ from ..data.splits import Splits, make_splits
 from ..data.transforms import train_transform
 from ..errors import ConfigError
 from ..evaluation import ClassWeights
-from ..losses import build_loss
+from ..losses import LOSSES, build_loss
 from ..model import Backbone, ImageClassifier, LinearHead, TextHead, encode_class_texts, load_backbone, set_trainable
 from ..templates import expand_templates
 from .device import resolve_device, resolve_precision
@@ -121,15 +121,15 @@ def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] =
     tau = resolve_temperature(cfg.loss.temperature, backbone)
 
     train_text = text_features[splits.train_classes]
-    if cfg.loss.name == "linear":
-        head = LinearHead(train_text, tau, cfg.loss.head_init).to(device)
+    if LOSSES[cfg.loss.name].head == "linear":  # the loss scores a linear head's logits (ERM, Eq. 1)
+        head = LinearHead(train_text, tau, cfg.model.head_init).to(device)
         params = params + list(head.parameters())
     else:
         head = TextHead(train_text)
     frozen_norms = cfg.train.norm_layers == "frozen"
     classifier = ImageClassifier(model.visual, head, frozen_norms=frozen_norms).to(device)
     done = apply_execution_options(model.visual, cfg.train, device)  # before theta_0 is copied
-    loss_fn = build_loss(cfg.loss.name, train_text, cfg.loss.margin_lambda, tau).to(device)
+    loss_fn = build_loss(cfg.loss.name, train_text, tau, **LOSSES.section_arguments(cfg.loss)).to(device)
 
     label_map = torch.full((index.num_classes,), -1, dtype=torch.long)
     label_map[torch.as_tensor(splits.train_classes)] = torch.arange(len(splits.train_classes))
@@ -137,12 +137,12 @@ def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] =
     stored16 = fp16_stored(model.visual) if cfg.train.master_weights == "fp16" else []
     round_to_fp16_(stored16)  # theta_0 as the official code holds it (--master-weights fp16)
     trained = averaged_tensors(model.visual, buffers=not frozen_norms) + [p for p in head.parameters() if p.requires_grad]
-    half = None
-    if cfg.averaging.precision == "fp16" and cfg.averaging.name in ("bma", "uniform"):
+    averaging = AVERAGERS.section_arguments(cfg.averaging)
+    fp16 = None
+    if averaging.get("precision") == "fp16":  # the tensors the official code stores in fp16 are averaged in fp16
         official16 = {id(t) for t in (stored16 or fp16_stored(model.visual))}
-        half = [id(t) in official16 for t in trained]
-    averager = build_averager(cfg.averaging.name, trained, cfg.train.steps, beta=cfg.averaging.beta,
-                              ema_decay=cfg.averaging.ema_decay, every=cfg.averaging.every, half=half)
+        fp16 = [id(t) in official16 for t in trained]
+    averager = build_averager(cfg.averaging.name, trained, cfg.train.steps, fp16=fp16, **averaging)
     o = cfg.optim
     optimizer = build_optimizer(params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas, eps=o.eps,
                                 device=device)
