@@ -250,3 +250,81 @@ def test_sum_reduction_is_the_sum_over_the_batch(name):
     torch.testing.assert_close(total / 6, loss_fn(cos, labels), rtol=1e-12, atol=0)
     if name == "mms":
         torch.testing.assert_close(total, 6 * direct_loss(image, text, labels, 0.3, 0.07), rtol=1e-10, atol=0)
+
+
+# ------------------------------------------------------------------ focal MMS (--loss mms-focal)
+
+
+def direct_focal_loss(image, text, labels, lam: float, tau: float, gamma: float) -> torch.Tensor:
+    """Mean over the batch of (1 - p_y)^gamma * (-log p_y), p_y = exp(z_y) / sum_c exp(z_c) with the MMS logits
+    z_c = (S(I, T_c) + lambda D(T_y, T_c)) / tau, in float64 with explicit loops (no library softmax)."""
+    image, text = image.double(), text.double()
+    losses = []
+    for i in range(image.shape[0]):
+        y = int(labels[i])
+        z = [(_cosine(image[i], text[c]) + (0.0 if c == y else lam * (1.0 - _cosine(text[y], text[c])))) / tau
+             for c in range(text.shape[0])]
+        log_p = z[y] - _logsumexp(z)
+        losses.append((1.0 - torch.exp(log_p)) ** gamma * -log_p)
+    return sum(losses) / len(losses)
+
+
+@pytest.mark.parametrize("B,C", SHAPES)
+@pytest.mark.parametrize("tau", TAUS)
+@pytest.mark.parametrize("lam,gamma", [(0.3, 2.0), (0.1, 0.5), (0.0, 1.0), (1.0, 5.0)])
+def test_focal_mms_matches_its_formula(lam, gamma, tau, B, C):
+    image, text, labels = _data(B, C, seed=31 * C + B)
+    loss = build_loss("mms-focal", text, tau, margin_lambda=lam, focal_gamma=gamma)(_cos(image, text), labels)
+    torch.testing.assert_close(loss, direct_focal_loss(image, text, labels, lam, tau, gamma), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("lam", LAMBDAS)
+def test_focal_mms_with_gamma_zero_is_mms_exactly(lam):
+    image, text, labels = _data(6, 5, seed=41)
+    cos = _cos(image, text)
+    focal = build_loss("mms-focal", text, 0.07, margin_lambda=lam, focal_gamma=0.0)
+    for reduction in ("mean", "sum"):
+        assert torch.equal(focal(cos, labels, reduction=reduction),
+                           margin_metric_softmax(text, lam, 0.07)(cos, labels, reduction=reduction))
+    # gamma > 0 weights each image by (1 - p_y)^gamma < 1: below MMS, and the sum is the sum over the batch
+    focal2 = build_loss("mms-focal", text, 0.07, margin_lambda=lam, focal_gamma=2.0)
+    assert float(focal2(cos, labels)) < float(margin_metric_softmax(text, lam, 0.07)(cos, labels))
+    torch.testing.assert_close(focal2(cos, labels, reduction="sum"), 6 * focal2(cos, labels), rtol=1e-12, atol=0)
+
+
+def test_focal_mms_gradient_in_float64():
+    image, text, labels = _data(3, 4, seed=43)
+    loss_fn = build_loss("mms-focal", text, 0.07, margin_lambda=0.3, focal_gamma=2.0)
+    image = image.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: loss_fn(_cos(x, text), labels), (image,), eps=1e-6, atol=1e-5)
+
+
+def test_focal_mms_is_an_option_of_the_cli_the_docs_and_sweeps(tmp_path, shapes_root):
+    """From its registry entry alone: --loss mms-focal and --focal-gamma in --help and docs/configuration.md, checked
+    like every option, and a sweep's grid over --focal-gamma gives one run per value for a method that reads it,
+    one run for a method that does not."""
+    from pathlib import Path
+
+    from clipood.cli import build_parser
+    from clipood.config import Config, irrelevant_keys, validate
+    from clipood.sweep import plan, spec_from_dict
+    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert "mms-focal" in help_text and "--focal-gamma" in help_text
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    assert "`loss.focal_gamma` | `--focal-gamma` | `2.0`" in docs and "'mms-focal'" in docs
+    cfg = Config()
+    cfg.data.root, cfg.loss.name, cfg.loss.focal_gamma = str(tmp_path), "mms-focal", 11.0
+    with pytest.raises(ConfigError, match=r"--focal-gamma: 11.0 is out of range"):
+        validate(cfg)
+    cfg.loss.name = "mms"
+    assert "loss.focal_gamma" in irrelevant_keys(cfg) and "loss.margin_lambda" not in irrelevant_keys(cfg)
+
+    spec = spec_from_dict({"output_dir": str(tmp_path / "runs"), "methods": ["finetune", "clipood"],
+                           "datasets": [{"name": "d", "root": str(shapes_root)}], "holdout": ["sketch"],
+                           "method_overrides": {"clipood": {"loss": {"name": "mms-focal"}}},
+                           "grid": {"focal-gamma": [0.0, 2.0]}, "overrides": {"model": {"pretrained": "none"}}})
+    runs = plan(spec)
+    names = {m: sorted(r.name for r in runs if r.method.name == m) for m in ("finetune", "clipood")}
+    assert names["clipood"] == ["d-clipood-sketch-focal-gamma0-seed0", "d-clipood-sketch-focal-gamma2-seed0"]
+    assert [r.cfg.loss.focal_gamma for r in runs if r.method.name == "clipood"] == [0.0, 2.0]
+    assert names["finetune"] == ["d-finetune-sketch-seed0"]  # metric_softmax reads no gamma: one run
