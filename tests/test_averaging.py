@@ -417,3 +417,73 @@ def test_bma_with_beta_5e_324_is_the_average_with_beta_1e_12_case11():
         runs[beta] = [t.detach().clone() for t in tensors]
     for a, b in zip(runs[5e-324], runs[1e-12]):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------------------------ SWA from step K (--averaging swa)
+
+
+@pytest.mark.parametrize("T,start", [(1, 0), (1, 1), (7, 0), (7, 3), (7, 7), (50, 38)])
+def test_swa_is_the_mean_of_the_saved_weights_from_step_k(T, start):
+    net = make_net(11)
+    tensors = averaged_tensors(net)
+    swa = build_averager("swa", tensors, T, swa_start=start)
+    saved, changed = run(swa, tensors, T, seed=T + start)
+    assert changed == [True] * T
+    # brute force: the saved theta_K..theta_T, summed in float64 and divided by their number
+    expected = [sum(s[k].double() for s in saved[start:]) / (T + 1 - start) for k in range(len(tensors))]
+    assert_average(swa, expected)
+    swa.copy_to()
+    for t, e in zip(tensors, expected):
+        torch.testing.assert_close(t.double(), e, **TOL)
+
+
+def test_swa_from_step_one_is_the_uniform_average():
+    T = 9
+    a_tensors, b_tensors = averaged_tensors(make_net(12)), averaged_tensors(make_net(12))
+    swa, uniform = build_averager("swa", a_tensors, T, swa_start=1), build_averager("uniform", b_tensors, T)
+    run(swa, a_tensors, T, seed=5)
+    run(uniform, b_tensors, T, seed=5)
+    for x, y in zip(swa.average, uniform.average):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("T,start,every", [(10, 4, 3), (50, 20, 7), (7, 0, 2)])
+def test_swa_every_k_gives_skipped_weights_to_the_updating_step(T, start, every):
+    net = make_net(13)
+    tensors = averaged_tensors(net)
+    swa = build_averager("swa", tensors, T, swa_start=start, every=every)
+    saved, _ = run(swa, tensors, T, seed=every)
+    steps = update_steps(T, every)
+    members = [saved[0]] + [saved[u] for u in steps]
+    weights = [1.0 if start == 0 else 0.0] + [sum(1.0 for t in range(p + 1, u + 1) if t >= start)
+                                              for p, u in zip([0] + steps, steps)]
+    assert_average(swa, weighted_sum(members, weights))
+
+
+def test_swa_start_beyond_the_steps_is_refused_and_the_option_is_everywhere(tmp_path, shapes_root):
+    """From its registry entry alone: --averaging swa and --swa-start in --help and docs/configuration.md, and a
+    sweep's grid over --swa-start gives one run per value for a method that reads it, one for one that does not."""
+    from pathlib import Path
+
+    from clipood.cli import build_parser
+    from clipood.config import Config, irrelevant_keys
+    from clipood.sweep import plan, spec_from_dict
+    with pytest.raises(ConfigError, match=r"--swa-start: 6 is beyond --steps 5"):
+        build_averager("swa", averaged_tensors(make_net()), 5, swa_start=6)
+    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert "swa" in help_text and "--swa-start" in help_text
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    assert "`averaging.swa_start` | `--swa-start` | `1`" in docs and "'swa'" in docs
+    cfg = Config()
+    cfg.averaging.name = "swa"
+    assert "averaging.swa_start" not in irrelevant_keys(cfg) and "averaging.beta" in irrelevant_keys(cfg)
+
+    spec = spec_from_dict({"output_dir": str(tmp_path / "runs"), "methods": ["clipood", "clipood-ema"],
+                           "datasets": [{"name": "d", "root": str(shapes_root)}], "holdout": ["sketch"],
+                           "method_overrides": {"clipood": {"averaging": {"name": "swa"}}},
+                           "grid": {"swa-start": [2, 4]}, "overrides": {"model": {"pretrained": "none"}}})
+    runs = plan(spec)
+    names = {m: sorted(r.name for r in runs if r.method.name == m) for m in ("clipood", "clipood-ema")}
+    assert names["clipood"] == ["d-clipood-sketch-swa-start2-seed0", "d-clipood-sketch-swa-start4-seed0"]
+    assert [r.cfg.averaging.swa_start for r in runs if r.method.name == "clipood"] == [2, 4]
+    assert names["clipood-ema"] == ["d-clipood-ema-sketch-seed0"]  # EMA reads no K: one run

@@ -1,4 +1,4 @@
-"""Weight averaging of the trained tensors: Beta Moving Average, EMA, uniform, none.
+"""Weight averaging of the trained tensors: Beta Moving Average, EMA, uniform, SWA, none.
 
 Every scheme is an online weighted average of the weight trajectory theta_0..theta_T,
 kept as ONE fp32 copy of the tracked tensors (the trainable parameters, plus the
@@ -13,6 +13,7 @@ which is Eq. 7: theta_bma_t = (A_{t-1}/A_t) theta_bma_{t-1} + (alpha_t/A_t) thet
 * BMA (Eq. 5-6): alpha_t = BetaPDF(beta, beta)((t + 0.5) / (T + 1)), t = 0..T; the
   pre-trained theta_0 is the first member with weight alpha_0.
 * uniform (theta_AVG of Fig. 5): mean of theta_1..theta_T (theta_0 has weight 0).
+* SWA from step K: mean of theta_K..theta_T.
 * EMA: avg <- d * avg + (1 - d) * theta, from theta_0.
 * none: no copy; the final weights are the result.
 
@@ -39,9 +40,11 @@ from typing import Callable, ClassVar, Iterator, Sequence
 
 import torch
 
+from .errors import ConfigError
 from .registry import Entry, Param, Range, Registry
 
-__all__ = ["AVERAGERS", "Averager", "BetaMovingAverage", "ExponentialMovingAverage", "NoAverage", "UniformAverage",
+__all__ = ["AVERAGERS", "Averager", "BetaMovingAverage", "ExponentialMovingAverage", "NoAverage",
+           "StochasticWeightAverage", "UniformAverage",
            "WeightAverage", "averaged_tensors", "beta_pdf", "beta_weights", "build_averager", "log_beta_pdf"]
 
 
@@ -239,6 +242,23 @@ class UniformAverage(NormalisedAverage):
         return 0.0 if t == 0 else 1.0
 
 
+class StochasticWeightAverage(NormalisedAverage):
+    """SWA (Izmailov et al., UAI 2018) from step K: the uniform mean of theta_K..theta_T (K = 0 includes the
+    pre-trained weights, K = 1 is the uniform average of Fig. 5)."""
+
+    name = "swa"
+
+    def __init__(self, tensors, total_steps: int, start: int, every: int = 1, half=None):
+        if start > total_steps:
+            raise ConfigError(f"--swa-start: {start} is beyond --steps {total_steps}: the average would have no "
+                              f"member; give a step from 0 to {total_steps}")
+        self.start = int(start)
+        super().__init__(tensors, total_steps, every, half)
+
+    def member_weight(self, t: int) -> float:
+        return 1.0 if t >= self.start else 0.0
+
+
 class ExponentialMovingAverage(WeightAverage):
     """EMA from theta_0: avg <- d avg + (1 - d) theta; theta_0's share decays as d^T."""
 
@@ -299,6 +319,13 @@ AVERAGERS.add(Averager("ema", "exponential moving average from theta_0", (EMA_DE
 AVERAGERS.add(Averager("uniform", "mean of theta_1..theta_T (Fig. 5)", (EVERY, PRECISION),
                        build=lambda tensors, T, half, every: UniformAverage(tensors, T, every, half)))
 AVERAGERS.add(Averager("none", "no average: the final weights", build=lambda tensors, T, half: NoAverage(tensors, T)))
+SWA_START = Param("swa_start", 1, "K, the first step whose weights the SWA average takes in: the mean of "
+                                  "theta_K..theta_T (0 adds the pre-trained weights; 1 is the uniform average; "
+                                  "SWA averages the last quarter or so).", within=Range(0, name="K"),
+                  label="K (SWA from step K)")
+AVERAGERS.add(Averager("swa", "stochastic weight averaging from step K: the mean of theta_K..theta_T",
+                       (SWA_START, EVERY), build=lambda tensors, T, half, swa_start, every: StochasticWeightAverage(
+                           tensors, T, swa_start, every, half)))
 
 
 def build_averager(name: str, tensors, total_steps: int, *, fp16: Sequence[bool] | None = None,
