@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     train_text = exp.text_features[exp.splits.train_classes]
     plain = dataclasses.replace(exp, loss_fn=build_loss("metric_softmax", train_text, exp.temperature)
                                 .to(exp.device))
-    bma = build_averager("bma", exp.trained, exp.cfg.train.steps, beta=0.5, every=args.average_every)
+    bma = build_averager("bma", exp.tracked, exp.cfg.train.steps, beta=0.5, every=args.average_every)
     step = {"n": 0}
 
     def clipood_step():

@@ -67,12 +67,15 @@ def remove_checkpoints(run_dir: Path) -> None:
         d.rmdir()
 
 
-def default_name(cfg: Config) -> str:
+def default_name(cfg: Config, method: Optional[str] = None) -> str:
+    """[<dataset>-]<method>-<held out>[-b2n]-seed<seed>-<time>; the method of a training run is its loss and
+    averaging ('mms-bma')."""
     held = "+".join(cfg.data.holdout_domains) or "all"
     b2n = "-b2n" if cfg.data.base_to_new else ""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     dataset = f"{cfg.data.dataset.lower()}-" if cfg.data.dataset else ""
-    return f"{dataset}{cfg.loss.name}-{cfg.averaging.name}-{held}{b2n}-seed{cfg.train.seed}-{stamp}"
+    method = method or f"{cfg.loss.name}-{cfg.averaging.name}"
+    return f"{dataset}{method}-{held}{b2n}-seed{cfg.train.seed}-{stamp}"
 
 
 def run_path(output_dir: str, name: str) -> Path:

@@ -239,19 +239,19 @@ def test_a_rerun_after_a_kill_logs_each_alpha_once_case5d(trained_run, tiny_pret
     import pytest
 
     from clipood.commands import wise_ft
-    real, calls = wise_ft.evaluate_experiment, {"n": 0}
+    real, calls = wise_ft.evaluate_model, {"n": 0}
 
     def dies_at_the_third(*a, **k):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt  # as a kill would stop it: two alphas logged
         return real(*a, **k)
-    monkeypatch.setattr(wise_ft, "evaluate_experiment", dies_at_the_third)
+    monkeypatch.setattr(wise_ft, "evaluate_model", dies_at_the_third)
     cfg = _eval_cfg(shapes_root, tmp_path)
     with pytest.raises(KeyboardInterrupt):
         wise_ft.wise_ft_models(tiny_pretrained, trained_run / "model", cfg, [0.0, 0.25, 0.5, 0.75, 1.0],
                                progress=False)
-    monkeypatch.setattr(wise_ft, "evaluate_experiment", real)
+    monkeypatch.setattr(wise_ft, "evaluate_model", real)
     run, _ = wise_ft.wise_ft_models(tiny_pretrained, trained_run / "model", _eval_cfg(shapes_root, tmp_path),
                                     [0.0, 0.25, 0.5, 0.75, 1.0], progress=False)
     alphas = [json.loads(ln)["alpha"] for ln in (run.path / "metrics.jsonl").read_text().splitlines()]

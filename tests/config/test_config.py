@@ -144,7 +144,7 @@ BAD_VALUES = [
     ("loss", "temperature", 1e-5),
     ("loss", "temperature", 11.0),
     ("model", "head_init", "xavier"),
-    ("averaging", "name", "swa"),
+    ("averaging", "name", "median"),
     ("averaging", "beta", 0.0),
     ("averaging", "beta", -1.0),
     ("averaging", "beta", 101.0),

@@ -63,4 +63,4 @@ def test_non_finite_loss_stops_before_the_average_and_keeps_last_checkpoint(tiny
     assert saved == [2, 4]
     state = ckpt.load_latest(run_dir)
     assert all(torch.isfinite(a).all() for a in state["averager"]["average"])
-    assert all(torch.isfinite(t).all() for t in state["trained"])
+    assert all(torch.isfinite(t).all() for t in state["tracked"])

@@ -222,7 +222,22 @@ def test_a_checkpoint_of_another_kind_with_a_valid_checksum_case7c(tiny_config, 
     ckpt.save_checkpoint(run.path, 4, {"model": {"w": torch.zeros(2)}}, keep=5)  # a pretraining-like state
     code, err = _resume_cli(run, capsys)
     assert code == 0, err
-    assert "skipped step-00000004.pt (not a checkpoint of this kind of run (no 'trained'" in err
+    assert "skipped step-00000004.pt (not a checkpoint of this kind of run (no 'tracked'" in err
+    assert json.loads((run.path / "results.json").read_text())["resumed_from_step"] == 3
+
+
+def test_a_checkpoint_of_an_older_clipood_resumes(tiny_config, monkeypatch, capsys):
+    """Checkpoints written before the tracked tensors had their name keep them under 'trained'."""
+    cfg = tiny_config
+    cfg.train.checkpoint_every = 3
+    run = _stopped_run(cfg, monkeypatch)
+    path = checkpoint_dir(run.path) / "step-00000003.pt"
+    state = torch.load(path, weights_only=True)
+    state["trained"] = state.pop("tracked")
+    del state["step"]
+    ckpt.save_checkpoint(run.path, 3, state, keep=5)
+    code, err = _resume_cli(run, capsys)
+    assert code == 0, err
     assert json.loads((run.path / "results.json").read_text())["resumed_from_step"] == 3
 
 
@@ -232,12 +247,12 @@ def test_a_checkpoint_whose_tensors_do_not_fit_is_one_line_case7c(tiny_config, m
     run = _stopped_run(cfg, monkeypatch)
     path = checkpoint_dir(run.path) / "step-00000003.pt"
     state = torch.load(path, weights_only=True)
-    state["trained"] = [t[..., :1].clone() if t.dim() else t for t in state["trained"]]  # other shapes, same count
+    state["tracked"] = [t[..., :1].clone() if t.dim() else t for t in state["tracked"]]  # other shapes, same count
     del state["step"]
     ckpt.save_checkpoint(run.path, 3, state, keep=5)
     code, err = _resume_cli(run, capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert f"clipood: error: --resume: {path} does not match this model (its trained tensors have other shapes" in err
+    assert f"clipood: error: --resume: {path} does not match this model (its tracked tensors have other shapes" in err
 
 
 @pytest.mark.parametrize("content", [b'{"sketch/in": {"accuracy": 0.5', b'[1, 2, 3]\n', b'\xff\xfe binary'])

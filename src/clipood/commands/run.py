@@ -22,17 +22,17 @@ from ..evaluation import accuracies, encode_images
 from ..io import DiskFull, read_json, write_json
 from ..model.backbones import planned_activation
 from ..model.weights import check_arch
-from ..rundir import CONFIG_RECORD, RunDir
+from ..rundir import CONFIG_RECORD, RunDir, default_name
 from ..training import checkpoint as ckpt
 from ..training import distributed
-from ..training.experiment import Experiment, build_experiment, prepare_data
-from ..training.loop import STATE_KEYS, fit
+from ..training.experiment import Model, build_experiment, build_model, prepare_data
+from ..training.loop import RENAMED_KEYS, STATE_KEYS, fit
 from .export import META_FILE, export_model, exported_model_dir, load_exported_head, read_model_meta
 
-__all__ = ["evaluate", "evaluate_experiment", "resume_config", "train", "zeroshot"]
+__all__ = ["evaluate", "evaluate_model", "resume_config", "train", "zeroshot"]
 
 
-def evaluate_experiment(exp: Experiment, bad: BadImages, *, progress: bool = True, desc: str = "eval") -> dict:
+def evaluate_model(exp: Model, bad: BadImages, *, progress: bool = True, desc: str = "eval") -> dict:
     """Accuracy on every evaluation split with the model's current weights.
 
     With N processes, each encodes every N-th image once and the features are all-gathered:
@@ -49,7 +49,7 @@ def evaluate_experiment(exp: Experiment, bad: BadImages, *, progress: bool = Tru
                     exp.splits.base_classes, exp.splits.new_classes)
 
 
-def results_summary(exp: Experiment) -> dict:
+def results_summary(exp: Model) -> dict:
     s = exp.splits
     return {
         "dataset": str(exp.index.root), "domains": exp.index.domains, "num_classes": exp.index.num_classes,
@@ -90,7 +90,7 @@ def record_notes(cfg: Config) -> dict[str, str]:
     return notes
 
 
-def environment(exp: Experiment) -> dict:
+def environment(exp: Model) -> dict:
     dev = exp.device
     return {"torch": torch.__version__, "python": platform.python_version(), "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
@@ -125,9 +125,9 @@ def zeroshot(cfg: Config, *, progress: bool = True, save_model: bool = False) ->
 
 def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext,
                   save_model: bool = False) -> tuple[RunDir, dict]:
-    cfg.averaging.name = "none"  # nothing trains
     data = preflight(cfg, training=False)
-    run = distributed.create_run(dist, lambda: RunDir.create(cfg, notes=record_notes(cfg)))
+    run = distributed.create_run(dist, lambda: RunDir.create(cfg, name=lambda c: default_name(c, "zeroshot"),
+                                                             notes=record_notes(cfg)))
     try:
         run.track(cfg.run.report_to, cfg)
         return _zeroshot_in(run, cfg, data, progress, dist, save_model)
@@ -136,9 +136,9 @@ def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext,
 
 
 def _zeroshot_in(run: RunDir, cfg: Config, data, progress: bool, dist, save_model: bool) -> tuple[RunDir, dict]:
-    exp = build_experiment(cfg, data=data, dist=dist)
+    exp = build_model(cfg, data=data, dist=dist)
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
-    zeroshot = evaluate_experiment(exp, bad, progress=progress)
+    zeroshot = evaluate_model(exp, bad, progress=progress)
     bad.gather(dist)
     results = {"kind": "zeroshot", **results_summary(exp), "zeroshot": zeroshot,
                "environment": environment(exp), "bad_images": len(bad.items())}
@@ -208,7 +208,7 @@ def _restart_records(run: RunDir, cfg: Config) -> None:
 def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, dist: distributed.DistContext,
                allow_changed_data: bool) -> tuple[RunDir, dict]:
     exp = build_experiment(cfg, data=data, dist=dist)
-    state = ckpt.load_latest(run.path, required=STATE_KEYS) if resuming else None
+    state = ckpt.load_latest(run.path, required=STATE_KEYS, renamed=RENAMED_KEYS) if resuming else None
     if resuming and state is None and dist.is_main:
         _restart_records(run, cfg)
     dist.barrier()
@@ -216,7 +216,7 @@ def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, d
     zs_path = run.path / "zeroshot.json"
     zeroshot = None
     if dist.broadcast_object(cfg.eval.zeroshot and not zs_path.exists()):  # rank 0 decides: eval is collective
-        zeroshot = evaluate_experiment(exp, bad, progress=progress, desc="zero-shot eval")
+        zeroshot = evaluate_model(exp, bad, progress=progress, desc="zero-shot eval")
         if dist.is_main:
             write_json(zs_path, zeroshot)
     elif zs_path.exists():
@@ -224,10 +224,10 @@ def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, d
 
     t0 = time.time()
     bad = fit(exp, run, resume_state=state, progress=progress, allow_changed_data=allow_changed_data,
-              evaluate_fn=lambda progress: evaluate_experiment(exp, BadImages("skip", exp.index.paths),
+              evaluate_fn=lambda progress: evaluate_model(exp, BadImages("skip", exp.index.paths),
                                                                progress=progress))
     train_time = time.time() - t0
-    final = evaluate_experiment(exp, bad, progress=progress, desc="final eval")
+    final = evaluate_model(exp, bad, progress=progress, desc="final eval")
     run.log({"step": cfg.train.steps, "eval": final, "final": True})
     if dist.is_main:
         try:
@@ -270,17 +270,16 @@ def _run_eval(cfg: Config, model_dir: Path, out: Optional[Path], progress: bool,
     model_dir = exported_model_dir(model_dir)
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{model_dir}", "auto"
     cfg.model.activation = cfg.model.interpolation = "auto"  # the exported model's own, recorded with it
-    cfg.averaging.name = "none"
     meta = model_dir / META_FILE
     if meta.is_file():
         m = read_model_meta(model_dir)
         cfg.model.templates = m.get("templates", cfg.model.templates)
         cfg.loss.temperature = m.get("temperature", cfg.loss.temperature)
-    exp = build_experiment(cfg, data=prepare_data(cfg, training=False), dist=dist)
+    exp = build_model(cfg, data=prepare_data(cfg, training=False), dist=dist)
     load_exported_head(exp, model_dir)
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     results = {"kind": "eval", "model": str(model_dir), **results_summary(exp),
-               "final": evaluate_experiment(exp, bad, progress=progress), "environment": environment(exp)}
+               "final": evaluate_model(exp, bad, progress=progress), "environment": environment(exp)}
     if out is not None and dist.is_main:
         write_json(out, results)
     return results

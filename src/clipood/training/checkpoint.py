@@ -140,11 +140,12 @@ def _why_unusable(path: Path) -> Optional[str]:
 
 
 def load_latest(run_dir: Path, map_location="cpu", *, flag: str = "--resume",
-                required: tuple[str, ...] = ("step",)) -> Optional[dict]:
+                required: tuple[str, ...] = ("step",), renamed: Optional[dict[str, str]] = None) -> Optional[dict]:
     """The newest intact checkpoint; a newer unusable one is reported and skipped. None if there are none.
 
     ``required``: the keys this kind of run writes; a checkpoint without them (of another kind of run, or
-    another program's) is unusable. The file's name is in the state as ``"file"``."""
+    another program's) is unusable; ``renamed`` (old key -> key) reads an older checkpoint's keys as this run's.
+    The file's name is in the state as ``"file"``."""
     run_dir = Path(run_dir)
     found = list_checkpoints(run_dir)
     if not found:
@@ -161,6 +162,9 @@ def load_latest(run_dir: Path, map_location="cpu", *, flag: str = "--resume",
             except Exception as e:  # intact bytes that torch cannot read: a foreign file
                 reason = f"unreadable ({type(e).__name__})"
             else:
+                for old, new in (renamed or {}).items():
+                    if isinstance(state, dict) and old in state and new not in state:
+                        state[new] = state.pop(old)
                 missing = [k for k in required if k not in state] if isinstance(state, dict) else list(required)
                 if missing:
                     reason = f"not a checkpoint of this kind of run (no {', '.join(map(repr, missing[:3]))})"
