@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from clipood.cli import build_parser, main
+from clipood.losses import LOSSES
 
 
 def _run(capsys, argv):
@@ -26,7 +27,8 @@ def _base(shapes_root, tiny_pretrained, tmp_path, *extra):
 
 
 @pytest.mark.parametrize("flags,expected", [
-    (["--loss", "linear", "--lambda", "0.2"], "--lambda does not apply with --loss linear (only with mms, fixed_margin)"),
+    (["--loss", "linear", "--lambda", "0.2"],  # the losses that read lambda, as their registry entries declare
+     f"--lambda does not apply with --loss linear (only with {', '.join(LOSSES.users('margin_lambda'))})"),
     (["--averaging", "none", "--beta", "0.1"], "--beta does not apply with --averaging none (only with bma)"),
     (["--head-init", "random"], "--head-init does not apply with --loss mms (only with linear)"),
     (["--averaging", "bma", "--ema-decay", "0.99"], "--ema-decay does not apply with --averaging bma (only with ema)"),

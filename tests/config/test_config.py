@@ -129,7 +129,6 @@ BAD_VALUES = [
     ("train", "seed", -1),
     ("data", "split_seed", 2**63),
     ("train", "norm_layers", "fixed"),
-    ("data", "layout", "nested"),
     ("data", "val_fraction", 1.0),
     ("data", "val_fraction", -0.1),
     ("data", "val_fraction", float("nan")),

@@ -24,12 +24,15 @@ from ..config import (
     parse_yaml,
 )
 from ..console import warn
+from ..data.folder import layout_names
 from ..errors import ClipoodError
 
 __all__ = ["add_config_flags", "config_from_args", "flag_of", "flag_overrides", "resume_overrides",
            "warn_inapplicable"]
 
-GROUP_TITLES = {"train": "execution options"}  # 'train' options for commands that take only how to run
+GROUP_TITLES = {"train": "execution options"}
+# Options whose values a registry above the config layer holds (the config cannot import it): the parser offers them.
+REGISTERED_CHOICES = {"data.layout": layout_names}  # 'train' options for commands that take only how to run
 # argparse reads '-1e-3' as an option; accept negative numbers in every notation as values
 def _fmt_default(v) -> str:
     if isinstance(v, list):
@@ -56,8 +59,8 @@ def add_config_flags(parser: argparse.ArgumentParser, command: str, root=Config)
         name = "--" + flag_name(f)
         dest = f"{sec}.{f.name}"
         kw = dict(dest=dest, default=argparse.SUPPRESS, help=help_text)
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
+        if "choices" in f.metadata or dest in REGISTERED_CHOICES:
+            kw["choices"] = f.metadata.get("choices") or REGISTERED_CHOICES[dest]()
         if tp is bool:
             g.add_argument(name, action=argparse.BooleanOptionalAction, **kw)
         elif is_list and f.name == "betas":

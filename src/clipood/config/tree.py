@@ -104,9 +104,8 @@ class DataConfig:
         "(docs/datasets.md; 'clipood datasets' lists them). None: scan --root as a folder.", scope=ALL_COMMANDS)
     layout: str = opt(
         "auto",
-        "folder layout of --root: 'domains', 'imagefolder', or 'auto' (domains when every "
-        "sub-folder of ROOT holds class folders).",
-        choices=("auto", "domains", "imagefolder"),
+        "how a folder given as --root (no --dataset) holds its images: 'auto' (the layout it has) or one of the "
+        "folder layouts docs/datasets.md#folders lists (the data layer's registry: checked when the data is read).",
         scope=ALL_COMMANDS,
     )
     class_names: Optional[str] = opt(

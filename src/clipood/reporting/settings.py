@@ -61,7 +61,7 @@ def settings_rows(records: list[RunRecord]) -> list[list[str]]:
             rows.append([ds, label(m), _values([r.hparams.get("arch") for r in mr]),
                          _values([r.hparams.get("pretrained") for r in mr]), steps,
                          _values([r.hparams.get("lr") for r in trained], lambda v: f"{float(v):g}"),
-                         _values([_batch(r) for r in trained]), _hyperparameters(trained),
+                         _values([_batch(r) for r in trained]), _hyperparameters([r for r in mr if r.kind == "train"]),
                          ", ".join(map(str, sorted(by_seed))),
                          str(len({r.path for r in mr if not r.derived}) or "from the training runs")])
     return rows

@@ -17,9 +17,9 @@ import torch
 
 from ..averaging import AVERAGERS, WeightAverage, averaged_tensors, build_averager
 from ..config import Config
-from ..data.datasets import prepare_benchmark, prompt_template
-from ..data.folder import ImageIndex, scan
-from ..data.splits import Splits, make_splits
+from ..data.datasets import prepare_dataset, prompt_template
+from ..data.folder import ImageIndex
+from ..data.splits import Splits
 from ..data.transforms import train_transform
 from ..errors import ConfigError
 from ..evaluation import ClassWeights
@@ -48,17 +48,12 @@ def resolve_temperature(temperature: Optional[float], backbone: Backbone) -> flo
 
 
 def prepare_data(cfg: Config, training: bool = True) -> tuple[ImageIndex, Splits]:
+    """The index and splits of the data: a named dataset (--dataset) or the folder --root, read alike."""
     d = cfg.data
-    if d.dataset is not None:  # a named benchmark: its own layout, class names and splits
-        return prepare_benchmark(d.dataset, d.root, training=training, holdout_domains=d.holdout_domains,
-                                 val_fraction=d.val_fraction, split_seed=d.split_seed, base_to_new=d.base_to_new,
-                                 shots=d.shots, shot_seed=shot_seed(cfg), class_names_file=d.class_names,
-                                 protocol=d.protocol)
-    index = scan(d.root, d.layout, d.class_names)
-    splits = make_splits(index, holdout_domains=d.holdout_domains, val_fraction=d.val_fraction,
-                         split_seed=d.split_seed, base_to_new=d.base_to_new, shots=d.shots,
-                         shot_seed=shot_seed(cfg), protocol=d.protocol)
-    return index, splits
+    return prepare_dataset(d.dataset, d.root, layout=d.layout, training=training, holdout_domains=d.holdout_domains,
+                           val_fraction=d.val_fraction, split_seed=d.split_seed, base_to_new=d.base_to_new,
+                           shots=d.shots, shot_seed=shot_seed(cfg), class_names_file=d.class_names,
+                           protocol=d.protocol)
 
 
 def shot_seed(cfg: Config) -> int:
