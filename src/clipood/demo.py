@@ -189,8 +189,7 @@ def _provenance(arch: str, pretrained: str) -> tuple[Optional[dict], str]:
 def _align(s: DemoSettings, classes: list[str], progress: bool) -> None:
     """LiT: the packaged towers locked, their projections and logit scale aligned on the alignment designers'
     pretraining set of the demo's classes (their emoji, as many others, names as captions)."""
-    from .pretraining.config import PretrainConfig
-    from .pretraining.config import validate as validate_pretrain
+    from .pretraining.config import PretrainConfig, validate_pretrain
     from .pretraining.trainer import run_pretrain
     root = cache_root() / "datasets" / f"emoji-{len(classes)}-align-{'+'.join(s.align_domains)}"
     build = build_emoji(root, classes=classes, domains=list(s.align_domains), pretrain=True, progress=progress)
@@ -213,8 +212,7 @@ def _align(s: DemoSettings, classes: list[str], progress: bool) -> None:
 
 def _pretrain_from_scratch(s: DemoSettings, data_root: Path, progress: bool) -> None:
     """The earlier backbone: CLIP's loss from scratch on every designer but the held-out one."""
-    from .pretraining.config import PretrainConfig
-    from .pretraining.config import validate as validate_pretrain
+    from .pretraining.config import PretrainConfig, validate_pretrain
     from .pretraining.trainer import run_pretrain
     build = build_emoji(data_root, max_classes=s.classes, pretrain=True, progress=progress)
     print(f"no '{s.pretrained}' weights for {s.arch} yet: pretraining them ({s.pretrain_steps} steps on "

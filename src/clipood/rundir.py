@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .config import Config, check_name, check_output_dir, config_record, load_yaml, save_yaml, with_absolute_paths
+from .config import Config, config_record, load_yaml, save_yaml, with_absolute_paths
 from .errors import ClipoodError
 from .io import DiskFull, is_disk_full, read_json, remove_debris, write_json, write_text
 
@@ -79,8 +79,7 @@ def default_name(cfg: Config, method: Optional[str] = None) -> str:
 
 
 def run_path(output_dir: str, name: str) -> Path:
-    check_output_dir(output_dir)
-    check_name(name)
+    """Where a run of ``name`` goes (the commands check both first: ``config.validate``)."""
     return Path(output_dir).expanduser() / name  # as config.yaml records it (config.io.expand_home)
 
 

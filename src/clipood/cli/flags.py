@@ -20,6 +20,7 @@ from ..config import (
     flag_name,
     from_dict,
     given_keys,
+    irrelevant_keys,
     iter_fields,
     parse_yaml,
 )
@@ -33,7 +34,8 @@ __all__ = ["add_config_flags", "config_from_args", "flag_of", "flag_overrides", 
 GROUP_TITLES = {"train": "execution options"}
 # Options whose values a registry above the config layer holds (the config cannot import it): the parser offers them.
 REGISTERED_CHOICES = {"data.layout": layout_names}  # 'train' options for commands that take only how to run
-# argparse reads '-1e-3' as an option; accept negative numbers in every notation as values
+
+
 def _fmt_default(v) -> str:
     if isinstance(v, list):
         return " ".join(map(str, v)) if v else "none"
@@ -120,10 +122,6 @@ def flag_of(key: str, root=Config) -> str:
 
 def warn_inapplicable(cfg, given: set[str], root=Config) -> None:
     """One warning line per option the user set that this configuration does not use."""
-    if root is Config:
-        from ..config import irrelevant_keys
-    else:
-        from ..pretraining.config import irrelevant_keys
     for key, why in sorted(irrelevant_keys(cfg).items()):
         if key in given:
             warn(f"{flag_of(key, root)} does not apply {why}; it is ignored")

@@ -1,6 +1,6 @@
 """The commands of one run: zero-shot evaluation, training (Algorithm 1, with resume), evaluation of an
-exported model. Each takes a Config (copied: the caller's is never changed), writes its run
-directory, and returns it with the results dict that ``results.json`` holds.
+exported model. Each takes a Config (copied and checked, ``config.validate``: the caller's is never
+changed), writes its run directory, and returns it with the results dict that ``results.json`` holds.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from ..config import Config, changed_options, profile_of
+from ..config import Config, changed_options, profile_of, validate
 from ..console import note
 from ..data.bad_images import BadImages
 from ..data.datasets import splits_by_domain
@@ -118,7 +118,7 @@ def _open_for_resume(run: RunDir) -> RunDir:
 def zeroshot(cfg: Config, *, progress: bool = True, save_model: bool = False) -> tuple[RunDir, dict]:
     """The pre-trained model's accuracy on every split of the protocol (no training); with ``save_model``
     the model and its class-text head are also exported to RUN/model (the zero-shot end of WiSE-FT)."""
-    cfg = copy.deepcopy(cfg)
+    cfg = validate(copy.deepcopy(cfg), training=False)
     with distributed.session(cfg.train.device) as dist:
         return _run_zeroshot(cfg, progress and dist.is_main, dist, save_model)
 
@@ -126,7 +126,7 @@ def zeroshot(cfg: Config, *, progress: bool = True, save_model: bool = False) ->
 def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext,
                   save_model: bool = False) -> tuple[RunDir, dict]:
     data = preflight(cfg, training=False)
-    run = distributed.create_run(dist, lambda: RunDir.create(cfg, name=lambda c: default_name(c, "zeroshot"),
+    run = distributed.shared_run(dist, lambda: RunDir.create(cfg, name=lambda c: default_name(c, "zeroshot"),
                                                              notes=record_notes(cfg)))
     try:
         run.track(cfg.run.report_to, cfg)
@@ -169,13 +169,13 @@ def train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True
 
     Under torchrun every process runs this; see ``distributed`` for how the work is split.
     """
-    cfg = copy.deepcopy(cfg)
+    cfg = validate(copy.deepcopy(cfg))
     with distributed.session(cfg.train.device) as dist:
         data = preflight(cfg)
         if resume is not None:
-            run = distributed.create_run(dist, lambda: _open_for_resume(resume))
+            run = distributed.shared_run(dist, lambda: _open_for_resume(resume))
         else:
-            run = distributed.create_run(dist, lambda: RunDir.create(cfg, notes=record_notes(cfg)))
+            run = distributed.shared_run(dist, lambda: RunDir.create(cfg, notes=record_notes(cfg)))
         try:
             run.track(cfg.run.report_to, cfg)
             return _run_train(cfg, run, data, resume is not None, progress and dist.is_main, dist, allow_changed_data)
@@ -258,9 +258,9 @@ def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, d
 
 def evaluate(cfg: Config, model_dir: Path, out: Optional[Path] = None, *, progress: bool = True) -> dict:
     """Evaluate an exported model folder (``RUN/model``) on cfg's dataset and protocol."""
-    cfg = copy.deepcopy(cfg)
     if out is not None and Path(out).is_dir():
         raise ClipoodError(f"--out: {out} is a folder; give the JSON file to write, e.g. {Path(out) / 'eval.json'}")
+    cfg = validate(copy.deepcopy(cfg), training=False)
     with distributed.session(cfg.train.device) as dist:
         return _run_eval(cfg, model_dir, out, progress and dist.is_main, dist)
 

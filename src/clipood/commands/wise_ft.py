@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from ..config import Config
+from ..config import Config, validate
 from ..data.bad_images import BadImages
 from ..errors import ClipoodError, ModelError
 from ..io import write_json
@@ -34,8 +34,8 @@ from ..training.experiment import build_model
 from .export import META_FILE, export_model, exported_model_dir, read_model_meta
 from .run import environment, evaluate_model, preflight, results_summary
 
-__all__ = ["alpha_key", "interpolate", "parse_alphas", "run_wise_ft", "validation_score", "wise_ft_models",
-           "wise_ft_plot", "wise_ft_table"]
+__all__ = ["alpha_key", "alpha_plot", "interpolate", "parse_alphas", "run_wise_ft", "validation_score", "wise_ft_models",
+           "wise_ft_table"]
 
 
 def interpolate(theta0: dict[str, torch.Tensor], theta1: dict[str, torch.Tensor], alpha: float) -> dict:
@@ -90,6 +90,7 @@ def run_wise_ft(finetuned: Path, cfg: Config, alphas: Sequence[float], *, progre
     cfg = copy.deepcopy(cfg)
     for section in ("model", "data", "loss"):  # the fine-tuned run's model, data protocol and head
         setattr(cfg, section, copy.deepcopy(getattr(ft_cfg, section)))
+    cfg = validate(cfg, training=False)
     data = preflight(cfg)
     run = RunDir.create(cfg)
     try:
@@ -131,6 +132,7 @@ def wise_ft_models(model_a: Path, model_b: Path, cfg: Config, alphas: Sequence[f
         meta = read_model_meta(a)
         cfg.model.templates = meta.get("templates", cfg.model.templates)
         cfg.loss.temperature = meta.get("temperature", cfg.loss.temperature)
+    cfg = validate(cfg, training=False)
     data = preflight(cfg, training=False)
     run = RunDir.create(cfg)
     try:
@@ -224,7 +226,7 @@ def wise_ft_table(results: dict) -> str:
     return markdown_table(["alpha", *[c[0] for c in cols]], rows)
 
 
-def wise_ft_plot(results: dict, path: Path) -> Path:
+def alpha_plot(results: dict, path: Path) -> Path:
     """Accuracy against alpha, a marker at every evaluated alpha, the chosen one drawn as a line."""
     import matplotlib
     matplotlib.use("Agg")

@@ -37,13 +37,13 @@ from .tree import (
                  ModelConfig,
                  TrainConfig,
 )
-from .validation import check_device, check_fields, check_name, check_output_dir, check_templates, validate
+from .validation import check_device, check_fields, check_name, check_output_dir, check_run, check_templates, validate
 
 __all__ = ["ALL_COMMANDS", "AveragingConfig", "Config", "DEFAULT_PROFILE", "DataConfig", "EvalConfig", "LoopConfig",
            "LossConfig", "MAX_SEED", "ModelConfig", "OptimConfig", "PRECISIONS", "PROFILES", "Profile", "Range",
            "RunConfig", "SECTIONS", "SECTION_SCOPE", "TrainConfig", "again", "allowed", "applies", "apply_profile", "changed_options",
            "check_device",
-           "check_fields", "check_name", "check_output_dir", "check_templates", "check_value", "coerce", "config_record",
+           "check_fields", "check_name", "check_output_dir", "check_run", "check_templates", "check_value", "coerce", "config_record",
            "default_of",
            "execution_keys", "expand_home", "field_type", "flatten", "flag_name",
            "from_dict", "given_keys", "irrelevant_keys", "iter_fields", "load_yaml", "moved_keys", "opt", "options_markdown",

@@ -255,8 +255,9 @@ def irrelevant_keys(cfg) -> dict[str, str]:
     """Options ('section.field') this configuration does not use, each with the reason (field ``applies``).
 
     A sweep's grid over, e.g., lambda needs only one run of a method that has no margin; the
-    CLI warns when one of them is given."""
-    out = {}
+    CLI warns when one of them is given. A tree may add options no field's ``applies`` can say
+    (``unused_options()``: pretraining's augmentations when its features are cached)."""
+    out = dict(cfg.unused_options()) if hasattr(cfg, "unused_options") else {}
     for sec, _, f in iter_fields(type(cfg)):
         for key, allowed in (f.metadata.get("applies") or {}).items():
             s, name = key.split(".", 1)

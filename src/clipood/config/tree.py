@@ -104,8 +104,8 @@ class DataConfig:
         "(docs/datasets.md; 'clipood datasets' lists them). None: scan --root as a folder.", scope=ALL_COMMANDS)
     layout: str = opt(
         "auto",
-        "how a folder given as --root (no --dataset) holds its images: 'auto' (the layout it has) or one of the "
-        "folder layouts docs/datasets.md#folders lists (the data layer's registry: checked when the data is read).",
+        "how a folder given as --root (no --dataset) holds its images: 'auto' (the layout it has) or a folder "
+        "layout docs/datasets.md#folders lists.",
         scope=ALL_COMMANDS,
     )
     class_names: Optional[str] = opt(

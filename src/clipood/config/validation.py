@@ -12,7 +12,7 @@ from ..tracking import check_report_to
 from .fields import check_value, iter_fields, out_of_range
 from .tree import SECTION_SCOPE, Config
 
-__all__ = ["check_fields", "check_name", "check_output_dir", "check_templates", "validate"]
+__all__ = ["check_fields", "check_name", "check_output_dir", "check_run", "check_templates", "validate"]
 
 
 def _check(ok: bool, option: str, value: Any, allowed: str) -> None:
@@ -41,6 +41,13 @@ def check_output_dir(output_dir: str) -> None:
     out = Path(output_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output-dir: {out} is a file, not a folder; choose a folder for the run directories")
+
+
+def check_run(run) -> None:
+    """The run section of a config tree (fine-tuning's and pretraining's): its name, folder and trackers."""
+    check_name(run.name)
+    check_output_dir(run.output_dir)
+    check_report_to(run.report_to)
 
 
 def check_templates(templates: list) -> None:
@@ -78,9 +85,7 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
     if training:
         _check(cfg.optim.warmup_steps < t.steps, "warmup-steps", cfg.optim.warmup_steps,
                f"fewer than --steps ({t.steps})")
-    check_name(cfg.run.name)
-    check_output_dir(cfg.run.output_dir)
-    check_report_to(cfg.run.report_to)
+    check_run(cfg.run)
     if d.root is None:
         raise ConfigError("--root: no dataset given; pass --root PATH (see 'clipood data --help' for a bundled one)")
     if not Path(d.root).is_dir():

@@ -22,18 +22,16 @@ from ..config import (
     again,
     check_device,
     check_fields,
-    check_name,
-    check_output_dir,
+    check_run,
     expand_home,
     opt,
     options_markdown,
 )
 from ..config.validation import _check
 from ..errors import ConfigError
-from ..tracking import check_report_to
 
 __all__ = ["PretrainConfig", "PretrainDataConfig", "PretrainModelConfig", "PretrainOptimConfig", "PretrainRunConfig",
-           "PretrainTrainConfig", "irrelevant_keys", "options_doc", "separator", "validate"]
+           "PretrainTrainConfig", "options_doc", "separator", "validate_pretrain"]
 
 
 @dataclass
@@ -208,10 +206,21 @@ class PretrainConfig:
     train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
     run: PretrainRunConfig = field(default_factory=PretrainRunConfig)
 
+    def unused_options(self) -> dict[str, str]:
+        """Options ('section.field') this pretraining does not use beyond those their fields' ``applies`` say,
+        with the reason (``config.irrelevant_keys`` adds them)."""
+        m = self.model
+        keys = {}
+        if m.lock_image and not m.lock_image_unlocked_groups and m.lock_text and self.train.feature_cache == "auto":
+            why = "both towers are locked: features of the eval preprocessing are cached, without augmentation"
+            for key in ("crop_min_scale", "rotation", "color_jitter", "zoom_out", "grayscale"):
+                keys[f"data.{key}"] = f"({why})"
+        return keys
 
 
 
-def validate(cfg: PretrainConfig) -> PretrainConfig:
+
+def validate_pretrain(cfg: PretrainConfig) -> PretrainConfig:
     """Check every value before any work starts; raise ConfigError naming the option ('~' in paths
     expanded in place, as for fine-tuning)."""
     expand_home(cfg)
@@ -227,9 +236,7 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
                           "trains without it); add --lock-image or drop the option")
     _check(o.warmup_steps < t.steps, "warmup-steps", o.warmup_steps, f"fewer than --steps ({t.steps})")
     check_device(t.device)
-    check_name(r.name)
-    check_output_dir(r.output_dir)
-    check_report_to(r.report_to)
+    check_run(r)
     if r.install_as is not None:
         ok = bool(r.install_as) and r.install_as.replace("-", "").replace("_", "").replace(".", "").isalnum()
         _check(ok, "install-as", r.install_as, "a tag made of letters, digits, '-', '_' or '.'")
@@ -242,17 +249,6 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     if not Path(d.csv).is_file():
         raise ConfigError(f"--csv: file not found: {d.csv}")
     return cfg
-
-
-def irrelevant_keys(cfg: PretrainConfig) -> dict[str, str]:
-    """Options ('section.field') this pretraining does not use, with the reason (the CLI warns when given)."""
-    m = cfg.model
-    keys = {}
-    if m.lock_image and not m.lock_image_unlocked_groups and m.lock_text and cfg.train.feature_cache == "auto":
-        why = "both towers are locked: features of the eval preprocessing are cached, without augmentation"
-        for key in ("crop_min_scale", "rotation", "color_jitter", "zoom_out", "grayscale"):
-            keys[f"data.{key}"] = f"({why})"
-    return keys
 
 
 def separator(cfg: PretrainDataConfig) -> str:

@@ -23,8 +23,7 @@ from .transforms import icon_train_transform
 __all__ = ["PROVENANCE", "Pretraining", "build", "projection_overrides", "read_table",
            "weight_decay_groups"]
 
-# the data options recorded under "augmentation" in clipood_pretrain.json
-PROVENANCE = "clipood_pretrain.json"
+PROVENANCE = "clipood_pretrain.json"  # beside the weights: what they were trained on and how (record.provenance)
 
 
 @dataclass

@@ -37,15 +37,14 @@ from ..training.housekeeping import Housekeeping
 from ..training.optim import apply_gradients
 from . import lit
 from .captions import CaptionTable, drop_tags
-from .config import PretrainConfig
+from .config import PretrainConfig, validate_pretrain
 from .record import export, install, provenance
 from .setup import Pretraining, build, read_table
 
 __all__ = ["MAX_LOG_SCALE", "batch_texts", "batches", "create_run", "encode_texts", "evaluate_pairs", "features", "fit",
-           "housekeeping", "open_run", "restore_state", "run_name", "run_pretrain", "train_loader", "train_step",
+           "default_pretrain_name", "housekeeping", "open_run", "restore_state", "run_pretrain", "train_loader", "train_step",
            "training_state"]
 
-# the data options recorded under "augmentation" in clipood_pretrain.json
 MAX_LOG_SCALE = math.log(100)  # CLIP clamps the logit scale at 100
 
 
@@ -239,13 +238,13 @@ def fit(p: Pretraining, run: RunDir, *, resume_state: Optional[dict] = None, pro
 # ------------------------------------------------------------------ the run
 
 
-def run_name(cfg: PretrainConfig) -> str:
+def default_pretrain_name(cfg: PretrainConfig) -> str:
     arch = Path(cfg.model.arch.split(":", 1)[-1]).name or "model"
     return f"pretrain-{arch}-seed{cfg.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def create_run(cfg: PretrainConfig) -> RunDir:
-    return RunDir.create(cfg, name=run_name, command="pretrain")
+    return RunDir.create(cfg, name=default_pretrain_name, command="pretrain")
 
 
 def open_run(path: str | Path) -> tuple[RunDir, PretrainConfig]:
@@ -260,7 +259,8 @@ def open_run(path: str | Path) -> tuple[RunDir, PretrainConfig]:
 
 def run_pretrain(cfg: PretrainConfig, *, resume: Optional[RunDir] = None, progress: bool = True,
                  allow_changed_data: bool = False) -> tuple[RunDir, dict]:
-    """Read and check the table, pretrain (or continue), export the model folder, optionally install it."""
+    """Check the options and the table, pretrain (or continue), export the model folder, optionally install it."""
+    cfg = validate_pretrain(cfg)
     table = read_table(cfg)                       # every data error before a run directory exists
     if resume is not None:
         run = resume.acquire()
