@@ -87,8 +87,8 @@ def test_eval_offers_only_what_it_uses_and_models_has_a_description():
     sub = build_parser()._subparsers._group_actions[0].choices
     help_text = sub["eval"].format_help()
     assert "--zeroshot" not in help_text and "--eval-batch-size" in help_text
-    assert "execution options:" in help_text and "train options" not in help_text
-    assert "--device" in help_text.split("execution options:")[1]
+    assert "compute options:" in help_text and "train options" not in help_text  # device and precision: compute's
+    assert "--device" in help_text.split("compute options:")[1]
     assert "List every architecture" in sub["models"].format_help()
 
 

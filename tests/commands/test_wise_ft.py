@@ -19,7 +19,7 @@ def _eval_cfg(shapes_root, tmp_path):
     from clipood.config import Config
     cfg = Config()
     cfg.data.root, cfg.data.workers, cfg.data.holdout_domains = str(shapes_root), 0, ["sketch"]
-    cfg.train.device = "cpu"
+    cfg.compute.device = "cpu"
     cfg.run.output_dir, cfg.run.name = str(tmp_path / "runs"), "wise"
     return cfg
 
@@ -139,7 +139,7 @@ def test_a_saved_zero_shot_model_is_the_zero_shot_end(shapes_root, tiny_pretrain
     cfg = Config()
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
     cfg.data.root, cfg.data.workers, cfg.data.holdout_domains = str(shapes_root), 0, ["sketch"]
-    cfg.train.device = "cpu"
+    cfg.compute.device = "cpu"
     cfg.run.output_dir, cfg.run.name = str(tmp_path), "zs"
     run, results = zeroshot(validate(cfg, training=False), progress=False, save_model=True)
     assert (run.model_dir / "clipood.json").is_file()

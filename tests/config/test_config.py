@@ -63,7 +63,7 @@ def _changed_config(tmp_path) -> Config:
     cfg.loss.name, cfg.loss.margin_lambda, cfg.loss.temperature = "fixed_margin", 0.1, 0.07
     cfg.averaging.name, cfg.averaging.beta, cfg.averaging.every = "ema", 0.1, 5
     cfg.optim.lr, cfg.optim.betas, cfg.optim.grad_clip = 1e-5, [0.8, 0.95], None
-    cfg.train.steps, cfg.train.batch_size, cfg.train.precision = 500, 36, "bf16"
+    cfg.train.steps, cfg.train.batch_size, cfg.compute.precision = 500, 36, "bf16"
     cfg.eval.zeroshot = False
     cfg.run.name = "x"
     return cfg
@@ -167,9 +167,9 @@ BAD_VALUES = [
     ("train", "steps", 0),
     ("train", "batch_size", 0),
     ("train", "batch_size", 65537),
-    ("train", "precision", "fp8"),
-    ("train", "device", "gpu"),
-    ("train", "device", "cuda:x"),
+    ("compute", "precision", "fp8"),
+    ("compute", "device", "gpu"),
+    ("compute", "device", "cuda:x"),
     ("train", "log_every", 0),
     ("train", "eval_every", -1),
     ("train", "checkpoint_every", -1),
@@ -379,3 +379,18 @@ def test_list_items_must_be_scalars_and_odd_template_strings_are_one_line_case7c
         cfg.model.templates, cfg.data.root = [t], str(tmp_path)
         with pytest.raises(ConfigError, match="--template"):
             validate(cfg)
+
+
+def test_options_that_moved_section_are_read_in_their_new_place(tmp_path):
+    """device, precision and channels_last are the compute section's (eval uses them too), head_init the model's:
+    a config file or a run's record written before reads them where they are now."""
+    from clipood.config import changed_options, config_record, load_yaml
+    y = tmp_path / "old.yaml"
+    y.write_text("train: {device: cpu, precision: fp32, channels_last: 'off', steps: 7}\nloss: {head_init: random}\n")
+    cfg = load_yaml(y)
+    assert (cfg.compute.device, cfg.compute.precision, cfg.compute.channels_last) == ("cpu", "fp32", "off")
+    assert (cfg.model.head_init, cfg.train.steps) == ("random", 7)
+    record = config_record(cfg)
+    old = {k.replace("compute.", "train.").replace("model.head_init", "loss.head_init"): v
+           for k, v in record["options"].items()}
+    assert changed_options({"options": old}, cfg) == []

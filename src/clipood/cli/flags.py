@@ -15,7 +15,6 @@ from ..config import (
     applies,
     apply_profile,
     default_of,
-    execution_keys,
     field_type,
     flag_name,
     from_dict,
@@ -23,6 +22,7 @@ from ..config import (
     irrelevant_keys,
     iter_fields,
     parse_yaml,
+    runtime_keys,
 )
 from ..console import warn
 from ..data.folder import layout_names
@@ -31,7 +31,6 @@ from ..errors import ClipoodError
 __all__ = ["add_config_flags", "config_from_args", "flag_of", "flag_overrides", "resume_overrides",
            "warn_inapplicable"]
 
-GROUP_TITLES = {"train": "execution options"}
 # Options whose values a registry above the config layer holds (the config cannot import it): the parser offers them.
 REGISTERED_CHOICES = {"data.layout": layout_names}  # 'train' options for commands that take only how to run
 
@@ -50,8 +49,7 @@ def add_config_flags(parser: argparse.ArgumentParser, command: str, root=Config)
         if command not in scope:
             continue
         if sec not in groups:
-            partial = command != "train" and root is Config and sec == "train"
-            groups[sec] = parser.add_argument_group(GROUP_TITLES[sec] if partial else f"{sec} options")
+            groups[sec] = parser.add_argument_group(f"{sec} options")
         g = groups[sec]
         tp, optional, is_list = field_type(sec_cls, f)
         default = default_of(f)
@@ -131,7 +129,7 @@ def resume_overrides(args: argparse.Namespace, cfg, root=Config):
     """With --resume the run's saved config is used; only options of how it executes may be given."""
     overrides = flag_overrides(args)
     given = given_keys(overrides)
-    fixed = sorted(given - execution_keys(root))
+    fixed = sorted(given - runtime_keys(root))
     if fixed or getattr(args, "config", None) or getattr(args, "profile", None):
         what = ", ".join(flag_of(k, root) for k in fixed) if fixed else "--config" if getattr(args, "config", None) \
             else "--profile"

@@ -4,10 +4,11 @@ from config options, each option a flag (``flags``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
-from ..config import DEFAULT_PROFILE, PROFILES
+from ..config import DEFAULT_PROFILE, PROFILES, SECTIONS
 from ..errors import ClipoodError
 from ..pretraining.config import PretrainConfig
 from .command import Command, progress
@@ -37,8 +38,7 @@ def report_run(run, results: dict) -> int:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", help="YAML file with any of the options below, by section "
-                   "(model, data, loss, averaging, optim, train, eval, run), and optionally 'profile: NAME'; flags "
-                   "override it.")
+                   f"({', '.join(SECTIONS)}), and optionally 'profile: NAME'; flags override it.")
     p.add_argument("--profile", choices=tuple(PROFILES), help="a named set of option values under --config and the "
                    "flags: " + "; ".join(f"'{n}': {pr.about}" for n, pr in PROFILES.items())
                    + f" (docs/method.md). Default: {DEFAULT_PROFILE}.")
@@ -121,7 +121,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", help="YAML file with any of the options below, by section "
-                   "(model, data, optim, train, run); flags override it.")
+                   f"({', '.join(f.name for f in dataclasses.fields(PretrainConfig))}); flags override it.")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars.")
     _add_resume(p, "pretraining run", "the caption table or its images")
     add_config_flags(p, "pretrain", root=PretrainConfig)

@@ -76,7 +76,7 @@ def model_card(model_dir: Path, meta: dict, repo: Optional[str]) -> dict:
                                f"weight decay {cfg.optim.weight_decay}, loss {cfg.loss.name}{_params(LOSSES, cfg.loss)}, "
                                f"averaging {cfg.averaging.name}{_params(AVERAGERS, cfg.averaging)}, trainable "
                                f"{cfg.model.trainable}, norm layers "
-                               f"{t.norm_layers}, seed {t.seed}, precision {t.precision}")
+                               f"{t.norm_layers}, seed {t.seed}, precision {cfg.compute.precision}")
     rows = ["| split | role | images | accuracy | base | new | H |", "|---|---|---|---|---|---|---|"]
     for name, e in (results.get("final") or {}).items():
         rows.append(f"| {name} | {e.get('role', '')} | {e.get('n', '')} | {_fmt(e.get('accuracy'))} | "

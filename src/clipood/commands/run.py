@@ -119,7 +119,7 @@ def zeroshot(cfg: Config, *, progress: bool = True, save_model: bool = False) ->
     """The pre-trained model's accuracy on every split of the protocol (no training); with ``save_model``
     the model and its class-text head are also exported to RUN/model (the zero-shot end of WiSE-FT)."""
     cfg = validate(copy.deepcopy(cfg), training=False)
-    with distributed.session(cfg.train.device) as dist:
+    with distributed.session(cfg.compute.device) as dist:
         return _run_zeroshot(cfg, progress and dist.is_main, dist, save_model)
 
 
@@ -170,7 +170,7 @@ def train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True
     Under torchrun every process runs this; see ``distributed`` for how the work is split.
     """
     cfg = validate(copy.deepcopy(cfg))
-    with distributed.session(cfg.train.device) as dist:
+    with distributed.session(cfg.compute.device) as dist:
         data = preflight(cfg)
         if resume is not None:
             run = distributed.shared_run(dist, lambda: _open_for_resume(resume))
@@ -261,7 +261,7 @@ def evaluate(cfg: Config, model_dir: Path, out: Optional[Path] = None, *, progre
     if out is not None and Path(out).is_dir():
         raise ClipoodError(f"--out: {out} is a folder; give the JSON file to write, e.g. {Path(out) / 'eval.json'}")
     cfg = validate(copy.deepcopy(cfg), training=False)
-    with distributed.session(cfg.train.device) as dist:
+    with distributed.session(cfg.compute.device) as dist:
         return _run_eval(cfg, model_dir, out, progress and dist.is_main, dist)
 
 

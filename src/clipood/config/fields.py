@@ -3,7 +3,8 @@
 ``opt`` makes a dataclass field whose metadata is the one source for the option's help text,
 CLI flag, allowed values (``choices`` or a ``Range``), the commands that take it
 (``scope``), the settings it applies under (``applies``), whether a run may resume with
-another value (``execution``) and whether it distinguishes a sweep's variants (``variant``).
+another value (``runtime``: an option of how it runs, not of what it computes) and whether it
+distinguishes a sweep's variants (``variant``).
 The CLI, the YAML reader, validation, the docs tables and the sweep all read it from here.
 """
 
@@ -23,10 +24,10 @@ __all__ = ["Range", "again", "check_value", "coerce", "default_of", "field_type"
 
 def opt(default: Any, help: str, *, flag: Optional[str] = None, choices: Optional[tuple] = None,
         within: Optional[Range] = None, each: Optional[Range] = None, length: Optional[int] = None,
-        scope: Optional[tuple] = None, applies: Optional[dict] = None, execution: bool = False,
+        scope: Optional[tuple] = None, applies: Optional[dict] = None, runtime: bool = False,
         variant: bool = False):
     """A config field: its default and help, and what the metadata keys above say about it."""
-    meta = {"help": help, "execution": execution, "variant": variant}
+    meta = {"help": help, "runtime": runtime, "variant": variant}
     for key, value in (("flag", flag), ("choices", choices), ("within", within), ("each", each),
                        ("length", length), ("scope", scope), ("applies", applies)):
         if value is not None:

@@ -18,8 +18,9 @@ from ..templates import is_template_file
 from .fields import coerce, flag_name, iter_fields
 from .tree import Config
 
-__all__ = ["PATH_KEYS", "changed_options", "config_record", "execution_keys", "expand_home", "flatten", "from_dict", "given_keys", "irrelevant_keys", "load_yaml", "parse_yaml", "save_yaml",
-           "to_dict", "variant_keys", "with_absolute_paths"]
+__all__ = ["PATH_KEYS", "changed_options", "config_record", "expand_home", "flatten", "from_dict", "given_keys",
+           "irrelevant_keys", "load_yaml", "parse_yaml", "runtime_keys", "save_yaml", "to_dict", "variant_keys",
+           "with_absolute_paths"]
 
 
 def to_dict(cfg) -> dict:
@@ -39,7 +40,8 @@ def flatten(d: Optional[dict], prefix: str = "") -> dict[str, Any]:
 
 # Options that moved to another section: 'old section.field' -> 'new section.field'. Config files, run folders
 # and checkpoint records written before the move are read with the option in its new place.
-MOVED = {"loss.head_init": "model.head_init"}
+MOVED = {"loss.head_init": "model.head_init", "train.device": "compute.device", "train.precision": "compute.precision",
+         "train.channels_last": "compute.channels_last"}
 
 
 def moved(data: dict, cfg) -> dict:
@@ -226,15 +228,15 @@ def with_absolute_paths(cfg):
     return _map_paths(copy.deepcopy(cfg), _absolute)
 
 
-def execution_keys(cls=Config) -> set[str]:
+def runtime_keys(cls=Config) -> set[str]:
     """'section.field' of the options that change how a run executes, not what it computes."""
-    return {f"{sec}.{f.name}" for sec, _, f in iter_fields(cls) if f.metadata.get("execution")}
+    return {f"{sec}.{f.name}" for sec, _, f in iter_fields(cls) if f.metadata.get("runtime")}
 
 
 def config_record(cfg) -> dict:
     """The options that decide what a run computes (all but those of how it runs), paths absolute, and
     their SHA-256: what a run and its checkpoints keep of the config they were made with."""
-    skip = execution_keys(type(cfg))
+    skip = runtime_keys(type(cfg))
     options = {k: v for k, v in sorted(flatten(to_dict(with_absolute_paths(cfg))).items()) if k not in skip}
     digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=repr).encode()).hexdigest()
     return {"options": options, "sha256": digest}

@@ -18,9 +18,9 @@ from ..averaging import AVERAGERS
 from ..losses import LOSSES
 from ..registry import Range, Registry
 from .fields import opt
-from .sections import ALL_COMMANDS, MAX_SEED, LoopConfig, OptimConfig, RunConfig
+from .sections import ALL_COMMANDS, MAX_SEED, DeviceConfig, LoopConfig, OptimConfig, RunConfig
 
-__all__ = ["AveragingConfig", "Config", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "SECTIONS",
+__all__ = ["AveragingConfig", "ComputeConfig", "Config", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "SECTIONS",
            "SECTION_SCOPE", "TrainConfig"]
 
 
@@ -84,7 +84,7 @@ class ModelConfig:
         "embeddings / tau) or 'random'.",
         choices=("zeroshot", "random"), applies={"loss.name": tuple(n for n, e in LOSSES.items() if e.head == "linear")},
         scope=("train",))
-    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights.", execution=True,
+    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights.", runtime=True,
                                    scope=("train", "zeroshot"))
 
 
@@ -146,13 +146,13 @@ class DataConfig:
         None, "seed of the few-shot subset (--shots): none draws a new subset for each --seed (CoOp's 3-seed "
         "protocol); 0 keeps one subset for every seed, as the official code does (Dassl's seed 0).",
         within=Range(0, MAX_SEED, name="seed"), scope=("train", "zeroshot"))
-    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", execution=True, within=Range(0), scope=ALL_COMMANDS)
+    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", runtime=True, within=Range(0), scope=ALL_COMMANDS)
     bad_images: str = opt(
         "fail",
         "unreadable/truncated image policy: 'fail' names the file and stops; 'skip' leaves "
         "it out and lists it in the run directory (bad_images.txt).",
         choices=("fail", "skip"),
-        execution=True, scope=ALL_COMMANDS)
+        runtime=True, scope=ALL_COMMANDS)
 
 
 def registry_section(cls_name: str, registry: Registry, name: dataclasses.Field, common: tuple = ()) -> type:
@@ -201,13 +201,6 @@ class TrainConfig(LoopConfig):
         "activation checkpointing in the image tower: recompute block activations in the backward "
         "pass (less memory, about 30% more compute; same maths).",
     )
-    channels_last: str = opt(
-        "auto",
-        "channels_last memory format for the image tower and images, in training and evaluation: 'auto' (on for "
-        "convolutional towers, e.g. EfficientNet/RN50/ConvNeXt, on CUDA and on CPU, where it made EfficientNet-Lite0 "
-        "3x faster; off for ViTs, where it does not help), 'on' or 'off'.",
-        choices=("auto", "on", "off"), scope=ALL_COMMANDS,
-    )
     norm_layers: str = opt(
         "frozen",
         "BatchNorm layers of the image tower while fine-tuning: 'frozen' (the official code trains with the tower "
@@ -240,8 +233,19 @@ class TrainConfig(LoopConfig):
 
 
 @dataclass
+class ComputeConfig(DeviceConfig):
+    channels_last: str = opt(
+        "auto",
+        "channels_last memory format for the image tower and images, in training and evaluation: 'auto' (on for "
+        "convolutional towers, e.g. EfficientNet/RN50/ConvNeXt, on CUDA and on CPU, where it made EfficientNet-Lite0 "
+        "3x faster; off for ViTs, where it does not help), 'on' or 'off'.",
+        choices=("auto", "on", "off"), scope=ALL_COMMANDS,
+    )
+
+
+@dataclass
 class EvalConfig:
-    batch_size: int = opt(256, "evaluation batch size.", flag="eval-batch-size", execution=True, within=Range(1),
+    batch_size: int = opt(256, "evaluation batch size.", flag="eval-batch-size", runtime=True, within=Range(1),
                           scope=ALL_COMMANDS)
     zeroshot: bool = opt(
         True, "also evaluate the pre-trained (zero-shot) model before training, for comparison."
@@ -256,6 +260,7 @@ class Config:
     averaging: AveragingConfig = field(default_factory=AveragingConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -263,4 +268,5 @@ class Config:
 SECTIONS = [f.name for f in dataclasses.fields(Config)]
 # Commands that take a section's options when a field does not say (``scope`` in its metadata).
 SECTION_SCOPE = {"model": ("train", "zeroshot"), "data": ALL_COMMANDS, "loss": ("train",), "averaging": ("train",),
-                 "optim": ("train",), "train": ("train",), "eval": ("train",), "run": ("train", "zeroshot")}
+                 "optim": ("train",), "train": ("train",), "compute": ALL_COMMANDS, "eval": ("train",),
+                 "run": ("train", "zeroshot")}

@@ -81,7 +81,7 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
     _check(ok, "trainable", tr, "'all' or 'last:N' with N >= 1")
     _check(len(m.templates) > 0, "template", m.templates, "one or more templates, e.g. 'a photo of a {}.'")
     check_templates(m.templates)
-    check_device(t.device)
+    check_device(cfg.compute.device)
     if training:
         _check(cfg.optim.warmup_steps < t.steps, "warmup-steps", cfg.optim.warmup_steps,
                f"fewer than --steps ({t.steps})")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import (
+    DeviceConfig,
     LoopConfig,
     OptimConfig,
     Range,
@@ -30,7 +31,7 @@ from ..config import (
 from ..config.validation import _check
 from ..errors import ConfigError
 
-__all__ = ["PretrainConfig", "PretrainDataConfig", "PretrainModelConfig", "PretrainOptimConfig", "PretrainRunConfig",
+__all__ = ["PretrainComputeConfig", "PretrainConfig", "PretrainDataConfig", "PretrainModelConfig", "PretrainOptimConfig", "PretrainRunConfig",
            "PretrainTrainConfig", "options_doc", "separator", "validate_pretrain"]
 
 
@@ -47,7 +48,7 @@ class PretrainModelConfig:
         "initial weights: 'none' (random initialisation, as CLIP), a checkpoint file, or a pretrained "
         "tag of --arch.",
     )
-    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights (for a tag).", execution=True)
+    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights (for a tag).", runtime=True)
     lock_image: bool = opt(
         False,
         "LiT (Zhai et al., 2022; open_clip's --lock-image): freeze the image tower's trunk, which then runs as at "
@@ -125,13 +126,13 @@ class PretrainDataConfig:
         None,
         "for captions written as 'name, tag, tag, ...': keep at most N comma-separated parts after the first "
         "(0: the name only, as zero-shot prompts name a class). none keeps captions as written.", within=Range(0, name="N"))
-    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", execution=True, within=Range(0))
+    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", runtime=True, within=Range(0))
     bad_images: str = opt(
         "fail",
         "unreadable image policy: 'fail' names the file and stops; 'skip' leaves it out and lists it "
         "in the run directory (bad_images.txt).",
         choices=("fail", "skip"),
-        execution=True,
+        runtime=True,
     )
 
 
@@ -164,11 +165,6 @@ class PretrainTrainConfig(LoopConfig):
         within=Range(2, 65536, note="the contrastive loss needs negatives"),
     )
     seed: int = again(LoopConfig, "seed", 0, "seed of the initialisation, the data order and the augmentation.")
-    precision: str = again(
-        LoopConfig, "precision", "auto",
-        "'auto' (bf16 autocast on CUDA, fp32 on CPU), 'fp32', 'bf16' or 'fp16' (with a grad scaler). "
-        "Master weights stay fp32.",
-    )
     log_every: int = again(LoopConfig, "log_every", 10,
                            "write train loss, logit scale and learning rate to metrics.jsonl every N steps.")
     eval_every: int = again(
@@ -199,11 +195,21 @@ class PretrainRunConfig(RunConfig):
 
 
 @dataclass
+class PretrainComputeConfig(DeviceConfig):
+    precision: str = again(
+        DeviceConfig, "precision", "auto",
+        "'auto' (bf16 autocast on CUDA, fp32 on CPU), 'fp32', 'bf16' or 'fp16' (with a grad scaler). "
+        "Master weights stay fp32.",
+    )
+
+
+@dataclass
 class PretrainConfig:
     model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
     data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
     optim: PretrainOptimConfig = field(default_factory=PretrainOptimConfig)
     train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
+    compute: PretrainComputeConfig = field(default_factory=PretrainComputeConfig)
     run: PretrainRunConfig = field(default_factory=PretrainRunConfig)
 
     def unused_options(self) -> dict[str, str]:
@@ -235,7 +241,7 @@ def validate_pretrain(cfg: PretrainConfig) -> PretrainConfig:
         raise ConfigError("--lock-image-unlocked-groups: applies only with --lock-image (the whole image tower "
                           "trains without it); add --lock-image or drop the option")
     _check(o.warmup_steps < t.steps, "warmup-steps", o.warmup_steps, f"fewer than --steps ({t.steps})")
-    check_device(t.device)
+    check_device(cfg.compute.device)
     check_run(r)
     if r.install_as is not None:
         ok = bool(r.install_as) and r.install_as.replace("-", "").replace("_", "").replace(".", "").isalnum()

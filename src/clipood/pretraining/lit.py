@@ -32,7 +32,7 @@ from ..data.loading import ImageDataset, collate
 from ..errors import ConfigError, DataError
 from ..evaluation import input_format
 from ..io import atomic_path
-from ..training.execution import is_convolutional
+from ..training.speed import is_convolutional
 
 __all__ = ["FrozenFeatures", "cache_keys", "cacheable", "frozen_features", "frozen_image", "frozen_text", "image_head",
            "lock_towers", "projected", "set_train_mode", "text_head"]

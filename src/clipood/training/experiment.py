@@ -28,8 +28,8 @@ from ..model import Backbone, ImageClassifier, LinearHead, TextHead, encode_clas
 from ..templates import expand_templates
 from .device import resolve_device, resolve_precision
 from .distributed import SINGLE, DistContext, wrap
-from .execution import apply_execution_options
 from .optim import build_optimizer, build_scheduler
+from .speed import apply_speed_options
 from .storage import fp16_stored, round_to_fp16_
 
 __all__ = ["Experiment", "Model", "build_experiment", "build_model", "build_training", "prepare_data",
@@ -118,8 +118,8 @@ def build_model(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None
                 dist: DistContext = SINGLE) -> Model:
     """The backbone, the class texts (encoded once), the head over the training classes and the transforms;
     no optimiser, no averager."""
-    device = resolve_device(cfg.train.device, dist)
-    amp = resolve_precision(cfg.train.precision, device)
+    device = resolve_device(cfg.compute.device, dist)
+    amp = resolve_precision(cfg.compute.precision, device)
     index, splits = data or prepare_data(cfg)
     torch.manual_seed(cfg.train.seed)  # only a random head init draws from it
 
@@ -136,7 +136,8 @@ def build_model(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None
     else:
         head = TextHead(train_text)
     classifier = ImageClassifier(model.visual, head, frozen_norms=cfg.train.norm_layers == "frozen").to(device)
-    done = apply_execution_options(model.visual, cfg.train, device)  # before theta_0 is copied
+    done = apply_speed_options(model.visual, device, channels_last=cfg.compute.channels_last,  # before theta_0's copy
+                               grad_checkpointing=cfg.train.grad_checkpointing, compile=cfg.train.compile)
 
     label_map = torch.full((index.num_classes,), -1, dtype=torch.long)
     label_map[torch.as_tensor(splits.train_classes)] = torch.arange(len(splits.train_classes))

@@ -28,10 +28,10 @@ from ..errors import ClipoodError, ConfigError, DataError
 from ..rundir import RunDir
 from . import checkpoint as ckpt
 from .distributed import no_sync
-from .execution import micro_batches, to_device
 from .experiment import Experiment
 from .housekeeping import Housekeeping
 from .optim import apply_gradients
+from .speed import micro_batches, to_device
 from .storage import round_to_fp16_
 
 __all__ = ["RENAMED_KEYS", "STATE_KEYS", "fit", "train_loader", "train_step"]
