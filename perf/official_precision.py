@@ -146,7 +146,8 @@ def main(argv=None) -> int:
         out["runs"][str(lr)] = figures
         rows.append(f"| {lr:g} | {figures['displacement_ratio']:.3f} | {figures['unmoved_fp16']:.1%} | "
                     f"{figures['unmoved_fp32']:.1%} | {bma_error:.3f} | {min(norms):.3g} / "
-                    f"{sorted(norms)[len(norms) // 2]:.3g} / {max(norms):.3g} | {figures['steps_over_1']}/{len(norms)} | "
+                    f"{sorted(norms)[len(norms) // 2]:.3g} / {max(norms):.3g} | "
+                    f"{figures['steps_over_1']}/{len(norms)} | "
                     f"{figures['clip_displacement_ratio']:.3f}, cos {cosine:.4f} |")
     print(f"{args.arch} ({args.pretrained}), {args.steps} steps, batch {args.batch_per_domain} per domain, "
           f"{official['weights']:,} fp16-stored weights; {out['device']}, torch {torch.__version__}")

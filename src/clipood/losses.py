@@ -27,8 +27,8 @@ from torch import nn
 
 from .registry import Entry, Param, Range, Registry
 
-__all__ = ["FOCAL_GAMMA", "FocalMetricSoftmaxLoss", "LAMBDA", "LOSSES", "LogitCrossEntropy", "Loss", "MetricSoftmaxLoss", "build_loss", "class_distances",
-           "fixed_margin_softmax", "margin_metric_softmax"]
+__all__ = ["FOCAL_GAMMA", "FocalMetricSoftmaxLoss", "LAMBDA", "LOSSES", "LogitCrossEntropy", "Loss",
+           "MetricSoftmaxLoss", "build_loss", "class_distances", "fixed_margin_softmax", "margin_metric_softmax"]
 
 
 def class_distances(text_features: torch.Tensor) -> torch.Tensor:

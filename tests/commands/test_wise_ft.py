@@ -40,7 +40,8 @@ def test_any_two_models_end_points_and_choice(trained_run, tiny_pretrained, shap
     scores = {a: validation_score(res["variants"][f"alpha={a:g}"], False) for a in (0.0, 0.5, 1.0)}
     best = max(scores.values())
     assert not math.isnan(best) and scores[res["selected_alpha"]] == best
-    assert res["model_a"] == str(tiny_pretrained.resolve()) and (run.model_dir / "open_clip_model.safetensors").is_file()
+    assert res["model_a"] == str(tiny_pretrained.resolve())
+    assert (run.model_dir / "open_clip_model.safetensors").is_file()
     assert "(chosen)" in wise_ft_table(res)
 
 

@@ -85,7 +85,8 @@ def test_the_layout_registry(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"^--layout: 'nested' is out of range; allowed: auto, domains, imagefolder$"):
         scan(root, layout="nested")
     nested = folder.Layout("nested", "a sub-folder per year, in it a sub-folder per domain", "ROOT/<year>/<domain>/...",
-                           lambda r: [(f"{y.name}-{d.name}", d) for y in sorted(r.iterdir()) for d in sorted(y.iterdir())])
+                           lambda r: [(f"{y.name}-{d.name}", d) for y in sorted(r.iterdir())
+                                      for d in sorted(y.iterdir())])
     monkeypatch.setitem(folder.LAYOUTS, "nested", nested)
     idx = scan(root, layout="nested")
     assert idx.domains == ["2021-photo", "2022-photo"] and idx.class_folders == ["cat", "dog"] and len(idx) == 5

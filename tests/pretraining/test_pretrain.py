@@ -137,8 +137,9 @@ def test_install_as_tag_loads_through_the_backbone_path(captions_csv, tmp_path, 
     exported = load_file(str(run.model_dir / "open_clip_model.safetensors"))
     for k, v in tagged.model.state_dict().items():
         assert torch.equal(v, exported[k]), k
-    assert json.loads((tmp_path / "cache" / "pretrained" / TINY / "shapes-test" / "clipood_pretrain.json")
-                      .read_text())["data"]["excluded_domains"] == {"sketch": results["data"]["excluded_domains"]["sketch"]}
+    record = json.loads((tmp_path / "cache" / "pretrained" / TINY / "shapes-test" / "clipood_pretrain.json")
+                        .read_text())
+    assert record["data"]["excluded_domains"] == {"sketch": results["data"]["excluded_domains"]["sketch"]}
 
 
 def test_resume_after_sigterm_is_bit_exact(captions_csv, tmp_path, monkeypatch):

@@ -174,7 +174,8 @@ def test_resume_refuses_edited_steps_case2(tiny_config, monkeypatch):
 
 
 def test_resume_takes_edited_runtime_options_and_refuses_other_fields_case1(tiny_config, monkeypatch):
-    """Variants: a runtime option (of how the run runs) edited in config.yaml is taken; templates, seed and the loss are refused."""
+    """Variants: a runtime option (of how the run runs) edited in config.yaml is taken; templates, seed and the loss
+    are refused."""
     cfg = tiny_config
     cfg.train.checkpoint_every = 3
     run = _stopped_run(cfg, monkeypatch)

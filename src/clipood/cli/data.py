@@ -24,8 +24,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    f"$CLIPOOD_CACHE sets the first part).")
     b.add_argument("--per-class", type=int, default=None,
                    help=f"images per class and domain, 1 to {MAX_PER_CLASS} (default: {SHAPES_PER_CLASS} for shapes; "
-                        f"{DEFAULT_PER_CLASS} for emoji, the first ones plain renderings of the class's emoji, the rest "
-                        f"re-rendered poses).")
+                        f"{DEFAULT_PER_CLASS} for emoji, the first ones plain renderings of the class's emoji, the "
+                        f"rest re-rendered poses).")
     b.add_argument("--size", type=int, default=None, help=f"image side in pixels, {SIZES[0]} to {SIZES[1]} (default: "
                    f"{SHAPES_SIZE} for shapes, {DEFAULT_SIZE} for emoji).")
     e = b.add_argument_group("emoji options")

@@ -73,7 +73,8 @@ def model_card(model_dir: Path, meta: dict, repo: Optional[str]) -> dict:
         details["Data"] = (f"{d.dataset or 'folder'} at {d.root}; held-out domains: "
                            f"{', '.join(d.holdout_domains) or 'none'}; base-to-new split: {d.base_to_new}")
         details["Settings"] = (f"{t.steps} steps, batch {t.batch_size} per training domain, lr {cfg.optim.lr}, "
-                               f"weight decay {cfg.optim.weight_decay}, loss {cfg.loss.name}{_params(LOSSES, cfg.loss)}, "
+                               f"weight decay {cfg.optim.weight_decay}, loss {cfg.loss.name}"
+                               f"{_params(LOSSES, cfg.loss)}, "
                                f"averaging {cfg.averaging.name}{_params(AVERAGERS, cfg.averaging)}, trainable "
                                f"{cfg.model.trainable}, norm layers "
                                f"{t.norm_layers}, seed {t.seed}, precision {cfg.compute.precision}")
@@ -166,5 +167,6 @@ def _push(backbone: Backbone, tokenizer, model_cfg: dict, folder: Path, repo: st
                 upload_file(path_or_fileobj=str(folder / name), path_in_repo=name, repo_id=repo,
                             commit_message=f"Add {name} (clipood export)")
     except Exception as e:  # noqa: BLE001 -- network and auth faults of the hub client, in one line
-        raise ModelError(f"--push {repo}: the upload failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ModelError(f"--push {repo}: the upload failed ({type(e).__name__}: {first}); "
                          f"the folder {folder} is complete, push it again or upload it by hand") from None

@@ -34,8 +34,8 @@ from ..training.experiment import build_model
 from .export import META_FILE, export_model, exported_model_dir, read_model_meta
 from .run import environment, evaluate_model, preflight, results_summary
 
-__all__ = ["alpha_key", "alpha_plot", "interpolate", "parse_alphas", "run_wise_ft", "validation_score", "wise_ft_models",
-           "wise_ft_table"]
+__all__ = ["alpha_key", "alpha_plot", "interpolate", "parse_alphas", "run_wise_ft", "validation_score",
+           "wise_ft_models", "wise_ft_table"]
 
 
 def interpolate(theta0: dict[str, torch.Tensor], theta1: dict[str, torch.Tensor], alpha: float) -> dict:

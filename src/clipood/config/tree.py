@@ -20,8 +20,8 @@ from ..registry import Range, Registry
 from .fields import opt
 from .sections import ALL_COMMANDS, MAX_SEED, DeviceConfig, LoopConfig, OptimConfig, RunConfig
 
-__all__ = ["AveragingConfig", "ComputeConfig", "Config", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "SECTIONS",
-           "SECTION_SCOPE", "TrainConfig"]
+__all__ = ["AveragingConfig", "ComputeConfig", "Config", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig",
+           "SECTIONS", "SECTION_SCOPE", "TrainConfig"]
 
 
 @dataclass
@@ -82,7 +82,8 @@ class ModelConfig:
         "zeroshot",
         "initialisation of the linear head a loss such as --loss linear trains: 'zeroshot' (the class text "
         "embeddings / tau) or 'random'.",
-        choices=("zeroshot", "random"), applies={"loss.name": tuple(n for n, e in LOSSES.items() if e.head == "linear")},
+        choices=("zeroshot", "random"),
+        applies={"loss.name": tuple(n for n, e in LOSSES.items() if e.head == "linear")},
         scope=("train",))
     cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights.", runtime=True,
                                    scope=("train", "zeroshot"))
@@ -138,15 +139,19 @@ class DataConfig:
     val_fraction: float = opt(
         0.2,
         "fraction of each domain held out as its 'out' split (DomainBed: 0.2); training "
-        "uses the 'in' split of the training domains, their 'out' split is validation.", within=Range(0, 1, hi_open=True), scope=ALL_COMMANDS)
-    split_seed: int = opt(0, "seed of the in/out split (fixed across runs, as DomainBed's).", within=Range(0, MAX_SEED, name="seed"), scope=ALL_COMMANDS)
+        "uses the 'in' split of the training domains, their 'out' split is validation.",
+        within=Range(0, 1, hi_open=True), scope=ALL_COMMANDS)
+    split_seed: int = opt(0, "seed of the in/out split (fixed across runs, as DomainBed's).",
+                          within=Range(0, MAX_SEED, name="seed"), scope=ALL_COMMANDS)
     shots: Optional[int] = opt(
-        None, "use at most N training images per class and domain (few-shot; 16 in CoOp).", within=Range(1, name="N"), scope=("train", "zeroshot"))
+        None, "use at most N training images per class and domain (few-shot; 16 in CoOp).", within=Range(1, name="N"),
+        scope=("train", "zeroshot"))
     shot_seed: Optional[int] = opt(
         None, "seed of the few-shot subset (--shots): none draws a new subset for each --seed (CoOp's 3-seed "
         "protocol); 0 keeps one subset for every seed, as the official code does (Dassl's seed 0).",
         within=Range(0, MAX_SEED, name="seed"), scope=("train", "zeroshot"))
-    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", runtime=True, within=Range(0), scope=ALL_COMMANDS)
+    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", runtime=True,
+                       within=Range(0), scope=ALL_COMMANDS)
     bad_images: str = opt(
         "fail",
         "unreadable/truncated image policy: 'fail' names the file and stops; 'skip' leaves "

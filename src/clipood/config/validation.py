@@ -59,7 +59,8 @@ def check_templates(templates: list) -> None:
                               f"'{{}}')")
         named = is_template(t) or t in PRESETS or is_template_file(t)
         _check(named, "template", t, f"a prompt with one '{{}}' where the class name goes and no other braces "
-                                     f"(e.g. 'a photo of a {{}}.'), a preset ({', '.join(PRESETS)}), or a file of templates")
+                                     f"(e.g. 'a photo of a {{}}.'), a preset ({', '.join(PRESETS)}), or a file of "
+                                     f"templates")
     expand_templates(templates)  # the files' contents
 
 

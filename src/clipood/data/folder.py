@@ -185,7 +185,8 @@ class Layout:
 # The folder layouts by name (--layout), in the order the docs list them; 'auto' picks one (detect_layout).
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (
     Layout("domains", "DomainBed's: a sub-folder per domain, in each a sub-folder per class",
-           "ROOT/\n|-- <domain>/\n|   |-- <class>/   (images inside)\n|   |-- ...\n|-- <domain>/   (the same class folders)",
+           "ROOT/\n|-- <domain>/\n|   |-- <class>/   (images inside)\n|   |-- ...\n"
+           "|-- <domain>/   (the same class folders)",
            lambda root: [(d.name, d) for d in _subdirs(root)]),
     Layout("imagefolder", "torchvision's ImageFolder: a sub-folder per class, one domain named 'all'",
            "ROOT/\n|-- <class>/   (images inside)\n|-- ...", lambda root: [("all", root)]),

@@ -31,8 +31,9 @@ from ..config import (
 from ..config.validation import _check
 from ..errors import ConfigError
 
-__all__ = ["PretrainComputeConfig", "PretrainConfig", "PretrainDataConfig", "PretrainModelConfig", "PretrainOptimConfig", "PretrainRunConfig",
-           "PretrainTrainConfig", "options_doc", "separator", "validate_pretrain"]
+__all__ = ["PretrainComputeConfig", "PretrainConfig", "PretrainDataConfig", "PretrainModelConfig",
+           "PretrainOptimConfig", "PretrainRunConfig", "PretrainTrainConfig", "options_doc", "separator",
+           "validate_pretrain"]
 
 
 @dataclass
@@ -55,9 +56,11 @@ class PretrainModelConfig:
         "inference (its BatchNorm statistics unchanged); its projection still trains.",
     )
     lock_image_unlocked_groups: int = opt(
-        0, "with --lock-image: leave the last N layer groups of the image trunk trainable (open_clip's option).", within=Range(0))
+        0, "with --lock-image: leave the last N layer groups of the image trunk trainable (open_clip's option).",
+        within=Range(0))
     lock_text: bool = opt(
-        False, "LiT: freeze the text tower's transformer (open_clip's --lock-text); a projection after it still trains.",
+        False,
+        "LiT: freeze the text tower's transformer (open_clip's --lock-text); a projection after it still trains.",
     )
     image_projection: str = opt(
         "auto",
@@ -102,9 +105,11 @@ class PretrainDataConfig:
         "pairs held out of training (chosen by a hash of the image path) to report the contrastive "
         "loss and image-to-text / text-to-image top-1 retrieval accuracy; 0 disables.", within=Range(0))
     crop_min_scale: float = opt(
-        0.6, "training augmentation: RandomResizedCrop's smallest area fraction (1 disables cropping).", within=Range(0.05, 1))
+        0.6, "training augmentation: RandomResizedCrop's smallest area fraction (1 disables cropping).",
+        within=Range(0.05, 1))
     rotation: float = opt(
-        10.0, "training augmentation: largest random rotation in degrees (icons stay upright enough).", within=Range(0, 180, name="degrees"))
+        10.0, "training augmentation: largest random rotation in degrees (icons stay upright enough).",
+        within=Range(0, 180, name="degrees"))
     color_jitter: float = opt(
         0.2,
         "training augmentation: brightness/contrast/saturation jitter strength. No hue jitter and no "
@@ -112,20 +117,24 @@ class PretrainDataConfig:
     zoom_out: float = opt(
         0.0,
         "training augmentation: probability of shrinking an image's drawing to 50-90 % of its size "
-        "inside a white frame, so small drawings with wide margins (OpenMoji's) look familiar. 0 disables.", within=Range(0, 1, name="p"))
+        "inside a white frame, so small drawings with wide margins (OpenMoji's) look familiar. 0 disables.",
+        within=Range(0, 1, name="p"))
     grayscale: float = opt(
         0.0,
         "training augmentation: probability of turning an image grey, so shape carries more than "
-        "colour (captions that name colours lose their cue on those images). 0 disables.", within=Range(0, 1, name="p"))
+        "colour (captions that name colours lose their cue on those images). 0 disables.",
+        within=Range(0, 1, name="p"))
     caption_tag_dropout: float = opt(
         0.0,
         "for captions written as 'name, tag, tag, ...' (the emoji set's): drop each comma-separated "
         "part after the first with this probability, drawn anew every step, so the text tower also "
-        "learns the bare names that zero-shot prompts use. 0 keeps captions as written (open_clip).", within=Range(0, 1, name="p"))
+        "learns the bare names that zero-shot prompts use. 0 keeps captions as written (open_clip).",
+        within=Range(0, 1, name="p"))
     caption_max_tags: Optional[int] = opt(
         None,
         "for captions written as 'name, tag, tag, ...': keep at most N comma-separated parts after the first "
-        "(0: the name only, as zero-shot prompts name a class). none keeps captions as written.", within=Range(0, name="N"))
+        "(0: the name only, as zero-shot prompts name a class). none keeps captions as written.",
+        within=Range(0, name="N"))
     workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", runtime=True, within=Range(0))
     bad_images: str = opt(
         "fail",

@@ -41,9 +41,9 @@ from .config import PretrainConfig, validate_pretrain
 from .record import export, install, provenance
 from .setup import Pretraining, build, read_table
 
-__all__ = ["MAX_LOG_SCALE", "batch_texts", "batches", "create_run", "encode_texts", "evaluate_pairs", "features", "fit",
-           "default_pretrain_name", "housekeeping", "open_run", "restore_state", "run_pretrain", "train_loader", "train_step",
-           "training_state"]
+__all__ = ["MAX_LOG_SCALE", "batch_texts", "batches", "create_run", "default_pretrain_name", "encode_texts",
+           "evaluate_pairs", "features", "fit", "housekeeping", "open_run", "restore_state", "run_pretrain",
+           "train_loader", "train_step", "training_state"]
 
 MAX_LOG_SCALE = math.log(100)  # CLIP clamps the logit scale at 100
 
@@ -194,7 +194,8 @@ def housekeeping(p: Pretraining, run: RunDir, bad: BadImages, start: int, progre
     def log_fields() -> dict:
         elapsed = max(time.time() - t0, 1e-9)
         return {"logit_scale": round(float(p.model.logit_scale.detach().exp()), 4),
-                "lr": p.scheduler.get_last_lr()[0], "pairs_per_s": round((house.step - start) * t.batch_size / elapsed, 2)}
+                "lr": p.scheduler.get_last_lr()[0],
+                "pairs_per_s": round((house.step - start) * t.batch_size / elapsed, 2)}
 
     def evaluate() -> dict:
         record = {"val": evaluate_pairs(p, p.val_rows, bad)}
@@ -215,9 +216,9 @@ def fit(p: Pretraining, run: RunDir, *, resume_state: Optional[dict] = None, pro
     bad = BadImages(p.cfg.data.bad_images, p.table.paths)
     start = restore_state(p, resume_state, bad, allow_changed_data) if resume_state is not None else 0
     if p.cache_features and p.features is None:
-        p.features = lit.frozen_features(p.model, p.table, p.tokens, p.backbone.preprocess_val, p.backbone.preprocess_cfg,
-                                         device=p.device, autocast_dtype=p.autocast_dtype, workers=p.cfg.data.workers,
-                                         on_bad=bad, progress=progress)
+        p.features = lit.frozen_features(p.model, p.table, p.tokens, p.backbone.preprocess_val,
+                                         p.backbone.preprocess_cfg, device=p.device, autocast_dtype=p.autocast_dtype,
+                                         workers=p.cfg.data.workers, on_bad=bad, progress=progress)
     lit.set_train_mode(p.model, p.cfg.model.lock_image)
     t0, loss = time.time(), float("nan")
     with housekeeping(p, run, bad, start, progress) as house:

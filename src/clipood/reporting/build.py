@@ -243,7 +243,8 @@ def _hyperparameters(runs: list[RunRecord]) -> str:
     'lambda 0.3, beta 0.1 / 0.5' where runs differ."""
     parts = []
     for _, p, reg in HYPERPARAMETERS:
-        values = [r.hparams.get(p.option) for r in runs if p.variant and r.hparams.get(reg.section) in reg.users(p.name)]
+        values = [r.hparams.get(p.option) for r in runs
+                  if p.variant and r.hparams.get(reg.section) in reg.users(p.name)]
         shown = _values(values, lambda v: f"{v:g}" if isinstance(v, float) else str(v))
         if shown != "-":
             parts.append(f"{p.option} {shown.replace(', ', ' / ')}")

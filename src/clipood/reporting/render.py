@@ -214,4 +214,5 @@ def paragraph(text: str, cls: str = "") -> str:
 def page(title: str, blocks: list[str]) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
-            f"<body data-rendered=\"pending\">\n" + "\n".join(blocks) + f"\n<script>{SCRIPT}</script>\n</body></html>\n")
+            f"<body data-rendered=\"pending\">\n" + "\n".join(blocks)
+            + f"\n<script>{SCRIPT}</script>\n</body></html>\n")
