@@ -381,7 +381,7 @@ def test_list_items_must_be_scalars_and_odd_template_strings_are_one_line_case7c
             validate(cfg)
 
 
-def test_options_that_moved_section_are_read_in_their_new_place(tmp_path):
+def test_options_that_moved_section_are_read_in_their_new_place(tmp_path, capsys):
     """device, precision and channels_last are the compute section's (eval uses them too), head_init the model's:
     a config file or a run's record written before reads them where they are now."""
     from clipood.config import changed_options, config_record, load_yaml
@@ -390,6 +390,7 @@ def test_options_that_moved_section_are_read_in_their_new_place(tmp_path):
     cfg = load_yaml(y)
     assert (cfg.compute.device, cfg.compute.precision, cfg.compute.channels_last) == ("cpu", "fp32", "off")
     assert (cfg.model.head_init, cfg.train.steps) == ("random", 7)
+    assert "read loss.head_init as model.head_init, train.device as compute.device" in capsys.readouterr().err
     record = config_record(cfg)
     old = {k.replace("compute.", "train.").replace("model.head_init", "loss.head_init"): v
            for k, v in record["options"].items()}

@@ -44,10 +44,12 @@ MOVED = {"loss.head_init": "model.head_init", "train.device": "compute.device", 
          "train.channels_last": "compute.channels_last"}
 
 
-def moved(data: dict, cfg) -> dict:
-    """A nested dict with the options of MOVED in their new sections (where ``cfg``'s tree has them)."""
+def moved(data: dict, cfg, source: str = "config") -> dict:
+    """A nested dict with the options of MOVED in their new sections (where ``cfg``'s tree has them), said in a
+    note naming ``source``."""
     sections = {f.name for f in dataclasses.fields(cfg)}
     out = {sec: dict(values) if isinstance(values, dict) else values for sec, values in data.items()}
+    read = []
     for old, new in MOVED.items():
         (os_, ok), (ns, nk) = old.split("."), new.split(".")
         values = out.get(os_)
@@ -55,6 +57,10 @@ def moved(data: dict, cfg) -> dict:
             target = out.setdefault(ns, {})
             if isinstance(target, dict) and nk not in target:
                 target[nk] = values.pop(ok)
+                read.append(f"{old} as {new}")
+    if read:
+        from ..console import note
+        note(f"{source}: read {', '.join(read)} (options that moved section; write them there)")
     return out
 
 
@@ -69,7 +75,7 @@ def from_dict(data: dict, base: Optional[Config] = None, source: str = "config")
     sections = [f.name for f in dataclasses.fields(cfg)]  # any config tree (Config, PretrainConfig)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections {sections}, got {type(data).__name__}")
-    data = moved(data, cfg)
+    data = moved(data, cfg, source)
     for sec_name, values in data.items():
         if sec_name not in sections:
             raise ConfigError(f"{source}: unknown section {sec_name!r} (known: {', '.join(sections)})")
