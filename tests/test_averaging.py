@@ -97,6 +97,15 @@ def update_steps(T: int, every: int) -> list[int]:
     return [t for t in range(1, T + 1) if t % every == 0 or t == T]
 
 
+def every_k_average(saved, T: int, every: int, weight) -> list[torch.Tensor]:
+    """The average when only every k-th step (and T) updates, each update standing for the steps since the last:
+    theta_0 with weight(0), then theta_u with the sum of weight(t) over the steps it stands for."""
+    steps = update_steps(T, every)
+    members = [saved[0]] + [saved[u] for u in steps]
+    weights = [weight(0)] + [sum(weight(t) for t in range(p + 1, u + 1)) for p, u in zip([0] + steps, steps)]
+    return weighted_sum(members, weights)
+
+
 def scipy_alpha(t: int, T: int, beta: float) -> float:
     return float(scipy.stats.beta.pdf((t + 0.5) / (T + 1), beta, beta))
 
@@ -165,15 +174,8 @@ def test_bma_every_k_gives_skipped_weights_to_the_updating_step(beta, T, every):
     tensors = averaged_tensors(net)
     bma = build_averager("bma", tensors, T, beta=beta, every=every)
     saved, changed = run(bma, tensors, T, seed=every)
-    steps = update_steps(T, every)
-    assert [s for s, c in zip(range(1, T + 1), changed) if c] == steps
-    alpha = [scipy_alpha(t, T, beta) for t in range(T + 1)]
-    members, weights, prev = [saved[0]], [alpha[0]], 0
-    for u in steps:
-        members.append(saved[u])
-        weights.append(sum(alpha[prev + 1:u + 1]))
-        prev = u
-    assert_average(bma, weighted_sum(members, weights))
+    assert [s for s, c in zip(range(1, T + 1), changed) if c] == update_steps(T, every)
+    assert_average(bma, every_k_average(saved, T, every, lambda t: scipy_alpha(t, T, beta)))
 
 
 @pytest.mark.parametrize("T,every", [(7, 2), (50, 4), (50, 7)])
@@ -453,37 +455,23 @@ def test_swa_every_k_gives_skipped_weights_to_the_updating_step(T, start, every)
     tensors = averaged_tensors(net)
     swa = build_averager("swa", tensors, T, swa_start=start, every=every)
     saved, _ = run(swa, tensors, T, seed=every)
-    steps = update_steps(T, every)
-    members = [saved[0]] + [saved[u] for u in steps]
-    weights = [1.0 if start == 0 else 0.0] + [sum(1.0 for t in range(p + 1, u + 1) if t >= start)
-                                              for p, u in zip([0] + steps, steps)]
-    assert_average(swa, weighted_sum(members, weights))
+    assert_average(swa, every_k_average(saved, T, every, lambda t: 1.0 if t >= start else 0.0))
 
 
 def test_swa_start_beyond_the_steps_is_refused_and_the_option_is_everywhere(tmp_path, shapes_root):
     """From its registry entry alone: --averaging swa and --swa-start in --help and docs/configuration.md, and a
     sweep's grid over --swa-start gives one run per value for a method that reads it, one for one that does not."""
-    from pathlib import Path
-
-    from clipood.cli import build_parser
     from clipood.config import Config, irrelevant_keys
-    from clipood.sweep import plan, spec_from_dict
+    from registry_checks import assert_documented, sweep_runs
     with pytest.raises(ConfigError, match=r"--swa-start: 6 is beyond --steps 5"):
         build_averager("swa", averaged_tensors(make_net()), 5, swa_start=6)
-    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
-    assert "swa" in help_text and "--swa-start" in help_text
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
-    assert "`averaging.swa_start` | `--swa-start` | `1`" in docs and "'swa'" in docs
+    assert_documented("swa", "swa-start", "`averaging.swa_start` | `--swa-start` | `1`")
     cfg = Config()
     cfg.averaging.name = "swa"
     assert "averaging.swa_start" not in irrelevant_keys(cfg) and "averaging.beta" in irrelevant_keys(cfg)
 
-    spec = spec_from_dict({"output_dir": str(tmp_path / "runs"), "methods": ["clipood", "clipood-ema"],
-                           "datasets": [{"name": "d", "root": str(shapes_root)}], "holdout": ["sketch"],
-                           "method_overrides": {"clipood": {"averaging": {"name": "swa"}}},
-                           "grid": {"swa-start": [2, 4]}, "overrides": {"model": {"pretrained": "none"}}})
-    runs = plan(spec)
-    names = {m: sorted(r.name for r in runs if r.method.name == m) for m in ("clipood", "clipood-ema")}
-    assert names["clipood"] == ["d-clipood-sketch-swa-start2-seed0", "d-clipood-sketch-swa-start4-seed0"]
-    assert [r.cfg.averaging.swa_start for r in runs if r.method.name == "clipood"] == [2, 4]
-    assert names["clipood-ema"] == ["d-clipood-ema-sketch-seed0"]  # EMA reads no K: one run
+    runs = sweep_runs(tmp_path, shapes_root, ["clipood", "clipood-ema"], {"clipood": {"averaging": {"name": "swa"}}},
+                      {"swa-start": [2, 4]})
+    assert [(n, c.averaging.swa_start) for n, c in runs["clipood"]] == [("d-clipood-sketch-swa-start2-seed0", 2),
+                                                                       ("d-clipood-sketch-swa-start4-seed0", 4)]
+    assert [n for n, _ in runs["clipood-ema"]] == ["d-clipood-ema-sketch-seed0"]  # EMA reads no K: one run

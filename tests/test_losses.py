@@ -303,15 +303,9 @@ def test_focal_mms_is_an_option_of_the_cli_the_docs_and_sweeps(tmp_path, shapes_
     """From its registry entry alone: --loss mms-focal and --focal-gamma in --help and docs/configuration.md, checked
     like every option, and a sweep's grid over --focal-gamma gives one run per value for a method that reads it,
     one run for a method that does not."""
-    from pathlib import Path
-
-    from clipood.cli import build_parser
     from clipood.config import Config, irrelevant_keys, validate
-    from clipood.sweep import plan, spec_from_dict
-    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
-    assert "mms-focal" in help_text and "--focal-gamma" in help_text
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
-    assert "`loss.focal_gamma` | `--focal-gamma` | `2.0`" in docs and "'mms-focal'" in docs
+    from registry_checks import assert_documented, sweep_runs
+    assert_documented("mms-focal", "focal-gamma", "`loss.focal_gamma` | `--focal-gamma` | `2.0`")
     cfg = Config()
     cfg.data.root, cfg.loss.name, cfg.loss.focal_gamma = str(tmp_path), "mms-focal", 11.0
     with pytest.raises(ConfigError, match=r"--focal-gamma: 11.0 is out of range"):
@@ -319,12 +313,8 @@ def test_focal_mms_is_an_option_of_the_cli_the_docs_and_sweeps(tmp_path, shapes_
     cfg.loss.name = "mms"
     assert "loss.focal_gamma" in irrelevant_keys(cfg) and "loss.margin_lambda" not in irrelevant_keys(cfg)
 
-    spec = spec_from_dict({"output_dir": str(tmp_path / "runs"), "methods": ["finetune", "clipood"],
-                           "datasets": [{"name": "d", "root": str(shapes_root)}], "holdout": ["sketch"],
-                           "method_overrides": {"clipood": {"loss": {"name": "mms-focal"}}},
-                           "grid": {"focal-gamma": [0.0, 2.0]}, "overrides": {"model": {"pretrained": "none"}}})
-    runs = plan(spec)
-    names = {m: sorted(r.name for r in runs if r.method.name == m) for m in ("finetune", "clipood")}
-    assert names["clipood"] == ["d-clipood-sketch-focal-gamma0-seed0", "d-clipood-sketch-focal-gamma2-seed0"]
-    assert [r.cfg.loss.focal_gamma for r in runs if r.method.name == "clipood"] == [0.0, 2.0]
-    assert names["finetune"] == ["d-finetune-sketch-seed0"]  # metric_softmax reads no gamma: one run
+    runs = sweep_runs(tmp_path, shapes_root, ["finetune", "clipood"], {"clipood": {"loss": {"name": "mms-focal"}}},
+                      {"focal-gamma": [0.0, 2.0]})
+    assert [(n, c.loss.focal_gamma) for n, c in runs["clipood"]] == [("d-clipood-sketch-focal-gamma0-seed0", 0.0),
+                                                                     ("d-clipood-sketch-focal-gamma2-seed0", 2.0)]
+    assert [n for n, _ in runs["finetune"]] == ["d-finetune-sketch-seed0"]  # metric_softmax reads no gamma: one run

@@ -227,30 +227,30 @@ def test_a_checkpoint_of_another_kind_with_a_valid_checksum_case7c(tiny_config, 
     assert json.loads((run.path / "results.json").read_text())["resumed_from_step"] == 3
 
 
-def test_a_checkpoint_of_an_older_clipood_resumes(tiny_config, monkeypatch, capsys):
-    """Checkpoints written before the tracked tensors had their name keep them under 'trained'."""
-    cfg = tiny_config
+def _edited_checkpoint(cfg, monkeypatch, edit):
+    """A run stopped at step 3 whose checkpoint is written again after ``edit(state)``; its run and path."""
     cfg.train.checkpoint_every = 3
     run = _stopped_run(cfg, monkeypatch)
     path = checkpoint_dir(run.path) / "step-00000003.pt"
     state = torch.load(path, weights_only=True)
-    state["trained"] = state.pop("tracked")
+    edit(state)
     del state["step"]
     ckpt.save_checkpoint(run.path, 3, state, keep=5)
+    return run, path
+
+
+def test_a_checkpoint_of_an_older_clipood_resumes(tiny_config, monkeypatch, capsys):
+    """Checkpoints written before the tracked tensors had their name keep them under 'trained'."""
+    run, _ = _edited_checkpoint(tiny_config, monkeypatch, lambda state: state.update(trained=state.pop("tracked")))
     code, err = _resume_cli(run, capsys)
     assert code == 0, err
     assert json.loads((run.path / "results.json").read_text())["resumed_from_step"] == 3
 
 
 def test_a_checkpoint_whose_tensors_do_not_fit_is_one_line_case7c(tiny_config, monkeypatch, capsys):
-    cfg = tiny_config
-    cfg.train.checkpoint_every = 3
-    run = _stopped_run(cfg, monkeypatch)
-    path = checkpoint_dir(run.path) / "step-00000003.pt"
-    state = torch.load(path, weights_only=True)
-    state["tracked"] = [t[..., :1].clone() if t.dim() else t for t in state["tracked"]]  # other shapes, same count
-    del state["step"]
-    ckpt.save_checkpoint(run.path, 3, state, keep=5)
+    def other_shapes(state):  # the same number of tensors
+        state["tracked"] = [t[..., :1].clone() if t.dim() else t for t in state["tracked"]]
+    run, path = _edited_checkpoint(tiny_config, monkeypatch, other_shapes)
     code, err = _resume_cli(run, capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert f"clipood: error: --resume: {path} does not match this model (its tracked tensors have other shapes" in err
