@@ -31,7 +31,7 @@ from PIL import Image  # noqa: E402
 
 from clipood.data.bad_images import BadImages  # noqa: E402
 from clipood.pretraining import lit, trainer  # noqa: E402
-from clipood.pretraining.config import PretrainConfig, validate  # noqa: E402
+from clipood.pretraining.config import PretrainConfig, validate_pretrain  # noqa: E402
 from clipood.pretraining.setup import build  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -54,9 +54,9 @@ def _pretraining(args, table: Path, batch: int):
     cfg.model.arch, cfg.model.pretrained = args.arch, args.pretrained
     cfg.model.lock_image = cfg.model.lock_text = True
     cfg.data.csv, cfg.data.workers, cfg.data.val_size, cfg.data.caption_max_tags = str(table), 0, 0, 0
-    cfg.train.steps, cfg.train.batch_size, cfg.train.device = 10_000, batch, "cpu"
+    cfg.train.steps, cfg.train.batch_size, cfg.compute.device = 10_000, batch, "cpu"
     cfg.optim.warmup_steps = 10
-    return build(validate(cfg))
+    return build(validate_pretrain(cfg))
 
 
 def _synthetic_images(folder: Path, n: int, size: int) -> list[Path]:

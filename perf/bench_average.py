@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     params = [p for g in exp.optimizer.param_groups for p in g["params"]]
     param_bytes = sum(p.numel() * p.element_size() for p in params)
     before = allocated(exp.device)
-    bma = build_averager("bma", exp.trained, exp.cfg.train.steps, beta=0.5, every=args.average_every)
+    bma = build_averager("bma", exp.tracked, exp.cfg.train.steps, beta=0.5, every=args.average_every)
     measured = allocated(exp.device) - before
     step = {"n": 0}
 

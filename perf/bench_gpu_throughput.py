@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     info = common.header("CLIPood training throughput and MFU", args, exp.device, exp.autocast_dtype)
     x, y = common.batch(exp, args.batch, args.classes)
     flops_per_image = step_flops(exp, x[:1], y[:1])
-    bma = build_averager("bma", exp.trained, exp.cfg.train.steps, beta=0.5)
+    bma = build_averager("bma", exp.tracked, exp.cfg.train.steps, beta=0.5)
     step = {"n": 0}
 
     def clipood_step():

@@ -40,9 +40,9 @@ def main(argv=None) -> int:
     info = common.header("CLIPood step / plain fine-tuning step", args, exp.device, exp.autocast_dtype)
     x, y = common.batch(exp, args.batch, args.classes)
     train_text = exp.text_features[exp.splits.train_classes]
-    plain = dataclasses.replace(exp, loss_fn=build_loss("metric_softmax", train_text, 0.0, exp.temperature)
+    plain = dataclasses.replace(exp, loss_fn=build_loss("metric_softmax", train_text, exp.temperature)
                                 .to(exp.device))
-    bma = build_averager("bma", exp.trained, exp.cfg.train.steps, beta=0.5, every=args.average_every)
+    bma = build_averager("bma", exp.tracked, exp.cfg.train.steps, beta=0.5, every=args.average_every)
     step = {"n": 0}
 
     def clipood_step():

@@ -68,7 +68,7 @@ def experiment(args, *, classes: int, loss: str = "mms", averaging: str = "bma",
     cfg.model.arch, cfg.model.pretrained = args.arch, None
     cfg.data.root, cfg.data.val_fraction, cfg.data.workers = str(synthetic_root(classes)), 0.0, 0
     cfg.loss.name, cfg.averaging.name = loss, averaging
-    cfg.train.steps, cfg.train.device, cfg.train.precision = steps, args.device, args.precision
+    cfg.train.steps, cfg.compute.device, cfg.compute.precision = steps, args.device, args.precision
     for k, v in train.items():
         setattr(cfg.train, k, v)
     return build_experiment(cfg)

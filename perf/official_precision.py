@@ -58,7 +58,7 @@ def run(args, root: str, lr: float, storage: str, average: str, clip=None) -> di
     cfg.data.root, cfg.data.workers = root, 0
     cfg.data.holdout_domains = [args.holdout] if args.holdout else []
     cfg.train.steps, cfg.train.batch_size, cfg.train.seed = args.steps, args.batch_per_domain, 0
-    cfg.train.device, cfg.train.precision, cfg.train.checkpoint_every = "cpu", "fp32", 0
+    cfg.compute.device, cfg.compute.precision, cfg.train.checkpoint_every = "cpu", "fp32", 0
     cfg.optim.lr, cfg.optim.grad_clip = lr, clip
     cfg.averaging.beta = 0.5
     cfg.train.master_weights, cfg.averaging.precision = storage, average
@@ -146,7 +146,8 @@ def main(argv=None) -> int:
         out["runs"][str(lr)] = figures
         rows.append(f"| {lr:g} | {figures['displacement_ratio']:.3f} | {figures['unmoved_fp16']:.1%} | "
                     f"{figures['unmoved_fp32']:.1%} | {bma_error:.3f} | {min(norms):.3g} / "
-                    f"{sorted(norms)[len(norms) // 2]:.3g} / {max(norms):.3g} | {figures['steps_over_1']}/{len(norms)} | "
+                    f"{sorted(norms)[len(norms) // 2]:.3g} / {max(norms):.3g} | "
+                    f"{figures['steps_over_1']}/{len(norms)} | "
                     f"{figures['clip_displacement_ratio']:.3f}, cos {cosine:.4f} |")
     print(f"{args.arch} ({args.pretrained}), {args.steps} steps, batch {args.batch_per_domain} per domain, "
           f"{official['weights']:,} fp16-stored weights; {out['device']}, torch {torch.__version__}")

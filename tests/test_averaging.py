@@ -30,6 +30,7 @@ from clipood.averaging import (
     beta_weights,
     build_averager,
 )
+from clipood.errors import ConfigError
 
 # The average is kept in fp32 (one copy); the reference is exact float64 arithmetic on
 # the same fp32 snapshots, so the difference is fp32 rounding of O(1) values.
@@ -94,6 +95,15 @@ def assert_average(averager, expected):
 def update_steps(T: int, every: int) -> list[int]:
     """The steps at which an average with ``every`` updates: multiples of k, and T."""
     return [t for t in range(1, T + 1) if t % every == 0 or t == T]
+
+
+def every_k_average(saved, T: int, every: int, weight) -> list[torch.Tensor]:
+    """The average when only every k-th step (and T) updates, each update standing for the steps since the last:
+    theta_0 with weight(0), then theta_u with the sum of weight(t) over the steps it stands for."""
+    steps = update_steps(T, every)
+    members = [saved[0]] + [saved[u] for u in steps]
+    weights = [weight(0)] + [sum(weight(t) for t in range(p + 1, u + 1)) for p, u in zip([0] + steps, steps)]
+    return weighted_sum(members, weights)
 
 
 def scipy_alpha(t: int, T: int, beta: float) -> float:
@@ -164,15 +174,8 @@ def test_bma_every_k_gives_skipped_weights_to_the_updating_step(beta, T, every):
     tensors = averaged_tensors(net)
     bma = build_averager("bma", tensors, T, beta=beta, every=every)
     saved, changed = run(bma, tensors, T, seed=every)
-    steps = update_steps(T, every)
-    assert [s for s, c in zip(range(1, T + 1), changed) if c] == steps
-    alpha = [scipy_alpha(t, T, beta) for t in range(T + 1)]
-    members, weights, prev = [saved[0]], [alpha[0]], 0
-    for u in steps:
-        members.append(saved[u])
-        weights.append(sum(alpha[prev + 1:u + 1]))
-        prev = u
-    assert_average(bma, weighted_sum(members, weights))
+    assert [s for s, c in zip(range(1, T + 1), changed) if c] == update_steps(T, every)
+    assert_average(bma, every_k_average(saved, T, every, lambda t: scipy_alpha(t, T, beta)))
 
 
 @pytest.mark.parametrize("T,every", [(7, 2), (50, 4), (50, 7)])
@@ -277,6 +280,7 @@ def test_state_dict_round_trip_mid_trajectory_is_bit_exact(name, every):
     kw = dict(beta=0.3, ema_decay=0.8, every=every)
     net_a = make_net(9)
     a_tensors = averaged_tensors(net_a)
+    kw = {k: v for k, v in kw.items() if k in AVERAGERS[name].param_names()}
     a = build_averager(name, a_tensors, T, **kw)
     g = torch.Generator().manual_seed(1)
     run(a, a_tensors, mid, g=g)
@@ -312,9 +316,11 @@ def test_loading_another_scheme_is_refused():
         build_averager("bma", tensors, 5).load_state_dict(state)
 
 
-def test_unknown_averaging_name():
-    with pytest.raises(ValueError, match=r"unknown averaging 'swa'.*bma.*ema.*uniform.*none"):
-        build_averager("swa", averaged_tensors(make_net()), 5)
+def test_unknown_averaging_name_and_parameter():
+    with pytest.raises(ConfigError, match=r"--averaging: unknown averaging 'median'.*bma.*ema.*uniform.*none"):
+        build_averager("median", averaged_tensors(make_net()), 5)
+    with pytest.raises(ConfigError, match=r"--averaging ema: takes no parameter 'beta'"):
+        build_averager("ema", averaged_tensors(make_net()), 5, beta=0.5)  # never ignored
 
 
 # ------------------------------------------------------------------ swapping
@@ -413,3 +419,59 @@ def test_bma_with_beta_5e_324_is_the_average_with_beta_1e_12_case11():
         runs[beta] = [t.detach().clone() for t in tensors]
     for a, b in zip(runs[5e-324], runs[1e-12]):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------------------------ SWA from step K (--averaging swa)
+
+
+@pytest.mark.parametrize("T,start", [(1, 0), (1, 1), (7, 0), (7, 3), (7, 7), (50, 38)])
+def test_swa_is_the_mean_of_the_saved_weights_from_step_k(T, start):
+    net = make_net(11)
+    tensors = averaged_tensors(net)
+    swa = build_averager("swa", tensors, T, swa_start=start)
+    saved, changed = run(swa, tensors, T, seed=T + start)
+    assert changed == [True] * T
+    # brute force: the saved theta_K..theta_T, summed in float64 and divided by their number
+    expected = [sum(s[k].double() for s in saved[start:]) / (T + 1 - start) for k in range(len(tensors))]
+    assert_average(swa, expected)
+    swa.copy_to()
+    for t, e in zip(tensors, expected):
+        torch.testing.assert_close(t.double(), e, **TOL)
+
+
+def test_swa_from_step_one_is_the_uniform_average():
+    T = 9
+    a_tensors, b_tensors = averaged_tensors(make_net(12)), averaged_tensors(make_net(12))
+    swa, uniform = build_averager("swa", a_tensors, T, swa_start=1), build_averager("uniform", b_tensors, T)
+    run(swa, a_tensors, T, seed=5)
+    run(uniform, b_tensors, T, seed=5)
+    for x, y in zip(swa.average, uniform.average):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("T,start,every", [(10, 4, 3), (50, 20, 7), (7, 0, 2)])
+def test_swa_every_k_gives_skipped_weights_to_the_updating_step(T, start, every):
+    net = make_net(13)
+    tensors = averaged_tensors(net)
+    swa = build_averager("swa", tensors, T, swa_start=start, every=every)
+    saved, _ = run(swa, tensors, T, seed=every)
+    assert_average(swa, every_k_average(saved, T, every, lambda t: 1.0 if t >= start else 0.0))
+
+
+def test_swa_start_beyond_the_steps_is_refused_and_the_option_is_everywhere(tmp_path, shapes_root):
+    """From its registry entry alone: --averaging swa and --swa-start in --help and docs/configuration.md, and a
+    sweep's grid over --swa-start gives one run per value for a method that reads it, one for one that does not."""
+    from clipood.config import Config, irrelevant_keys
+    from registry_checks import assert_documented, sweep_runs
+    with pytest.raises(ConfigError, match=r"--swa-start: 6 is beyond --steps 5"):
+        build_averager("swa", averaged_tensors(make_net()), 5, swa_start=6)
+    assert_documented("swa", "swa-start", "`averaging.swa_start` | `--swa-start` | `1`")
+    cfg = Config()
+    cfg.averaging.name = "swa"
+    assert "averaging.swa_start" not in irrelevant_keys(cfg) and "averaging.beta" in irrelevant_keys(cfg)
+
+    runs = sweep_runs(tmp_path, shapes_root, ["clipood", "clipood-ema"], {"clipood": {"averaging": {"name": "swa"}}},
+                      {"swa-start": [2, 4]})
+    assert [(n, c.averaging.swa_start) for n, c in runs["clipood"]] == [("d-clipood-sketch-swa-start2-seed0", 2),
+                                                                       ("d-clipood-sketch-swa-start4-seed0", 4)]
+    assert [n for n, _ in runs["clipood-ema"]] == ["d-clipood-ema-sketch-seed0"]  # EMA reads no K: one run

@@ -21,8 +21,8 @@ def _sources_or_skip():
 
 def test_demo_runs_every_method_and_seed_then_skips_them(tiny_pretrained, tmp_path, capsys):
     _sources_or_skip()
-    settings = DemoSettings(arch=f"local-dir:{tiny_pretrained}", pretrained="auto", classes=6, steps=2, seeds=2, batch_size=2, workers=0,
-                            lr=1e-3)
+    settings = DemoSettings(arch=f"local-dir:{tiny_pretrained}", pretrained="auto", classes=6, steps=2, seeds=2,
+                            batch_size=2, workers=0, lr=1e-3)
     out = tmp_path / "runs"
     table = run_demo(out, settings, data_dir=tmp_path / "emoji", progress=False)
     rows = [line for line in table.splitlines()[2:]]

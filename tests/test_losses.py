@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from clipood.errors import ConfigError
 from clipood.losses import (
     LOSSES,
     MetricSoftmaxLoss,
@@ -119,7 +120,7 @@ def test_lambda_zero_is_exactly_metric_softmax(tau, B, C, dtype):
     cos = _cos(image, text)
     reference = F.cross_entropy(cos / tau, labels)
     assert torch.equal(margin_metric_softmax(text, 0.0, tau)(cos, labels), reference)
-    assert torch.equal(build_loss("metric_softmax", text, 0.3, tau)(cos, labels), reference)
+    assert torch.equal(build_loss("metric_softmax", text, tau)(cos, labels), reference)
     assert torch.equal(MetricSoftmaxLoss(tau)(cos, labels), reference)
 
 
@@ -140,7 +141,7 @@ def test_fixed_margin_matches_its_formula(lam, tau, B, C):
     expected = direct_loss(image, text, labels, lam, tau, margin="fixed")
     cos = _cos(image, text)
     torch.testing.assert_close(fixed_margin_softmax(C, lam, tau)(cos, labels), expected, rtol=1e-6, atol=1e-9)
-    torch.testing.assert_close(build_loss("fixed_margin", text, lam, tau)(cos, labels), expected,
+    torch.testing.assert_close(build_loss("fixed_margin", text, tau, margin_lambda=lam)(cos, labels), expected,
                                rtol=1e-6, atol=1e-9)
 
 
@@ -175,7 +176,7 @@ def test_margin_grows_the_loss_and_zero_lambda_has_no_buffer():
 @pytest.mark.parametrize("name", ("mms", "fixed_margin"))
 def test_gradcheck_in_float64(name, lam, tau):
     image, text, labels = _data(3, 4, seed=13)
-    loss_fn = build_loss(name, text, lam, tau)
+    loss_fn = build_loss(name, text, tau, margin_lambda=lam)
     image = image.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x: loss_fn(_cos(x, text), labels), (image,), eps=1e-6, atol=1e-5)
 
@@ -197,28 +198,51 @@ def test_linear_loss_is_cross_entropy_on_logits():
     logits = torch.randn(5, 4, generator=g) * 10
     labels = torch.randint(0, 4, (5,), generator=g)
     text = torch.randn(4, DIM, generator=g)
-    loss = build_loss("linear", text, 0.3, 0.01)(logits, labels)
+    loss = build_loss("linear", text, 0.01)(logits, labels)
     assert torch.equal(loss, F.cross_entropy(logits, labels))
 
 
 def test_mms_registry_entry_is_the_mms_loss():
     image, text, labels = _data(4, 6, seed=2)
     cos = _cos(image, text)
-    assert torch.equal(build_loss("mms", text, 0.3, 0.01)(cos, labels),
+    assert torch.equal(build_loss("mms", text, 0.01, margin_lambda=0.3)(cos, labels),
                        margin_metric_softmax(text, 0.3, 0.01)(cos, labels))
 
 
-def test_unknown_loss_name():
-    with pytest.raises(ValueError, match=r"unknown loss .hinge..*mms.*metric_softmax.*linear.*fixed_margin"):
-        build_loss("hinge", torch.randn(3, DIM), 0.3, 0.01)
-    assert set(LOSSES) == {"mms", "metric_softmax", "fixed_margin", "linear"}
+def test_unknown_loss_name_and_parameter():
+    with pytest.raises(ConfigError, match=r"--loss: unknown loss .hinge..*mms.*metric_softmax.*linear.*fixed_margin"):
+        build_loss("hinge", torch.randn(3, DIM), 0.01)
+    assert {"mms", "metric_softmax", "fixed_margin", "linear"} <= set(LOSSES)
+    with pytest.raises(ConfigError, match=r"--loss metric_softmax: takes no parameter 'margin_lambda'"):
+        build_loss("metric_softmax", torch.randn(3, DIM), 0.01, margin_lambda=0.3)  # never ignored
+
+
+def test_registry_declares_each_parameter_once():
+    """A parameter two losses read is one declaration (one flag, help and range), and each loss's parameters
+    are exactly the options of the config's loss section that apply with it."""
+    import dataclasses
+
+    from clipood.config import LossConfig
+    fields = {f.name: f for f in dataclasses.fields(LossConfig)}
+    assert fields["name"].metadata["choices"] == tuple(LOSSES)
+    for name, entry in LOSSES.items():
+        for p in entry.params:
+            applies = fields[p.name].metadata.get("applies", {}).get("loss.name", tuple(LOSSES))
+            assert name in applies and fields[p.name].default == p.default
+    assert LOSSES.users("margin_lambda")[:2] == ("mms", "fixed_margin")
+    with pytest.raises(ValueError, match="declare it once"):
+        from clipood.losses import Loss
+        from clipood.registry import Param, Registry
+        r = Registry("loss", "loss", "--loss")
+        r.add(Loss("a", "", (Param("x", 1.0, "one"),)))
+        r.add(Loss("b", "", (Param("x", 2.0, "another"),)))
 
 
 @pytest.mark.parametrize("name", ("mms", "fixed_margin", "metric_softmax"))
 def test_sum_reduction_is_the_sum_over_the_batch(name):
     """Gradient accumulation adds per-micro-batch sums and divides by the global batch once."""
     image, text, labels = _data(6, 5, seed=23)
-    loss_fn = build_loss(name, text, 0.3, 0.07)
+    loss_fn = build_loss(name, text, 0.07, **({} if name == "metric_softmax" else {"margin_lambda": 0.3}))
     cos = _cos(image, text)
     total = loss_fn(cos, labels, reduction="sum")
     parts = loss_fn(cos[:2], labels[:2], reduction="sum") + loss_fn(cos[2:], labels[2:], reduction="sum")
@@ -226,3 +250,71 @@ def test_sum_reduction_is_the_sum_over_the_batch(name):
     torch.testing.assert_close(total / 6, loss_fn(cos, labels), rtol=1e-12, atol=0)
     if name == "mms":
         torch.testing.assert_close(total, 6 * direct_loss(image, text, labels, 0.3, 0.07), rtol=1e-10, atol=0)
+
+
+# ------------------------------------------------------------------ focal MMS (--loss mms-focal)
+
+
+def direct_focal_loss(image, text, labels, lam: float, tau: float, gamma: float) -> torch.Tensor:
+    """Mean over the batch of (1 - p_y)^gamma * (-log p_y), p_y = exp(z_y) / sum_c exp(z_c) with the MMS logits
+    z_c = (S(I, T_c) + lambda D(T_y, T_c)) / tau, in float64 with explicit loops (no library softmax)."""
+    image, text = image.double(), text.double()
+    losses = []
+    for i in range(image.shape[0]):
+        y = int(labels[i])
+        z = [(_cosine(image[i], text[c]) + (0.0 if c == y else lam * (1.0 - _cosine(text[y], text[c])))) / tau
+             for c in range(text.shape[0])]
+        log_p = z[y] - _logsumexp(z)
+        losses.append((1.0 - torch.exp(log_p)) ** gamma * -log_p)
+    return sum(losses) / len(losses)
+
+
+@pytest.mark.parametrize("B,C", SHAPES)
+@pytest.mark.parametrize("tau", TAUS)
+@pytest.mark.parametrize("lam,gamma", [(0.3, 2.0), (0.1, 0.5), (0.0, 1.0), (1.0, 5.0)])
+def test_focal_mms_matches_its_formula(lam, gamma, tau, B, C):
+    image, text, labels = _data(B, C, seed=31 * C + B)
+    loss = build_loss("mms-focal", text, tau, margin_lambda=lam, focal_gamma=gamma)(_cos(image, text), labels)
+    torch.testing.assert_close(loss, direct_focal_loss(image, text, labels, lam, tau, gamma), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("lam", LAMBDAS)
+def test_focal_mms_with_gamma_zero_is_mms_exactly(lam):
+    image, text, labels = _data(6, 5, seed=41)
+    cos = _cos(image, text)
+    focal = build_loss("mms-focal", text, 0.07, margin_lambda=lam, focal_gamma=0.0)
+    for reduction in ("mean", "sum"):
+        assert torch.equal(focal(cos, labels, reduction=reduction),
+                           margin_metric_softmax(text, lam, 0.07)(cos, labels, reduction=reduction))
+    # gamma > 0 weights each image by (1 - p_y)^gamma < 1: below MMS, and the sum is the sum over the batch
+    focal2 = build_loss("mms-focal", text, 0.07, margin_lambda=lam, focal_gamma=2.0)
+    assert float(focal2(cos, labels)) < float(margin_metric_softmax(text, lam, 0.07)(cos, labels))
+    torch.testing.assert_close(focal2(cos, labels, reduction="sum"), 6 * focal2(cos, labels), rtol=1e-12, atol=0)
+
+
+def test_focal_mms_gradient_in_float64():
+    image, text, labels = _data(3, 4, seed=43)
+    loss_fn = build_loss("mms-focal", text, 0.07, margin_lambda=0.3, focal_gamma=2.0)
+    image = image.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: loss_fn(_cos(x, text), labels), (image,), eps=1e-6, atol=1e-5)
+
+
+def test_focal_mms_is_an_option_of_the_cli_the_docs_and_sweeps(tmp_path, shapes_root):
+    """From its registry entry alone: --loss mms-focal and --focal-gamma in --help and docs/configuration.md, checked
+    like every option, and a sweep's grid over --focal-gamma gives one run per value for a method that reads it,
+    one run for a method that does not."""
+    from clipood.config import Config, irrelevant_keys, validate
+    from registry_checks import assert_documented, sweep_runs
+    assert_documented("mms-focal", "focal-gamma", "`loss.focal_gamma` | `--focal-gamma` | `2.0`")
+    cfg = Config()
+    cfg.data.root, cfg.loss.name, cfg.loss.focal_gamma = str(tmp_path), "mms-focal", 11.0
+    with pytest.raises(ConfigError, match=r"--focal-gamma: 11.0 is out of range"):
+        validate(cfg)
+    cfg.loss.name = "mms"
+    assert "loss.focal_gamma" in irrelevant_keys(cfg) and "loss.margin_lambda" not in irrelevant_keys(cfg)
+
+    runs = sweep_runs(tmp_path, shapes_root, ["finetune", "clipood"], {"clipood": {"loss": {"name": "mms-focal"}}},
+                      {"focal-gamma": [0.0, 2.0]})
+    assert [(n, c.loss.focal_gamma) for n, c in runs["clipood"]] == [("d-clipood-sketch-focal-gamma0-seed0", 0.0),
+                                                                     ("d-clipood-sketch-focal-gamma2-seed0", 2.0)]
+    assert [n for n, _ in runs["finetune"]] == ["d-finetune-sketch-seed0"]  # metric_softmax reads no gamma: one run

@@ -1,4 +1,4 @@
-"""Weight averaging of the trained tensors: Beta Moving Average, EMA, uniform, none.
+"""Weight averaging of the trained tensors: Beta Moving Average, EMA, uniform, SWA, none.
 
 Every scheme is an online weighted average of the weight trajectory theta_0..theta_T,
 kept as ONE fp32 copy of the tracked tensors (the trainable parameters, plus the
@@ -13,6 +13,7 @@ which is Eq. 7: theta_bma_t = (A_{t-1}/A_t) theta_bma_{t-1} + (alpha_t/A_t) thet
 * BMA (Eq. 5-6): alpha_t = BetaPDF(beta, beta)((t + 0.5) / (T + 1)), t = 0..T; the
   pre-trained theta_0 is the first member with weight alpha_0.
 * uniform (theta_AVG of Fig. 5): mean of theta_1..theta_T (theta_0 has weight 0).
+* SWA from step K: mean of theta_K..theta_T.
 * EMA: avg <- d * avg + (1 - d) * theta, from theta_0.
 * none: no copy; the final weights are the result.
 
@@ -25,17 +26,25 @@ averaged as the official ``GeneralMovingAverage`` does on the fp16 weights of
 ``clip.model.convert_weights``: kept in fp16 and updated in fp16 arithmetic, in its order
 of operations, avg <- (avg + r theta) / (1 + r) with r = alpha_t / A_{t-1} (the same Eq. 7);
 the others as fp32.
+
+``AVERAGERS`` is the registry (--averaging): each entry declares the parameters it reads, from which
+the config's ``averaging`` section, --help and the docs are made (``registry``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterator, Sequence
 
 import torch
 
-__all__ = ["AVERAGERS", "BetaMovingAverage", "ExponentialMovingAverage", "NoAverage", "UniformAverage",
+from .errors import ConfigError
+from .registry import Entry, Param, Range, Registry
+
+__all__ = ["AVERAGERS", "Averager", "BetaMovingAverage", "ExponentialMovingAverage", "NoAverage",
+           "StochasticWeightAverage", "UniformAverage",
            "WeightAverage", "averaged_tensors", "beta_pdf", "beta_weights", "build_averager", "log_beta_pdf"]
 
 
@@ -233,6 +242,23 @@ class UniformAverage(NormalisedAverage):
         return 0.0 if t == 0 else 1.0
 
 
+class StochasticWeightAverage(NormalisedAverage):
+    """SWA (Izmailov et al., UAI 2018) from step K: the uniform mean of theta_K..theta_T (K = 0 includes the
+    pre-trained weights, K = 1 is the uniform average of Fig. 5)."""
+
+    name = "swa"
+
+    def __init__(self, tensors, total_steps: int, start: int, every: int = 1, half=None):
+        if start > total_steps:
+            raise ConfigError(f"--swa-start: {start} is beyond --steps {total_steps}: the average would have no "
+                              f"member; give a step from 0 to {total_steps}")
+        self.start = int(start)
+        super().__init__(tensors, total_steps, every, half)
+
+    def member_weight(self, t: int) -> float:
+        return 1.0 if t >= self.start else 0.0
+
+
 class ExponentialMovingAverage(WeightAverage):
     """EMA from theta_0: avg <- d avg + (1 - d) theta; theta_0's share decays as d^T."""
 
@@ -260,23 +286,58 @@ class NoAverage(WeightAverage):
         return 0.0, total
 
 
-# The averaging schemes by name (--averaging): each builds from the live tensors, T and the options.
-AVERAGERS: dict[str, Callable[..., WeightAverage]] = {
-    "bma": lambda tensors, T, *, beta, ema_decay, every, half: BetaMovingAverage(tensors, T, beta, every, half),
-    "ema": lambda tensors, T, *, beta, ema_decay, every, half: ExponentialMovingAverage(tensors, T, ema_decay, every,
-                                                                                      half),
-    "uniform": lambda tensors, T, *, beta, ema_decay, every, half: UniformAverage(tensors, T, every, half),
-    "none": lambda tensors, T, *, beta, ema_decay, every, half: NoAverage(tensors, T),
-}
+@dataclass(frozen=True)
+class Averager(Entry):
+    """A weight-averaging scheme (--averaging): ``build(tensors, total_steps, half, **params)`` makes it over the
+    live tensors (theta_0 now); ``half`` marks the tensors averaged in fp16 (None: all fp32)."""
+
+    build: Callable[..., WeightAverage] = None
 
 
-def build_averager(name: str, tensors, total_steps: int, *, beta: float = 0.5,
-                   ema_decay: float = 0.999, every: int = 1, half: Sequence[bool] | None = None) -> WeightAverage:
-    """The averaging scheme ``name`` over the live trained tensors (theta_0 now); ``half`` marks the tensors
-    averaged in fp16 (--average-precision fp16)."""
-    if name not in AVERAGERS:
-        raise ValueError(f"unknown averaging {name!r}; known: {', '.join(AVERAGERS)}")
-    return AVERAGERS[name](tensors, total_steps, beta=beta, ema_decay=ema_decay, every=every, half=half)
+# The averaging schemes by name (--averaging), in the order --help and the docs list them.
+AVERAGERS: Registry[Averager] = Registry("averaging", "averaging", "--averaging")
+
+BETA = Param("beta", 0.5, "beta of the Beta(beta, beta) step weights (Eq. 6). Paper: 0.5.",
+             within=Range(0, 100, lo_open=True, name="beta", note="paper: 0.5"),
+             label="beta (Beta(beta, beta) step weights, Eq. 6)")
+EMA_DECAY = Param("ema_decay", 0.999, "decay d of the exponential moving average, avg <- d avg + (1 - d) theta.",
+                  within=Range(0, 1, lo_open=True, hi_open=True, name="decay"), label="EMA decay d")
+EVERY = Param("every", 1, "update the average every k steps; the skipped steps' weights go to the step that "
+                          "updates (exact when k = 1).", flag="average-every", within=Range(1), variant=False)
+PRECISION = Param(
+    "precision", "fp32",
+    "number format of the average: 'fp32' (one fp32 copy, updated with one lerp) or 'fp16' (the official code's: "
+    "the tensors it stores in fp16, Linear/Conv weights and CLIP's projection, are averaged in fp16 arithmetic as "
+    "(avg + r theta) / (1 + r), r = alpha_t / A_(t-1); --profile official). fp16 rounds away steps smaller than a "
+    "weight's fp16 spacing (docs/method.md).", flag="average-precision", choices=("fp32", "fp16"), variant=False)
+
+AVERAGERS.add(Averager("bma", "Beta Moving Average (Eq. 5-7)", (BETA, EVERY, PRECISION),
+                       build=lambda tensors, T, half, beta, every: BetaMovingAverage(tensors, T, beta, every, half)))
+AVERAGERS.add(Averager("ema", "exponential moving average from theta_0", (EMA_DECAY, EVERY),
+                       build=lambda tensors, T, half, ema_decay, every: ExponentialMovingAverage(tensors, T, ema_decay,
+                                                                                                 every, half)))
+AVERAGERS.add(Averager("uniform", "mean of theta_1..theta_T (Fig. 5)", (EVERY, PRECISION),
+                       build=lambda tensors, T, half, every: UniformAverage(tensors, T, every, half)))
+AVERAGERS.add(Averager("none", "no average: the final weights", build=lambda tensors, T, half: NoAverage(tensors, T)))
+SWA_START = Param("swa_start", 1, "K, the first step whose weights the SWA average takes in: the mean of "
+                                  "theta_K..theta_T (0 adds the pre-trained weights; 1 is the uniform average; "
+                                  "SWA averages the last quarter or so).", within=Range(0, name="K"),
+                  label="K (SWA from step K)")
+AVERAGERS.add(Averager("swa", "stochastic weight averaging from step K: the mean of theta_K..theta_T",
+                       (SWA_START, EVERY), build=lambda tensors, T, half, swa_start, every: StochasticWeightAverage(
+                           tensors, T, swa_start, every, half)))
+
+
+def build_averager(name: str, tensors, total_steps: int, *, fp16: Sequence[bool] | None = None,
+                   **params) -> WeightAverage:
+    """The averaging scheme ``name`` over the live tensors (theta_0 now), with its parameters by name (defaults for
+    the others, e.g. ``beta=0.5``). With ``precision='fp16'`` the tensors ``fp16`` marks (default: all) are averaged
+    in fp16, as the official code does for the tensors it stores in fp16."""
+    args = AVERAGERS.arguments(name, params)
+    half = None
+    if args.pop("precision", "fp32") == "fp16":
+        half = list(fp16) if fp16 is not None else [True] * len(list(tensors))
+    return AVERAGERS[name].build(tensors, total_steps, half, **args)
 
 
 def averaged_tensors(module: torch.nn.Module, buffers: bool = True) -> list[torch.Tensor]:

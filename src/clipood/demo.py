@@ -107,7 +107,8 @@ class DemoSettings:
             return "emoji"
         if self.regime == "paper":
             return paper_tag(self.holdout)
-        return "emoji" if tuple(self.anchor_domains) == ("noto", "twemoji") else "emoji-" + "+".join(self.anchor_domains)
+        anchors = tuple(self.anchor_domains)
+        return "emoji" if anchors == ("noto", "twemoji") else "emoji-" + "+".join(anchors)
 
     def check(self) -> None:
         """Every setting checked before any data is built or backbone aligned: the fine-tuning settings by
@@ -223,8 +224,7 @@ def _provenance(arch: str, pretrained: str) -> tuple[Optional[dict], str]:
 def _align(s: DemoSettings, classes: list[str], progress: bool) -> None:
     """LiT: the packaged towers locked, their projections and logit scale aligned on the alignment designers'
     pretraining set of the demo's classes (their emoji, as many others, names as captions)."""
-    from .pretraining.config import PretrainConfig
-    from .pretraining.config import validate as validate_pretrain
+    from .pretraining.config import PretrainConfig, validate_pretrain
     from .pretraining.trainer import run_pretrain
     root = cache_root() / "datasets" / f"emoji-{len(classes)}-align-{'+'.join(s.align_domains)}"
     build = build_emoji(root, classes=classes, domains=list(s.align_domains), pretrain=True, progress=progress)
@@ -247,8 +247,7 @@ def _align(s: DemoSettings, classes: list[str], progress: bool) -> None:
 
 def _pretrain_from_scratch(s: DemoSettings, data_root: Path, progress: bool) -> None:
     """The earlier backbone: CLIP's loss from scratch on every designer but the held-out one."""
-    from .pretraining.config import PretrainConfig
-    from .pretraining.config import validate as validate_pretrain
+    from .pretraining.config import PretrainConfig, validate_pretrain
     from .pretraining.trainer import run_pretrain
     build = build_emoji(data_root, max_classes=s.classes, pretrain=True, progress=progress)
     print(f"no '{s.tag}' weights for {s.arch} yet: pretraining them ({s.pretrain_steps} steps on "

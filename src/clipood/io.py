@@ -22,9 +22,8 @@ from typing import Any, Iterator
 
 from .errors import ClipoodError
 
-__all__ = ["DiskFull", "TMP_SUFFIX", "USER_ENCODING", "read_user_text", "atomic_path", "is_disk_full", "read_json", "remove_debris", "sha256_file", "umask",
-           "write_json",
-           "write_text"]
+__all__ = ["DiskFull", "TMP_SUFFIX", "USER_ENCODING", "atomic_path", "is_disk_full", "read_json", "read_user_text",
+           "remove_debris", "sha256_file", "umask", "write_json", "write_text"]
 
 TMP_SUFFIX = ".tmp"
 _FULL_MARKERS = ("No space left on device", "StorageFull", "file write failed", "enforce fail at inline_container",

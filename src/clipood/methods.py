@@ -7,17 +7,20 @@ WiSE-FT (Wortsman et al., CVPR 2022): the weights interpolated between the zero-
 model and the fine-tuned one, a stronger baseline than the paper's.
 
 ``Method.configure(cfg)`` returns a copy of ``cfg`` with the method's options set; the
-options the user chose for everything else (data, schedule, lambda, beta) stay.
+options the user chose for everything else (data, schedule, lambda, beta) stay. A method's
+hyper-parameters are those its loss and averager declare (their registries) and its own.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from dataclasses import dataclass
+from typing import Optional
 
-from .config import Config, from_dict
+from .averaging import AVERAGERS
 from .errors import ConfigError
+from .losses import LOSSES
+from .registry import Param
 
 __all__ = ["DEFAULT_WISE_ALPHAS", "METHODS", "Method", "get_method", "infer_method", "method_label", "registered",
            "wise_ft_key"]
@@ -30,29 +33,64 @@ DEFAULT_WISE_ALPHAS = tuple(round(0.1 * k, 1) for k in range(11))
 
 @dataclass(frozen=True)
 class Method:
+    """A method: its loss and averager (registry entries, whose parameters it takes) and its own parameters."""
+
     name: str
     label: str  # the row name in tables
     kind: str  # train | zeroshot | wise-ft
-    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     help: str = ""
+    loss: Optional[str] = None  # a LOSSES entry (None: the config's, e.g. for zero-shot, which trains nothing)
+    averaging: Optional[str] = None  # an AVERAGERS entry
+    params: tuple[Param, ...] = ()  # its own hyper-parameters, beside those of its loss and averager
     base: Optional[str] = None  # wise-ft: the method whose exported weights are interpolated
 
-    def configure(self, cfg: Config) -> Config:
+    def __post_init__(self):
+        for registry, name in ((LOSSES, self.loss), (AVERAGERS, self.averaging)):
+            if name is not None:
+                registry[name]  # a known entry, or the error names the known ones
+
+    def settings(self) -> dict:
+        """The config options this method sets, by section: its loss and averager."""
+        out: dict = {}
+        if self.loss is not None:
+            out["loss"] = {"name": self.loss}
+        if self.averaging is not None:
+            out["averaging"] = {"name": self.averaging}
+        return out
+
+    def configure(self, cfg):
         """A copy of ``cfg`` with this method's options set (the input is not changed)."""
-        return from_dict(copy.deepcopy(dict(self.overrides)), copy.deepcopy(cfg), source=f"method {self.name}")
+        cfg = copy.deepcopy(cfg)
+        for section, values in self.settings().items():
+            for key, value in values.items():
+                setattr(getattr(cfg, section), key, value)
+        return cfg
 
     @property
     def loss_averaging(self) -> tuple[Optional[str], Optional[str]]:
-        return self.overrides.get("loss", {}).get("name"), self.overrides.get("averaging", {}).get("name")
+        return self.loss, self.averaging
+
+    def hyperparameters(self) -> list[tuple[str, Param]]:
+        """('section.field', Param) of every hyper-parameter the method reads: its loss's, its averager's and its
+        own (the report's settings show them)."""
+        if self.kind == ZEROSHOT:
+            return []
+        out = [(LOSSES.key(p), p) for p in LOSSES[self.loss].params] if self.loss else []
+        out += [(AVERAGERS.key(p), p) for p in AVERAGERS[self.averaging].params] if self.averaging else []
+        return out + [(f"method.{p.name}", p) for p in self.params]
+
+    @property
+    def linear_head(self) -> bool:
+        return self.loss is not None and LOSSES[self.loss].head == "linear"
 
 
 def _train(name: str, label: str, loss: str, averaging: str, help: str) -> Method:
-    return Method(name, label, TRAIN, {"loss": {"name": loss}, "averaging": {"name": averaging}}, help)
+    return Method(name, label, TRAIN, help, loss=loss, averaging=averaging)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("zeroshot", "zero-shot", ZEROSHOT, {"averaging": {"name": "none"}},
-           "the pre-trained model, no training (class-text prompts as the classifier)"),
+    Method("zeroshot", "zero-shot", ZEROSHOT, "the pre-trained model, no training (class-text prompts as the "
+                                              "classifier)", averaging="none"),
     _train("erm-linear", "ERM (linear head)", "linear", "none",
            "a linear head on the image features, cross-entropy (Eq. 1); the final weights"),
     _train("finetune", "fine-tune (softmax)", "metric_softmax", "none",
@@ -69,10 +107,10 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "Fig. 5 ablation: MMS with the uniform average of theta_1..theta_T"),
     _train("clipood-no-avg", "CLIPood w/o averaging", "mms", "none",
            "Fig. 5 ablation: MMS, the final weights without averaging"),
-    Method("wise-ft", "WiSE-FT (fine-tune)", WISE_FT, {"loss": {"name": "metric_softmax"},
-                                                      "averaging": {"name": "none"}},
-           "weights interpolated between zero-shot and the 'finetune' run's final weights, "
-           "one evaluation per alpha (Wortsman et al. 2022; not in the CLIPood paper)", base="finetune"),
+    Method("wise-ft", "WiSE-FT (fine-tune)", WISE_FT,
+           "weights interpolated between zero-shot and the 'finetune' run's final weights, one evaluation per alpha "
+           "(Wortsman et al. 2022; not in the CLIPood paper)", loss="metric_softmax", averaging="none",
+           base="finetune"),
 ]}
 
 

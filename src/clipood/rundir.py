@@ -18,32 +18,68 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .config import Config, check_name, check_output_dir, load_yaml, save_yaml, with_absolute_paths
+from .config import Config, config_record, load_yaml, save_yaml, with_absolute_paths
 from .errors import ClipoodError
 from .io import DiskFull, is_disk_full, read_json, remove_debris, write_json, write_text
 
-__all__ = ["LOCK_FILE", "RunDir", "default_name", "run_path"]
+__all__ = ["CHECKPOINT", "CHECKSUM", "CONFIG_RECORD", "LOCK_FILE", "RunDir", "checkpoint_dir", "checksum_path",
+           "default_name", "list_checkpoints", "remove_checkpoints", "run_path"]
 
 LOCK_FILE = ".lock"
 STOPPED_START_RECORDS = ("metrics.jsonl", "zeroshot.json", "bad_images.txt")  # a run's records before its state
+CONFIG_RECORD = ".config-record.json"  # the options a run started with (config.config_record), for a resume
+# that finds no checkpoint to compare with
+CHECKPOINT = re.compile(r"^step-(\d+)\.pt$")  # RUN/checkpoints/step-N.pt (training.checkpoint writes them)
+CHECKSUM = ".sha256"  # beside each checkpoint: step-N.pt.sha256
 
 
-def default_name(cfg: Config) -> str:
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + CHECKSUM)
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every checkpoint file of a run, oldest first (intact or not)."""
+    d = checkpoint_dir(run_dir)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := CHECKPOINT.match(p.name))]
+    return sorted(found)
+
+
+def remove_checkpoints(run_dir: Path) -> None:
+    d = checkpoint_dir(run_dir)
+    if not d.is_dir():
+        return
+    for p in d.iterdir():
+        if CHECKPOINT.match(p.name) or p.name.endswith(CHECKSUM) or p.name.endswith(".tmp"):
+            p.unlink(missing_ok=True)
+    if not any(d.iterdir()):
+        d.rmdir()
+
+
+def default_name(cfg: Config, method: Optional[str] = None) -> str:
+    """[<dataset>-]<method>-<held out>[-b2n]-seed<seed>-<time>; the method of a training run is its loss and
+    averaging ('mms-bma')."""
     held = "+".join(cfg.data.holdout_domains) or "all"
     b2n = "-b2n" if cfg.data.base_to_new else ""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     dataset = f"{cfg.data.dataset.lower()}-" if cfg.data.dataset else ""
-    return f"{dataset}{cfg.loss.name}-{cfg.averaging.name}-{held}{b2n}-seed{cfg.train.seed}-{stamp}"
+    method = method or f"{cfg.loss.name}-{cfg.averaging.name}"
+    return f"{dataset}{method}-{held}{b2n}-seed{cfg.train.seed}-{stamp}"
 
 
 def run_path(output_dir: str, name: str) -> Path:
-    check_output_dir(output_dir)
-    check_name(name)
+    """Where a run of ``name`` goes (the commands check both first: ``config.validate``)."""
     return Path(output_dir).expanduser() / name  # as config.yaml records it (config.io.expand_home)
 
 
@@ -76,7 +112,6 @@ class RunDir:
 
     def write_config_record(self, cfg) -> None:
         """What the run starts with, beside config.yaml (which a user may edit): checkpoints hold it too."""
-        from .training.checkpoint import CONFIG_RECORD, config_record
         write_json(self.path / CONFIG_RECORD, config_record(cfg))
 
     @classmethod
@@ -150,7 +185,6 @@ class RunDir:
         """Clear what killed writers left: temporary files, and checkpoints once results.json exists."""
         remove_debris(self.path)
         if (self.path / "results.json").exists():
-            from .training.checkpoint import remove_checkpoints
             remove_checkpoints(self.path)
 
     # ---------------------------------------------------------------- contents

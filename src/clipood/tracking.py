@@ -19,7 +19,8 @@ from typing import Any, Iterable, Optional
 
 from .errors import ClipoodError, ConfigError
 
-__all__ = ["REPORTERS", "Tracker", "TrackingError", "check_report_to", "final_scalars", "flat_scalars", "parse_report_to", "start_trackers"]
+__all__ = ["REPORTERS", "Tracker", "TrackingError", "check_report_to", "final_scalars", "flat_scalars",
+           "parse_report_to", "start_trackers"]
 
 REPORTERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # --report-to name -> the package it needs
 

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from clipood.cli import build_parser, main
+from clipood.losses import LOSSES
 
 
 def _run(capsys, argv):
@@ -26,7 +27,8 @@ def _base(shapes_root, tiny_pretrained, tmp_path, *extra):
 
 
 @pytest.mark.parametrize("flags,expected", [
-    (["--loss", "linear", "--lambda", "0.2"], "--lambda does not apply with --loss linear (only with mms, fixed_margin)"),
+    (["--loss", "linear", "--lambda", "0.2"],  # the losses that read lambda, as their registry entries declare
+     f"--lambda does not apply with --loss linear (only with {', '.join(LOSSES.users('margin_lambda'))})"),
     (["--averaging", "none", "--beta", "0.1"], "--beta does not apply with --averaging none (only with bma)"),
     (["--head-init", "random"], "--head-init does not apply with --loss mms (only with linear)"),
     (["--averaging", "bma", "--ema-decay", "0.99"], "--ema-decay does not apply with --averaging bma (only with ema)"),
@@ -85,8 +87,8 @@ def test_eval_offers_only_what_it_uses_and_models_has_a_description():
     sub = build_parser()._subparsers._group_actions[0].choices
     help_text = sub["eval"].format_help()
     assert "--zeroshot" not in help_text and "--eval-batch-size" in help_text
-    assert "execution options:" in help_text and "train options" not in help_text
-    assert "--device" in help_text.split("execution options:")[1]
+    assert "compute options:" in help_text and "train options" not in help_text  # device and precision: compute's
+    assert "--device" in help_text.split("compute options:")[1]
     assert "List every architecture" in sub["models"].format_help()
 
 

@@ -12,7 +12,7 @@ def trained_run(shapes_root, tiny_pretrained, tmp_path_factory):
     cfg = Config()
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
     cfg.data.root, cfg.data.workers, cfg.data.holdout_domains = str(shapes_root), 0, ["sketch"]
-    cfg.train.steps, cfg.train.batch_size, cfg.train.checkpoint_every, cfg.train.device = 3, 2, 0, "cpu"
+    cfg.train.steps, cfg.train.batch_size, cfg.train.checkpoint_every, cfg.compute.device = 3, 2, 0, "cpu"
     cfg.optim.lr = 1e-3
     cfg.run.output_dir, cfg.run.name = str(tmp_path_factory.mktemp("runs")), "trained"
     run, _ = train(cfg, progress=False)

@@ -68,11 +68,11 @@ def test_exported_model_is_the_bma_of_the_trajectory(tiny_config, tiny_pretraine
     def recording_build(*args, **kwargs):
         exp = real_build(*args, **kwargs)
         names = {id(p): n for n, p in exp.classifier.visual.named_parameters()}
-        trajectory.append({names[id(t)]: t.detach().clone() for t in exp.trained})  # theta_0
+        trajectory.append({names[id(t)]: t.detach().clone() for t in exp.tracked})  # theta_0
         real_update = exp.averager.update
 
         def update(step):
-            trajectory.append({names[id(t)]: t.detach().clone() for t in exp.trained})
+            trajectory.append({names[id(t)]: t.detach().clone() for t in exp.tracked})
             return real_update(step)
         exp.averager.update = update
         return exp
@@ -136,8 +136,8 @@ def test_fit_runs_in_memory_without_a_run_directory(tiny_config, tiny_pretrained
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
     cfg.run.output_dir = str(tmp_path / "nowhere")
     exp = clipood.build_experiment(cfg)
-    before = [t.detach().clone() for t in exp.trained]
+    before = [t.detach().clone() for t in exp.tracked]
     clipood.fit(exp)  # no run: nothing logged or checkpointed
     assert exp.averager.last_step == cfg.train.steps
-    assert any(not torch.equal(a, b) for a, b in zip(before, exp.trained))
+    assert any(not torch.equal(a, b) for a, b in zip(before, exp.tracked))
     assert not (tmp_path / "nowhere").exists()

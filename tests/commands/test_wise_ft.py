@@ -19,7 +19,7 @@ def _eval_cfg(shapes_root, tmp_path):
     from clipood.config import Config
     cfg = Config()
     cfg.data.root, cfg.data.workers, cfg.data.holdout_domains = str(shapes_root), 0, ["sketch"]
-    cfg.train.device = "cpu"
+    cfg.compute.device = "cpu"
     cfg.run.output_dir, cfg.run.name = str(tmp_path / "runs"), "wise"
     return cfg
 
@@ -40,7 +40,8 @@ def test_any_two_models_end_points_and_choice(trained_run, tiny_pretrained, shap
     scores = {a: validation_score(res["variants"][f"alpha={a:g}"], False) for a in (0.0, 0.5, 1.0)}
     best = max(scores.values())
     assert not math.isnan(best) and scores[res["selected_alpha"]] == best
-    assert res["model_a"] == str(tiny_pretrained.resolve()) and (run.model_dir / "open_clip_model.safetensors").is_file()
+    assert res["model_a"] == str(tiny_pretrained.resolve())
+    assert (run.model_dir / "open_clip_model.safetensors").is_file()
     assert "(chosen)" in wise_ft_table(res)
 
 
@@ -139,7 +140,7 @@ def test_a_saved_zero_shot_model_is_the_zero_shot_end(shapes_root, tiny_pretrain
     cfg = Config()
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
     cfg.data.root, cfg.data.workers, cfg.data.holdout_domains = str(shapes_root), 0, ["sketch"]
-    cfg.train.device = "cpu"
+    cfg.compute.device = "cpu"
     cfg.run.output_dir, cfg.run.name = str(tmp_path), "zs"
     run, results = zeroshot(validate(cfg, training=False), progress=False, save_model=True)
     assert (run.model_dir / "clipood.json").is_file()
@@ -239,19 +240,19 @@ def test_a_rerun_after_a_kill_logs_each_alpha_once_case5d(trained_run, tiny_pret
     import pytest
 
     from clipood.commands import wise_ft
-    real, calls = wise_ft.evaluate_experiment, {"n": 0}
+    real, calls = wise_ft.evaluate_model, {"n": 0}
 
     def dies_at_the_third(*a, **k):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt  # as a kill would stop it: two alphas logged
         return real(*a, **k)
-    monkeypatch.setattr(wise_ft, "evaluate_experiment", dies_at_the_third)
+    monkeypatch.setattr(wise_ft, "evaluate_model", dies_at_the_third)
     cfg = _eval_cfg(shapes_root, tmp_path)
     with pytest.raises(KeyboardInterrupt):
         wise_ft.wise_ft_models(tiny_pretrained, trained_run / "model", cfg, [0.0, 0.25, 0.5, 0.75, 1.0],
                                progress=False)
-    monkeypatch.setattr(wise_ft, "evaluate_experiment", real)
+    monkeypatch.setattr(wise_ft, "evaluate_model", real)
     run, _ = wise_ft.wise_ft_models(tiny_pretrained, trained_run / "model", _eval_cfg(shapes_root, tmp_path),
                                     [0.0, 0.25, 0.5, 0.75, 1.0], progress=False)
     alphas = [json.loads(ln)["alpha"] for ln in (run.path / "metrics.jsonl").read_text().splitlines()]

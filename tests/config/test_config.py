@@ -63,7 +63,7 @@ def _changed_config(tmp_path) -> Config:
     cfg.loss.name, cfg.loss.margin_lambda, cfg.loss.temperature = "fixed_margin", 0.1, 0.07
     cfg.averaging.name, cfg.averaging.beta, cfg.averaging.every = "ema", 0.1, 5
     cfg.optim.lr, cfg.optim.betas, cfg.optim.grad_clip = 1e-5, [0.8, 0.95], None
-    cfg.train.steps, cfg.train.batch_size, cfg.train.precision = 500, 36, "bf16"
+    cfg.train.steps, cfg.train.batch_size, cfg.compute.precision = 500, 36, "bf16"
     cfg.eval.zeroshot = False
     cfg.run.name = "x"
     return cfg
@@ -129,7 +129,6 @@ BAD_VALUES = [
     ("train", "seed", -1),
     ("data", "split_seed", 2**63),
     ("train", "norm_layers", "fixed"),
-    ("data", "layout", "nested"),
     ("data", "val_fraction", 1.0),
     ("data", "val_fraction", -0.1),
     ("data", "val_fraction", float("nan")),
@@ -143,8 +142,8 @@ BAD_VALUES = [
     ("loss", "temperature", 0.0),
     ("loss", "temperature", 1e-5),
     ("loss", "temperature", 11.0),
-    ("loss", "head_init", "xavier"),
-    ("averaging", "name", "swa"),
+    ("model", "head_init", "xavier"),
+    ("averaging", "name", "median"),
     ("averaging", "beta", 0.0),
     ("averaging", "beta", -1.0),
     ("averaging", "beta", 101.0),
@@ -168,9 +167,9 @@ BAD_VALUES = [
     ("train", "steps", 0),
     ("train", "batch_size", 0),
     ("train", "batch_size", 65537),
-    ("train", "precision", "fp8"),
-    ("train", "device", "gpu"),
-    ("train", "device", "cuda:x"),
+    ("compute", "precision", "fp8"),
+    ("compute", "device", "gpu"),
+    ("compute", "device", "cuda:x"),
     ("train", "log_every", 0),
     ("train", "eval_every", -1),
     ("train", "checkpoint_every", -1),
@@ -380,3 +379,19 @@ def test_list_items_must_be_scalars_and_odd_template_strings_are_one_line_case7c
         cfg.model.templates, cfg.data.root = [t], str(tmp_path)
         with pytest.raises(ConfigError, match="--template"):
             validate(cfg)
+
+
+def test_options_that_moved_section_are_read_in_their_new_place(tmp_path, capsys):
+    """device, precision and channels_last are the compute section's (eval uses them too), head_init the model's:
+    a config file or a run's record written before reads them where they are now."""
+    from clipood.config import changed_options, config_record, load_yaml
+    y = tmp_path / "old.yaml"
+    y.write_text("train: {device: cpu, precision: fp32, channels_last: 'off', steps: 7}\nloss: {head_init: random}\n")
+    cfg = load_yaml(y)
+    assert (cfg.compute.device, cfg.compute.precision, cfg.compute.channels_last) == ("cpu", "fp32", "off")
+    assert (cfg.model.head_init, cfg.train.steps) == ("random", 7)
+    assert "read loss.head_init as model.head_init, train.device as compute.device" in capsys.readouterr().err
+    record = config_record(cfg)
+    old = {k.replace("compute.", "train.").replace("model.head_init", "loss.head_init"): v
+           for k, v in record["options"].items()}
+    assert changed_options({"options": old}, cfg) == []

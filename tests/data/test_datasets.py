@@ -73,7 +73,7 @@ def test_domainbed_dataset_loads_its_layout(tmp_path, name):
     folder, domains, classes, readable = DOMAINBED[name]
     make_domainbed(tmp_path, name)
     (tmp_path / folder / "__MACOSX").mkdir()  # a stray folder is not a domain
-    index, splits = registry.prepare_benchmark(name, tmp_path, **{**OPTS, "holdout_domains": [domains[0]]})
+    index, splits = registry.prepare_dataset(name, tmp_path, **{**OPTS, "holdout_domains": [domains[0]]})
     assert index.domains == domains
     assert index.class_folders == sorted(classes)
     assert dict(zip(index.class_folders, index.class_names)) == dict(zip(classes, readable))
@@ -90,7 +90,7 @@ def test_domainbed_dataset_loads_its_layout(tmp_path, name):
 def test_domainbed_protocol_is_identical_to_the_generic_folder_scan(tmp_path):
     make_domainbed(tmp_path, "pacs", per_class=5)
     opts = dict(holdout_domains=["sketch"], val_fraction=0.2, split_seed=3, base_to_new=True, shots=2, shot_seed=1)
-    index, splits = registry.prepare_benchmark("PACS", tmp_path, **opts)
+    index, splits = registry.prepare_dataset("PACS", tmp_path, **opts)
     plain = scan(tmp_path / "PACS", "domains")
     (tmp_path / "PACS" / "README.txt").unlink()
     plain_splits = make_splits(plain, **opts)
@@ -103,7 +103,7 @@ def test_terraincognita_tolerates_a_class_missing_from_a_location(tmp_path):
     for f in (tmp_path / "terra_incognita" / "location_46" / "bobcat").iterdir():
         f.unlink()  # DomainBed's script leaves such empty class folders
     (tmp_path / "terra_incognita" / "location_43" / "bobcat").rename(tmp_path / "gone")
-    index, splits = registry.prepare_benchmark("terraincognita", tmp_path, **OPTS)
+    index, splits = registry.prepare_dataset("terraincognita", tmp_path, **OPTS)
     assert index.class_folders == ["bird", "bobcat", "empty"]
     bobcat = [d for d, y in zip(index.domain_ids, index.labels) if y == 1]
     assert sorted(set(index.domains[d] for d in bobcat)) == ["location_100", "location_38"]
@@ -113,7 +113,7 @@ def test_officehome_accepts_real_world_with_underscore(tmp_path):
     make_domainbed(tmp_path, "officehome")
     base = tmp_path / "office_home"
     (base / "Real World").rename(base / "Real_World")
-    index, splits = registry.prepare_benchmark("officehome", tmp_path, **{**OPTS, "holdout_domains": ["Real World"]})
+    index, splits = registry.prepare_dataset("officehome", tmp_path, **{**OPTS, "holdout_domains": ["Real World"]})
     assert index.domains[-1] == "Real World"
     assert all("Real_World" in p for p, d in zip(index.paths, index.domain_ids) if d == 3)
 
@@ -152,7 +152,7 @@ def make_imagenet(root: Path, shifts=("v2", "sketch", "a", "r")) -> Path:
 def test_imagenet_with_its_shift_sets(tmp_path):
     make_imagenet(tmp_path)
     with pytest.warns(PartialImageNet, match="4 of 1000 class folders"):
-        index, splits = registry.prepare_benchmark("imagenet", tmp_path, **OPTS)
+        index, splits = registry.prepare_dataset("imagenet", tmp_path, **OPTS)
     order = sorted(WNIDS, key=WNIDS.get)  # label order = sorted WordNet ids
     assert index.class_folders == [WNIDS[c] for c in order]
     assert index.class_names == order  # CLIP's readable names
@@ -183,7 +183,7 @@ def test_imagenet_with_its_shift_sets(tmp_path):
 def test_imagenet_base_to_new_and_shots(tmp_path):
     make_imagenet(tmp_path, shifts=())
     with pytest.warns(PartialImageNet):
-        index, splits = registry.prepare_benchmark("imagenet", tmp_path, **OPTS, base_to_new=True, shots=1)
+        index, splits = registry.prepare_dataset("imagenet", tmp_path, **OPTS, base_to_new=True, shots=1)
     assert splits.base_classes == [0, 1] and splits.new_classes == [2, 3]
     assert len(splits.train) == 2 and {index.labels[i] for i in splits.train} == {0, 1}
 
@@ -191,7 +191,7 @@ def test_imagenet_base_to_new_and_shots(tmp_path):
 def test_imagenet_without_shift_sets_warns_and_evaluates_val_only(tmp_path):
     make_imagenet(tmp_path, shifts=("a",))
     with pytest.warns(PartialImageNet) as record:
-        index, splits = registry.prepare_benchmark("imagenet", tmp_path, **OPTS)
+        index, splits = registry.prepare_dataset("imagenet", tmp_path, **OPTS)
     assert [es.name for es in splits.evals] == ["imagenet/val", "imagenet-a/test"]
     msg = " ".join(str(w.message) for w in record)
     assert "imagenet-v2" in msg and str(tmp_path / "imagenetv2") in msg
@@ -201,7 +201,7 @@ def test_imagenet_val_must_be_sorted_into_class_folders(tmp_path):
     make_imagenet(tmp_path, shifts=())
     image(tmp_path / "imagenet" / "images" / "val" / "ILSVRC2012_val_00000001.JPEG")
     with pytest.warns(PartialImageNet), pytest.raises(DataError, match="one folder per WordNet id"):
-        registry.prepare_benchmark("imagenet", tmp_path, **OPTS)
+        registry.prepare_dataset("imagenet", tmp_path, **OPTS)
 
 
 def test_imagenet_plain_train_val_layout_is_accepted(tmp_path):
@@ -209,7 +209,7 @@ def test_imagenet_plain_train_val_layout_is_accepted(tmp_path):
     (tmp_path / "imagenet" / "images" / "train").rename(tmp_path / "imagenet" / "train")
     (tmp_path / "imagenet" / "images" / "val").rename(tmp_path / "imagenet" / "val")
     with pytest.warns(PartialImageNet):
-        index, splits = registry.prepare_benchmark("imagenet", tmp_path, **OPTS)
+        index, splits = registry.prepare_dataset("imagenet", tmp_path, **OPTS)
     assert len(splits.train) == 8
 
 
@@ -221,7 +221,7 @@ def test_imagenet_plain_train_val_layout_is_accepted(tmp_path):
 ])
 def test_imagenet_shift_set_on_its_own(tmp_path, name, classes, subset):
     make_imagenet(tmp_path)
-    index, splits = registry.prepare_benchmark(name, tmp_path, training=False, **OPTS)
+    index, splits = registry.prepare_dataset(name, tmp_path, training=False, **OPTS)
     assert index.num_classes == 1000  # the classes an ImageNet model was trained on
     assert index.class_names[0] == "tench" and index.class_folders[0] == "n01440764"
     assert index.domains == [name] and splits.train == []
@@ -235,14 +235,14 @@ def test_imagenet_a_rejects_a_folder_outside_its_200_classes(tmp_path):
     make_imagenet(tmp_path, shifts=("a",))
     image(tmp_path / "imagenet-adversarial" / "imagenet-a" / WNIDS["tench"] / "x.jpg")
     with pytest.raises(DataError, match="is not one of the 200 ImageNet-A classes"):
-        registry.prepare_benchmark("imagenet-a", tmp_path, training=False, **OPTS)
+        registry.prepare_dataset("imagenet-a", tmp_path, training=False, **OPTS)
 
 
 def test_imagenet_v2_folders_must_be_label_indices(tmp_path):
     make_imagenet(tmp_path, shifts=("v2",))
     image(tmp_path / "imagenetv2" / "imagenetv2-matched-frequency-format-val" / "1000" / "x.jpg")
     with pytest.raises(DataError, match="label indices 0..999"):
-        registry.prepare_benchmark("imagenet-v2", tmp_path, training=False, **OPTS)
+        registry.prepare_dataset("imagenet-v2", tmp_path, training=False, **OPTS)
 
 
 # ----------------------------------------------------------------------------- CoOp datasets
@@ -316,7 +316,7 @@ def test_coop_dataset_reads_its_split_file(tmp_path, name):
     else:
         _, raw = make_coop(tmp_path, name)
         readable = COOP[name][5]
-    index, splits = registry.prepare_benchmark(name, tmp_path, training=not registry.get(name).test_only, **OPTS)
+    index, splits = registry.prepare_dataset(name, tmp_path, training=not registry.get(name).test_only, **OPTS)
     assert index.domains == [name]
     assert index.class_folders == raw  # label order of the split file, not sorted
     assert index.class_names == readable
@@ -326,7 +326,7 @@ def test_coop_dataset_reads_its_split_file(tmp_path, name):
     for i in range(len(index)):
         assert Path(index.paths[i]).is_file()
     # base-to-new: the first ceil(C/2) labels are base; few-shot keeps that many per class
-    index, splits = registry.prepare_benchmark(name, tmp_path, **OPTS, base_to_new=True, shots=1)
+    index, splits = registry.prepare_dataset(name, tmp_path, **OPTS, base_to_new=True, shots=1)
     assert splits.base_classes == [0, 1] and splits.new_classes == [2]
     assert sorted(index.labels[i] for i in splits.train) == [0, 1]
 
@@ -338,24 +338,24 @@ def test_coop_split_file_errors_name_the_file(tmp_path):
     missing = base / "images" / split["test"][0][0]
     missing.unlink()
     with pytest.raises(DataError, match=r"1 of 12 images named in .*split_zhou_DescribableTextures.json are missing"):
-        registry.prepare_benchmark("dtd", tmp_path, **OPTS)
+        registry.prepare_dataset("dtd", tmp_path, **OPTS)
     image(missing)
     split["val"][0][2] = "striped"  # label 0 called two names
     split_path.write_text(json.dumps(split))
     with pytest.raises(DataError, match="label 0 is named both"):
-        registry.prepare_benchmark("dtd", tmp_path, **OPTS)
+        registry.prepare_dataset("dtd", tmp_path, **OPTS)
     split_path.write_text('{"train": [["a.jpg", "zero", "banded"]], "val": [], "test": []}')
     with pytest.raises(DataError, match=r"train\[0\] is .*expected \[image path, label >= 0, class name\]"):
-        registry.prepare_benchmark("dtd", tmp_path, **OPTS)
+        registry.prepare_dataset("dtd", tmp_path, **OPTS)
     split_path.write_text("{not json")
     with pytest.raises(DataError, match="not a valid JSON split file"):
-        registry.prepare_benchmark("dtd", tmp_path, **OPTS)
+        registry.prepare_dataset("dtd", tmp_path, **OPTS)
 
 
 def test_fixed_test_sets_refuse_holdout_domains(tmp_path):
     make_coop(tmp_path, "eurosat")
     with pytest.raises(DataError, match="--holdout-domain: --dataset eurosat has fixed test sets"):
-        registry.prepare_benchmark("eurosat", tmp_path, **{**OPTS, "holdout_domains": ["eurosat"]})
+        registry.prepare_dataset("eurosat", tmp_path, **{**OPTS, "holdout_domains": ["eurosat"]})
 
 
 # ----------------------------------------------------------------------------- missing datasets
@@ -365,7 +365,7 @@ def test_fixed_test_sets_refuse_holdout_domains(tmp_path):
 def test_missing_dataset_gives_the_documented_error(tmp_path, name):
     bench = registry.get(name)
     with pytest.raises(DataError) as err:
-        registry.prepare_benchmark(name, tmp_path, training=False, **OPTS)
+        registry.prepare_dataset(name, tmp_path, training=False, **OPTS)
     msg = str(err.value)
     assert len(msg.splitlines()) == 1
     expected = tmp_path / bench.folders[0]
@@ -377,11 +377,11 @@ def test_missing_part_of_a_dataset_names_that_part(tmp_path):
     make_domainbed(tmp_path, "pacs")
     (tmp_path / "PACS" / "sketch").rename(tmp_path / "PACS" / "Sketches")
     with pytest.raises(DataError, match=f"not found: {tmp_path / 'PACS' / 'sketch'} is missing"):
-        registry.prepare_benchmark("pacs", tmp_path, **OPTS)
+        registry.prepare_dataset("pacs", tmp_path, **OPTS)
     base, _ = make_coop(tmp_path, "eurosat")
     (base / "split_zhou_EuroSAT.json").unlink()
     with pytest.raises(DataError, match=f"{base / 'split_zhou_EuroSAT.json'} is missing"):
-        registry.prepare_benchmark("eurosat", tmp_path, **OPTS)
+        registry.prepare_dataset("eurosat", tmp_path, **OPTS)
 
 
 def test_docs_list_every_dataset_and_are_generated_from_the_registry():

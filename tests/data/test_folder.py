@@ -63,6 +63,35 @@ def test_flat_imagefolder_layout(tmp_path):
     assert scan(root, layout="imagefolder").paths == idx.paths
 
 
+def test_a_folder_is_a_dataset_like_the_named_ones(tmp_path):
+    """One path: ``prepare_dataset`` without a name reads the folder as scan + make_splits did."""
+    from clipood.data.datasets import dataset, prepare_dataset, prompt_template, splits_by_domain
+    root = make_tree(tmp_path / "ds", {f"{d}/{c}": 5 for d in ("photo", "sketch") for c in ("cat", "dog", "owl")})
+    opts = dict(holdout_domains=["sketch"], val_fraction=0.2, split_seed=3, base_to_new=True, shots=None,
+                shot_seed=0, protocol="clipood")
+    index, splits = prepare_dataset(None, root, **opts)
+    expected = scan(root)
+    assert (index.paths, index.domains) == (expected.paths, expected.domains)
+    assert splits == make_splits(expected, **opts)
+    assert dataset(None).domain_split and splits_by_domain(None) and prompt_template(None) == "a photo of a {}."
+
+
+def test_the_layout_registry(tmp_path, monkeypatch):
+    """--layout: 'auto' or a registered layout (any other is one error line); a new layout is one entry."""
+    from clipood.data import folder
+    from clipood.errors import ConfigError
+    root = make_tree(tmp_path / "ds", {"2021/photo/cat": 1, "2021/photo/dog": 1, "2022/photo/cat": 1,
+                                       "2022/photo/dog": 2})
+    with pytest.raises(ConfigError, match=r"^--layout: 'nested' is out of range; allowed: auto, domains, imagefolder$"):
+        scan(root, layout="nested")
+    nested = folder.Layout("nested", "a sub-folder per year, in it a sub-folder per domain", "ROOT/<year>/<domain>/...",
+                           lambda r: [(f"{y.name}-{d.name}", d) for y in sorted(r.iterdir())
+                                      for d in sorted(y.iterdir())])
+    monkeypatch.setitem(folder.LAYOUTS, "nested", nested)
+    idx = scan(root, layout="nested")
+    assert idx.domains == ["2021-photo", "2022-photo"] and idx.class_folders == ["cat", "dog"] and len(idx) == 5
+
+
 def test_readable_names():
     assert readable_name("golden_retriever") == "golden retriever"
     assert readable_name("__odd__name_") == "odd name"

@@ -26,7 +26,7 @@ def captions_csv(shapes_root):
 
 
 def _cfg(csv_path, out, *, steps=12, name="lit", lock=True, **model):
-    from clipood.pretraining.config import PretrainConfig, validate
+    from clipood.pretraining.config import PretrainConfig, validate_pretrain
     cfg = PretrainConfig()
     cfg.model.arch, cfg.model.pretrained = TOWERS, "none"
     cfg.model.lock_image = cfg.model.lock_text = lock
@@ -37,7 +37,7 @@ def _cfg(csv_path, out, *, steps=12, name="lit", lock=True, **model):
     cfg.train.checkpoint_every, cfg.train.log_every = 0, 1
     cfg.optim.lr, cfg.optim.warmup_steps = 1e-2, 0
     cfg.run.output_dir, cfg.run.name = str(out), name
-    return validate(cfg)
+    return validate_pretrain(cfg)
 
 
 def test_cached_features_give_the_loss_of_the_whole_model(captions_csv, tmp_path, monkeypatch, clip_loss):

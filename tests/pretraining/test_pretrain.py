@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from clipood.errors import ConfigError, DataError, Interrupted, ModelError
+from clipood.rundir import list_checkpoints
 
 TINY = "clipood-tiny"
 
@@ -31,7 +32,7 @@ def captions_csv(shapes_root):
 
 
 def _cfg(csv_path, out, *, steps=40, name="run", **data):
-    from clipood.pretraining.config import PretrainConfig, validate
+    from clipood.pretraining.config import PretrainConfig, validate_pretrain
     cfg = PretrainConfig()
     cfg.model.arch = TINY
     cfg.data.csv, cfg.data.workers, cfg.data.val_size = str(csv_path), 0, 16
@@ -42,7 +43,7 @@ def _cfg(csv_path, out, *, steps=40, name="run", **data):
     cfg.train.checkpoint_every, cfg.train.log_every = 0, 5
     cfg.optim.lr, cfg.optim.warmup_steps = 1e-3, 4
     cfg.run.output_dir, cfg.run.name = str(out), name
-    return validate(cfg)
+    return validate_pretrain(cfg)
 
 
 @torch.no_grad()
@@ -136,8 +137,9 @@ def test_install_as_tag_loads_through_the_backbone_path(captions_csv, tmp_path, 
     exported = load_file(str(run.model_dir / "open_clip_model.safetensors"))
     for k, v in tagged.model.state_dict().items():
         assert torch.equal(v, exported[k]), k
-    assert json.loads((tmp_path / "cache" / "pretrained" / TINY / "shapes-test" / "clipood_pretrain.json")
-                      .read_text())["data"]["excluded_domains"] == {"sketch": results["data"]["excluded_domains"]["sketch"]}
+    record = json.loads((tmp_path / "cache" / "pretrained" / TINY / "shapes-test" / "clipood_pretrain.json")
+                        .read_text())
+    assert record["data"]["excluded_domains"] == {"sketch": results["data"]["excluded_domains"]["sketch"]}
 
 
 def test_resume_after_sigterm_is_bit_exact(captions_csv, tmp_path, monkeypatch):
@@ -163,7 +165,7 @@ def test_resume_after_sigterm_is_bit_exact(captions_csv, tmp_path, monkeypatch):
     with pytest.raises(Interrupted, match="--resume"):
         trainer.run_pretrain(cfg, progress=False)
     monkeypatch.setattr(trainer, "train_step", real_step)
-    assert [s for s, _ in trainer.ckpt.list_checkpoints(tmp_path / "broken")] == [7]
+    assert [s for s, _ in list_checkpoints(tmp_path / "broken")] == [7]
 
     run, cfg2 = trainer.open_run(tmp_path / "broken")
     original = own_csv.read_bytes()
@@ -185,7 +187,7 @@ def test_resume_after_sigterm_is_bit_exact(captions_csv, tmp_path, monkeypatch):
 def test_bad_tables_and_options_fail_with_one_clear_line(captions_csv, tmp_path):
     from clipood.cli import build_parser, config_from_args, main
     from clipood.pretraining.captions import read_caption_table
-    from clipood.pretraining.config import PretrainConfig, validate
+    from clipood.pretraining.config import PretrainConfig, validate_pretrain
 
     with pytest.raises(DataError, match="'nosuch' is not a domain.*domains: cartoon, painting, photo, sketch"):
         read_caption_table(captions_csv, exclude_domains=["nosuch"])
@@ -208,12 +210,12 @@ def test_bad_tables_and_options_fail_with_one_clear_line(captions_csv, tmp_path)
     assert cfg.train.batch_size == PretrainConfig().train.batch_size
     cfg.optim.warmup_steps = 5
     with pytest.raises(ConfigError, match="--warmup-steps"):
-        validate(cfg)
+        validate_pretrain(cfg)
     for key, flag in (("zoom_out", "--zoom-out"), ("grayscale", "--grayscale")):
         bad, _ = config_from_args(args, PretrainConfig())
         setattr(bad.data, key, 1.5)
         with pytest.raises(ConfigError, match=f"{flag}.*0 <= p <= 1"):
-            validate(bad)
+            validate_pretrain(bad)
     assert main(["pretrain", "--csv", str(tmp_path / "none.csv")]) == 2
     assert main(["pretrain", "--csv", str(captions_csv), "--arch", "local-dir:/x", "--install-as", "t"]) == 2
 

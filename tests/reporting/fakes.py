@@ -71,8 +71,8 @@ def _domainbed_runs(root: Path, rng: random.Random, held_out=("art_painting", "s
                     zs = {f"{held}/in": _entry(held, "in", "test", 0.25)}
                     _write_run(root, f"pacs-{method}-{held}-{lam}-seed{seed}", method=method, dataset="PACS",
                                holdout=(held,), seed=seed, variant=variant, evals=evals, domains=PACS,
-                               train_domains=train, zeroshot=zs, metrics=losses + evs, config=_config(method, lam, seed),
-                               protocol=protocol)
+                               train_domains=train, zeroshot=zs, metrics=losses + evs,
+                               config=_config(method, lam, seed), protocol=protocol)
                     truth[(method, held, seed, lam)] = {"test": test, "oracle": oracle, "val": statistics.fmean(vals)}
                     if not pairs:
                         continue

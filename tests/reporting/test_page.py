@@ -11,7 +11,7 @@ import pytest
 from fakes import _assert_png_has_content
 
 from clipood.cli import main
-from clipood.reporting.selection import MODES
+from clipood.reporting.selection import MODES, select
 
 # Appended to a copy of the page (the page itself ships no test code): after layout, write into <body>
 # what a reader would see go wrong: tables wider than the window outside a scrolling box, label cells
@@ -119,13 +119,20 @@ def test_page_states_settings_and_each_selection_once(full_report):
     assert settings, "no settings table"
     rows = [[html.unescape(c) for c in re.findall(r"<t[hd]>(.*?)</t[hd]>", tr)]
             for tr in re.findall(r"<tr>(.*?)</tr>", settings.group(1))]
-    assert rows[0] == ["dataset", "method", "backbone", "weights", "steps", "lr", "batch", "seeds", "runs"]
+    assert rows[0] == ["dataset", "method", "backbone", "weights", "steps", "lr", "batch", "hyper-parameters",
+                       "seeds", "runs"]
     by = {(r[0], r[1]): r for r in rows[1:]}
     # The fakes' config.yaml: clipood-tiny, no weights, 4 steps, lr 1e-5 (OfficeHome 2e-5), 6 (8) per domain.
-    assert by[("PACS", "CLIPood (MMS + BMA)")][2:8] == ["clipood-tiny", "none", "4", "1e-05",
-                                                      "6 × 3 domains, 6 × 2 domains", "0, 1"]
-    assert by[("OfficeHome", "CLIPood (MMS + BMA)")][2:8] == ["clipood-tiny", "none", "4", "2e-05", "8 × 3 domains",
-                                                            "0, 1"]
+    assert by[("PACS", "CLIPood (MMS + BMA)")][2:7] + by[("PACS", "CLIPood (MMS + BMA)")][8:9] == \
+        ["clipood-tiny", "none", "4", "1e-05", "6 × 3 domains, 6 × 2 domains", "0, 1"]
+    assert by[("OfficeHome", "CLIPood (MMS + BMA)")][2:7] + by[("OfficeHome", "CLIPood (MMS + BMA)")][8:9] == \
+        ["clipood-tiny", "none", "4", "2e-05", "8 × 3 domains", "0, 1"]
+    # the hyper-parameters its loss (MMS: lambda) and averager (BMA: beta) declare; ERM's (linear, none) declare none
+    chosen = [r for r in full_report.records if r.dataset == "OfficeHome" and r.method == "clipood"
+              and id(r) in {id(x) for x in select(full_report.records, MODES[0])[0]}]
+    values = lambda k: " / ".join(dict.fromkeys(f"{r.hparams[k]:g}" for r in chosen))  # noqa: E731
+    assert by[("OfficeHome", "CLIPood (MMS + BMA)")][7] == f"lambda {values('lambda')}, beta {values('beta')}"
+    assert by[("PACS", "ERM (linear head)")][7] == "-"
     assert page.index('id="settings"') < page.index('id="results"')  # beside the results, before them
     text = _text(page)
     assert "CLIP ViT-B/16 (OpenAI weights), 5000 steps" in text

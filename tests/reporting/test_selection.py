@@ -67,7 +67,8 @@ def test_missing_paired_runs_leave_cells_empty_and_are_named(tmp_path):
     report = build_report(tmp_path / "runs", tmp_path / "out", make_plots=False)
     t = next(t for t in report.tables["leave-one-out"] if t.key == "table1_pacs_loo")
     art = next(r for r in t.ours if r.method == "clipood").cells[0]
-    assert art.n == 1 and art.fmt() == f"{100 * truth[('clipood', 'art_painting', 1, _loo_pick(truth, 'art_painting', 1))]['test']:.1f}"
+    pick = _loo_pick(truth, "art_painting", 1)
+    assert art.n == 1 and art.fmt() == f"{100 * truth[('clipood', 'art_painting', 1, pick)]['test']:.1f}"
 
 
 def test_without_paired_runs_the_report_says_so_and_shows_no_table(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from clipood.errors import ConfigError
-from clipood.sweep import execution, plan, run_sweep, spec_from_dict
+from clipood.sweep import plan, run_sweep, runner, spec_from_dict
 from clipood.sweep.launchers import GpuSlots, SlurmOptions, visible_gpus
 
 
@@ -55,7 +55,7 @@ def test_parallel_runs_see_their_own_gpu(shapes_root, tiny_pretrained, tmp_path,
     def fake_command(run, state_dir):
         return [sys.executable, "-c", script, run.name]
 
-    monkeypatch.setattr(execution, "subprocess_command", fake_command)
+    monkeypatch.setattr(runner, "subprocess_command", fake_command)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
     outcome = run_sweep(spec, jobs=2, progress=False)
     got = {p.name: p.read_text() for p in seen.iterdir()}

@@ -46,7 +46,8 @@ def test_plan_names_variants_dependencies_and_errors(shapes_root, tiny_pretraine
     held = sorted({r.holdout for r in runs})
     assert held == [("cartoon",), ("painting",), ("photo",), ("sketch",)]  # 'all': every domain in turn
     per_domain = [r for r in runs if r.holdout == ("sketch",)]
-    by_method = {m: [r for r in per_domain if r.method.name == m] for m in ("zeroshot", "finetune", "clipood", "wise-ft")}
+    by_method = {m: [r for r in per_domain if r.method.name == m]
+                 for m in ("zeroshot", "finetune", "clipood", "wise-ft")}
     assert len(by_method["zeroshot"]) == 1  # nothing random, no lambda: one evaluation
     assert len(by_method["finetune"]) == 2  # added for WiSE-FT; lambda does not apply: one variant x 2 seeds
     assert len(by_method["clipood"]) == 4  # 2 lambdas x 2 seeds

@@ -9,6 +9,7 @@ import torch
 
 from clipood.commands import train as run_train
 from clipood.errors import ClipoodError, DataError
+from clipood.rundir import list_checkpoints
 from clipood.training import checkpoint as ckpt
 
 
@@ -58,8 +59,8 @@ def test_non_finite_loss_stops_before_the_average_and_keeps_last_checkpoint(tiny
     with pytest.raises(ClipoodError, match="loss became nan at step 5"):
         run_train(cfg, progress=False)
     run_dir = tiny_config.run.output_dir + "/run"
-    saved = [s for s, _ in ckpt.list_checkpoints(run_dir)]
+    saved = [s for s, _ in list_checkpoints(run_dir)]
     assert saved == [2, 4]
     state = ckpt.load_latest(run_dir)
     assert all(torch.isfinite(a).all() for a in state["averager"]["average"])
-    assert all(torch.isfinite(t).all() for t in state["trained"])
+    assert all(torch.isfinite(t).all() for t in state["tracked"])

@@ -14,7 +14,7 @@ import torch
 
 from clipood.commands import train as run_train
 from clipood.errors import ClipoodError, DataError
-from clipood.rundir import RunDir
+from clipood.rundir import RunDir, checkpoint_dir, checksum_path
 from clipood.training import checkpoint as ckpt
 
 
@@ -25,7 +25,7 @@ def _state(value: float) -> dict:
 def test_a_flipped_byte_is_refused_and_the_older_checkpoint_used(tmp_path, capsys):
     for step in (2, 4):
         ckpt.save_checkpoint(tmp_path, step, _state(float(step)), keep=2)
-    newest = ckpt.checkpoint_dir(tmp_path) / "step-00000004.pt"
+    newest = checkpoint_dir(tmp_path) / "step-00000004.pt"
     data = bytearray(newest.read_bytes())
     data[len(data) // 2] ^= 0xFF  # inside the tensor data: torch would still load it, with a wrong value
     newest.write_bytes(bytes(data))
@@ -34,7 +34,7 @@ def test_a_flipped_byte_is_refused_and_the_older_checkpoint_used(tmp_path, capsy
     err = capsys.readouterr().err
     assert "skipped step-00000004.pt (checksum mismatch" in err and "resuming from step-00000002.pt (step 2)" in err
 
-    (ckpt.checkpoint_dir(tmp_path) / "step-00000002.pt.sha256").unlink()  # a write that never finished
+    (checkpoint_dir(tmp_path) / "step-00000002.pt.sha256").unlink()  # a write that never finished
     with pytest.raises(ClipoodError, match="no intact checkpoint in .*delete the folder"):
         ckpt.load_latest(tmp_path)
 
@@ -42,7 +42,7 @@ def test_a_flipped_byte_is_refused_and_the_older_checkpoint_used(tmp_path, capsy
 def test_a_truncated_newest_checkpoint_is_skipped_with_a_note(tmp_path, capsys):
     for step in (3, 6):
         ckpt.save_checkpoint(tmp_path, step, _state(float(step)), keep=2)
-    newest = ckpt.checkpoint_dir(tmp_path) / "step-00000006.pt"
+    newest = checkpoint_dir(tmp_path) / "step-00000006.pt"
     newest.write_bytes(newest.read_bytes()[:100])
     assert ckpt.load_latest(tmp_path)["step"] == 3
     assert "skipped step-00000006.pt" in capsys.readouterr().err
@@ -173,8 +173,9 @@ def test_resume_refuses_edited_steps_case2(tiny_config, monkeypatch):
     assert not (run.path / "results.json").exists()
 
 
-def test_resume_takes_edited_execution_options_and_refuses_other_fields_case1(tiny_config, monkeypatch):
-    """Variants: an execution option edited in config.yaml is taken; templates, seed and the loss are refused."""
+def test_resume_takes_edited_runtime_options_and_refuses_other_fields_case1(tiny_config, monkeypatch):
+    """Variants: a runtime option (of how the run runs) edited in config.yaml is taken; templates, seed and the loss
+    are refused."""
     cfg = tiny_config
     cfg.train.checkpoint_every = 3
     run = _stopped_run(cfg, monkeypatch)
@@ -208,7 +209,7 @@ def _resume_cli(run: RunDir, capsys) -> tuple[int, str]:
 def test_a_non_utf8_checksum_file_is_a_damaged_checkpoint_case7c(tmp_path, capsys):
     for step in (2, 4):
         ckpt.save_checkpoint(tmp_path, step, _state(float(step)), keep=2)
-    sums = ckpt.checksum_path(ckpt.checkpoint_dir(tmp_path) / "step-00000004.pt")
+    sums = checksum_path(checkpoint_dir(tmp_path) / "step-00000004.pt")
     sums.write_bytes(b"\xff\xfe\x00garbage\n")
     assert ckpt.load_latest(tmp_path)["step"] == 2
     assert "skipped step-00000004.pt (its checksum file step-00000004.pt.sha256 is not a SHA-256 line" in \
@@ -222,22 +223,37 @@ def test_a_checkpoint_of_another_kind_with_a_valid_checksum_case7c(tiny_config, 
     ckpt.save_checkpoint(run.path, 4, {"model": {"w": torch.zeros(2)}}, keep=5)  # a pretraining-like state
     code, err = _resume_cli(run, capsys)
     assert code == 0, err
-    assert "skipped step-00000004.pt (not a checkpoint of this kind of run (no 'trained'" in err
+    assert "skipped step-00000004.pt (not a checkpoint of this kind of run (no 'tracked'" in err
+    assert json.loads((run.path / "results.json").read_text())["resumed_from_step"] == 3
+
+
+def _edited_checkpoint(cfg, monkeypatch, edit):
+    """A run stopped at step 3 whose checkpoint is written again after ``edit(state)``; its run and path."""
+    cfg.train.checkpoint_every = 3
+    run = _stopped_run(cfg, monkeypatch)
+    path = checkpoint_dir(run.path) / "step-00000003.pt"
+    state = torch.load(path, weights_only=True)
+    edit(state)
+    del state["step"]
+    ckpt.save_checkpoint(run.path, 3, state, keep=5)
+    return run, path
+
+
+def test_a_checkpoint_of_an_older_clipood_resumes(tiny_config, monkeypatch, capsys):
+    """Checkpoints written before the tracked tensors had their name keep them under 'trained'."""
+    run, _ = _edited_checkpoint(tiny_config, monkeypatch, lambda state: state.update(trained=state.pop("tracked")))
+    code, err = _resume_cli(run, capsys)
+    assert code == 0, err
     assert json.loads((run.path / "results.json").read_text())["resumed_from_step"] == 3
 
 
 def test_a_checkpoint_whose_tensors_do_not_fit_is_one_line_case7c(tiny_config, monkeypatch, capsys):
-    cfg = tiny_config
-    cfg.train.checkpoint_every = 3
-    run = _stopped_run(cfg, monkeypatch)
-    path = ckpt.checkpoint_dir(run.path) / "step-00000003.pt"
-    state = torch.load(path, weights_only=True)
-    state["trained"] = [t[..., :1].clone() if t.dim() else t for t in state["trained"]]  # other shapes, same count
-    del state["step"]
-    ckpt.save_checkpoint(run.path, 3, state, keep=5)
+    def other_shapes(state):  # the same number of tensors
+        state["tracked"] = [t[..., :1].clone() if t.dim() else t for t in state["tracked"]]
+    run, path = _edited_checkpoint(tiny_config, monkeypatch, other_shapes)
     code, err = _resume_cli(run, capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert f"clipood: error: --resume: {path} does not match this model (its trained tensors have other shapes" in err
+    assert f"clipood: error: --resume: {path} does not match this model (its tracked tensors have other shapes" in err
 
 
 @pytest.mark.parametrize("content", [b'{"sketch/in": {"accuracy": 0.5', b'[1, 2, 3]\n', b'\xff\xfe binary'])
@@ -319,9 +335,9 @@ def test_resume_takes_a_moved_dataset_of_the_same_images_case1(tiny_config, shap
 
 def test_a_folder_under_a_checkpoints_name_is_skipped_case7c(tmp_path, capsys):
     ckpt.save_checkpoint(tmp_path, 2, _state(2.0), keep=5)
-    bogus = ckpt.checkpoint_dir(tmp_path) / "step-00000004.pt"
+    bogus = checkpoint_dir(tmp_path) / "step-00000004.pt"
     bogus.mkdir()
-    ckpt.checksum_path(bogus).write_text("0" * 64 + "  step-00000004.pt\n")
+    checksum_path(bogus).write_text("0" * 64 + "  step-00000004.pt\n")
     assert ckpt.load_latest(tmp_path)["step"] == 2
     assert "skipped step-00000004.pt (unreadable (Is a directory))" in capsys.readouterr().err
 

@@ -39,7 +39,7 @@ def test_torchrun_two_processes_equal_one_process(tiny_config, tiny_pretrained, 
     cfg = tiny_config
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
     cfg.data.holdout_domains = ["sketch"]
-    cfg.train.steps, cfg.train.batch_size, cfg.train.log_every, cfg.train.device = 4, 3, 1, "cpu"
+    cfg.train.steps, cfg.train.batch_size, cfg.train.log_every, cfg.compute.device = 4, 3, 1, "cpu"
     cfg.optim.eps, cfg.eval.batch_size, cfg.eval.zeroshot = 1e-4, 5, True
     one_run, one = run_train(cfg, progress=False)
 
@@ -164,7 +164,7 @@ def test_one_process_run_resumes_under_torchrun(tiny_config, tiny_pretrained, sh
     cfg = tiny_config
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
     cfg.data.holdout_domains = ["sketch"]
-    cfg.train.steps, cfg.train.batch_size, cfg.train.log_every, cfg.train.device = 4, 3, 1, "cpu"
+    cfg.train.steps, cfg.train.batch_size, cfg.train.log_every, cfg.compute.device = 4, 3, 1, "cpu"
     cfg.optim.eps, cfg.eval.batch_size, cfg.eval.zeroshot = 1e-4, 5, False
     cfg.run.output_dir, cfg.run.name = str(tmp_path), "unbroken"
     unbroken, first = run_train(cfg, progress=False)

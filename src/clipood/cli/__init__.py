@@ -1,7 +1,9 @@
 """The ``clipood`` command.
 
-Flags are generated from the config dataclasses (``config``), so every option has one default
-and one help text, shown by ``--help``. Precedence: defaults < --config YAML < flags. User
+Each command brings its parser and its run function (``parser.COMMANDS``: ``runs``, ``info``,
+``data``, ``demo``, ``experiments``, ``tools``). The flags of config options are generated from
+the config dataclasses (``flags``), so every option has one default and one help text, shown by
+``--help``. Precedence: defaults < --profile < --config YAML < flags. User
 errors and environment faults (a missing file, a full disk, a closed pipe) print one line
 ``clipood: error: ...`` and exit 2; an option given that does not apply is one
 ``clipood: warning:`` line. ``CLIPOOD_DEBUG=1`` shows the traceback instead.
@@ -18,34 +20,11 @@ from typing import Optional, Sequence
 from . import _guard  # noqa: F401  (first: a deleted working folder is said before torch fails on it)
 
 # isort: split
-from ..cache import cache_root
-from ..config import validate
 from ..errors import ClipoodError, Interrupted
-from ..pretraining.config import PretrainConfig
-from .flags import config_from_args, resume_overrides, warn_inapplicable
+from .flags import config_from_args
 from .parser import build_parser
-from .tools import TOOL_COMMANDS, dispatch_tool
 
 __all__ = ["build_parser", "config_from_args", "dispatch", "main"]
-
-
-def _is_main_process() -> bool:
-    """Rank 0 under torchrun (the others stay quiet), or a plain single process."""
-    return os.environ.get("RANK", "0") == "0"
-
-
-def report_run(run, results: dict) -> int:
-    """The results table and where the run is (rank 0 only under torchrun); the command's exit status."""
-    print_results(results)
-    if _is_main_process():
-        print(f"run directory: {run.path}")
-    return 0
-
-
-def print_results(results: dict) -> None:
-    from ..reporting.text import results_table
-    if _is_main_process():
-        print(results_table(results))
 
 
 def _debug() -> bool:
@@ -143,116 +122,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    progress = not getattr(args, "no_progress", False)
-    if args.command in TOOL_COMMANDS:
-        return dispatch_tool(args)
-    if args.command == "models":
-        import open_clip
-
-        from ..model import list_architectures
-        from ..model.weights import clipood_tags
-        for name in list_architectures():
-            tags = open_clip.list_pretrained_tags_by_model(name) + clipood_tags(name) if args.tags else []
-            print(name + (f"  [{', '.join(tags)}]" if tags else ""))
-        return 0
-    if args.command == "datasets":
-        from ..data.datasets import status_rows
-        from ..reporting.text import markdown_table
-        where = "folder under ROOT" if args.root is None else f"status under {args.root}"
-        print(markdown_table(["dataset", "family", "domains", "classes", where], status_rows(args.root)))
-        return 0
-    if args.command == "data":
-        out = Path(args.out) if args.out else cache_root() / "datasets" / args.name
-        if args.name == "emoji":
-            from ..data.emoji import build_emoji
-            classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
-            domains = [d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None
-            report = build_emoji(out, sources=args.sources, **({"size": args.size} if args.size is not None else {}),
-                                 **({"images_per_class": args.per_class} if args.per_class is not None else {}),
-                                 max_classes=args.max_classes,
-                                 classes=classes, domains=domains, pretrain=args.pretrain_set, force=args.force,
-                                 progress=progress)
-            print(report.summary())
-            return 0
-        from ..console import warn
-        from ..data.synthetic import SHAPES_PER_CLASS, SHAPES_SIZE, check_build_options, make_shapes_dataset
-        for flag, value in (("--sources", args.sources), ("--max-classes", args.max_classes),
-                            ("--classes", args.classes), ("--domains", args.domains),
-                            ("--pretrain-set", args.pretrain_set or None), ("--force", args.force or None)):
-            if value is not None:
-                warn(f"{flag}: applies to 'data build emoji' only; ignored for shapes")
-        per_class = SHAPES_PER_CLASS if args.per_class is None else args.per_class
-        size = SHAPES_SIZE if args.size is None else args.size
-        check_build_options(per_class, size)
-        make_shapes_dataset(out, per_class=per_class, size=size)
-        print(out)
-        return 0
-    if args.command == "demo":
-        from ..demo import DemoSettings, run_demo
-        anchors = tuple(args.align_domain or DemoSettings().anchor_domains)
-        settings = DemoSettings(arch=args.arch, pretrained=args.pretrained, classes=args.classes, steps=args.steps,
-                                seeds=args.seeds, lr=args.lr, trainable=args.trainable, holdout=args.holdout_domain,
-                                regime=args.regime, anchor_domains=anchors)
-        run_demo(Path(args.out), settings, data_dir=Path(args.data_dir) if args.data_dir else None,
-                 progress=progress, report=not args.no_report, align_only=args.align_only)
-        return 0
-    if args.command == "sweep":
-        from ..sweep import main as sweep_main
-        return sweep_main(args)
-    if args.command == "report":
-        from ..reporting import build_report
-        report = build_report(Path(args.runs_dir), Path(args.out) if args.out else None,
-                              make_plots=not args.no_plots, progress=progress, error=args.error)
-        print(report.markdown.split("## Figures")[0].split("## Published reference")[0].rstrip())
-        print(f"\nreport: {report.html_path} (report.md, report.tex, CSV tables and plots in {report.out_dir})")
-        return 0
-
-    from .. import commands
-    from ..rundir import RunDir
-    if args.command == "train":
-        if args.resume:
-            run = RunDir(args.resume)
-            cfg = validate(resume_overrides(args, commands.resume_config(run)))
-            run, results = commands.train(cfg, resume=run, progress=progress,
-                                            allow_changed_data=args.allow_changed_data)
-        else:
-            if args.allow_changed_data:
-                raise ClipoodError("--allow-changed-data: applies only with --resume")
-            cfg, given = config_from_args(args)
-            validate(cfg)
-            warn_inapplicable(cfg, given)
-            run, results = commands.train(cfg, progress=progress)
-        return report_run(run, results)
-    if args.command == "pretrain":
-        from ..pretraining.config import validate as validate_pretrain
-        from ..pretraining.summary import summary
-        from ..pretraining.trainer import open_run, run_pretrain
-        if args.resume:
-            run, cfg = open_run(args.resume)
-            cfg = validate_pretrain(resume_overrides(args, cfg, PretrainConfig))
-            run, results = run_pretrain(cfg, resume=run, progress=progress,
-                                        allow_changed_data=args.allow_changed_data)
-        else:
-            if args.allow_changed_data:
-                raise ClipoodError("--allow-changed-data: applies only with --resume")
-            cfg, given = config_from_args(args, PretrainConfig())
-            validate_pretrain(cfg)
-            warn_inapplicable(cfg, given, PretrainConfig)
-            run, results = run_pretrain(cfg, progress=progress)
-        print(summary(results, run.path))
-        return 0
-    if args.command == "zeroshot":
-        cfg = validate(config_from_args(args)[0], training=False)
-        run, results = commands.zeroshot(cfg, progress=progress, save_model=args.save_model)
-        return report_run(run, results)
-    if args.command == "eval":
-        cfg = validate(config_from_args(args)[0], training=False)
-        out = Path(args.out) if args.out else None
-        if out is not None and out.is_dir():
-            raise ClipoodError(f"--out: {out} is a folder; give the JSON file to write, e.g. {out / 'eval.json'}")
-        results = commands.evaluate(cfg, Path(args.model), out, progress=progress)
-        print_results(results)
-        return 0
-    raise AssertionError(args.command)
-
-
+    """Run the command ``args`` were parsed for (each brings its run function: ``parser.COMMANDS``)."""
+    return args.run(args)

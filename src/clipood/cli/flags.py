@@ -12,24 +12,29 @@ from ..config import (
     SECTION_SCOPE,
     Config,
     allowed,
+    applies,
     apply_profile,
     default_of,
-    execution_keys,
     field_type,
     flag_name,
     from_dict,
     given_keys,
+    irrelevant_keys,
     iter_fields,
     parse_yaml,
+    runtime_keys,
 )
 from ..console import warn
+from ..data.folder import layout_names
 from ..errors import ClipoodError
 
 __all__ = ["add_config_flags", "config_from_args", "flag_of", "flag_overrides", "resume_overrides",
            "warn_inapplicable"]
 
-GROUP_TITLES = {"train": "execution options"}  # 'train' options for commands that take only how to run
-# argparse reads '-1e-3' as an option; accept negative numbers in every notation as values
+# Options whose values a registry above the config layer holds (the config cannot import it): the parser offers them.
+REGISTERED_CHOICES = {"data.layout": layout_names}  # 'train' options for commands that take only how to run
+
+
 def _fmt_default(v) -> str:
     if isinstance(v, list):
         return " ".join(map(str, v)) if v else "none"
@@ -44,18 +49,18 @@ def add_config_flags(parser: argparse.ArgumentParser, command: str, root=Config)
         if command not in scope:
             continue
         if sec not in groups:
-            partial = command != "train" and root is Config and sec == "train"
-            groups[sec] = parser.add_argument_group(GROUP_TITLES[sec] if partial else f"{sec} options")
+            groups[sec] = parser.add_argument_group(f"{sec} options")
         g = groups[sec]
         tp, optional, is_list = field_type(sec_cls, f)
         default = default_of(f)
         limits = "" if "choices" in f.metadata else allowed(f)  # argparse lists the choices itself
-        help_text = f"{f.metadata['help']}{limits} (default: {_fmt_default(default)})".replace("%", "%%")
+        help_text = f"{f.metadata['help']}{applies(f, root)}{limits} (default: {_fmt_default(default)})"
+        help_text = help_text.replace("%", "%%")
         name = "--" + flag_name(f)
         dest = f"{sec}.{f.name}"
         kw = dict(dest=dest, default=argparse.SUPPRESS, help=help_text)
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
+        if "choices" in f.metadata or dest in REGISTERED_CHOICES:
+            kw["choices"] = f.metadata.get("choices") or REGISTERED_CHOICES[dest]()
         if tp is bool:
             g.add_argument(name, action=argparse.BooleanOptionalAction, **kw)
         elif is_list and f.name == "betas":
@@ -115,10 +120,6 @@ def flag_of(key: str, root=Config) -> str:
 
 def warn_inapplicable(cfg, given: set[str], root=Config) -> None:
     """One warning line per option the user set that this configuration does not use."""
-    if root is Config:
-        from ..config import irrelevant_keys
-    else:
-        from ..pretraining.config import irrelevant_keys
     for key, why in sorted(irrelevant_keys(cfg).items()):
         if key in given:
             warn(f"{flag_of(key, root)} does not apply {why}; it is ignored")
@@ -128,7 +129,7 @@ def resume_overrides(args: argparse.Namespace, cfg, root=Config):
     """With --resume the run's saved config is used; only options of how it executes may be given."""
     overrides = flag_overrides(args)
     given = given_keys(overrides)
-    fixed = sorted(given - execution_keys(root))
+    fixed = sorted(given - runtime_keys(root))
     if fixed or getattr(args, "config", None) or getattr(args, "profile", None):
         what = ", ".join(flag_of(k, root) for k in fixed) if fixed else "--config" if getattr(args, "config", None) \
             else "--profile"

@@ -1,28 +1,17 @@
-"""The commands around a trained model: ``predict``, ``wise-ft MODEL_A MODEL_B``, ``export``.
-
-Their parsers and dispatch live here, beside ``parser.py``'s training commands, so each
-stays one screen long.
-"""
+"""The commands around a trained model: ``predict``, ``wise-ft MODEL_A MODEL_B``, ``export``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from .command import Command, progress
 from .flags import add_config_flags
 
-__all__ = ["TOOL_COMMANDS", "add_tool_parsers", "dispatch_tool"]
-
-TOOL_COMMANDS = ("predict", "wise-ft", "export")
+__all__ = ["COMMANDS"]
 
 
-def add_tool_parsers(sub) -> None:
-    p = sub.add_parser("predict", help="classify images with an exported model over class names given now.",
-                       description="Classify image files, folders (every image below) or list files (.txt/.lst, a "
-                                   "path per line) with an exported model (RUN_DIR/model). Class names are given "
-                                   "now (--classes / --classes-file): new classes need no training, since the text "
-                                   "tower is frozen; without them the model's own classes and head are used. Writes "
-                                   "a CSV (path, top-k labels and softmax scores, error) and prints a summary.")
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or list files.")
     p.add_argument("--model", required=True, metavar="DIR",
                    help="exported model folder (runs/NAME/model) or its run folder.")
@@ -40,12 +29,19 @@ def add_tool_parsers(sub) -> None:
                    "run naming it (fail) or gets an empty row with its error (skip), as in training.")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
 
-    p = sub.add_parser("wise-ft", help="interpolate the weights of two exported models and evaluate each mix.",
-                       description="WiSE-FT (Wortsman et al., 2022) between any two exported models of one "
-                                   "architecture: theta(alpha) = (1 - alpha) MODEL_A + alpha MODEL_B for each "
-                                   "--alphas value, evaluated on a dataset with the given protocol; alpha chosen by "
-                                   "training-domain validation, that model exported, a table printed and a plot "
-                                   "written (RUN_DIR/wise_ft.png).")
+
+def _predict(args: argparse.Namespace) -> int:
+    from ..commands.predict import predict, read_classes, write_predictions
+    pred = predict(args.model, args.inputs, classes=read_classes(args.classes, args.classes_file),
+                   templates=args.template, top_k=args.top_k, batch_size=args.batch_size, workers=args.workers,
+                   device=args.device, bad_images=args.bad_images, progress=progress(args))
+    out = write_predictions(pred, args.out, args.top_k)
+    print(pred.summary())
+    print(f"predictions: {out}")
+    return 0
+
+
+def _wise_ft_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_a", metavar="MODEL_A",
                    help="exported model folder (or its run folder) at alpha = 0 (e.g. a zero-shot model).")
     p.add_argument("model_b", metavar="MODEL_B",
@@ -58,52 +54,56 @@ def add_tool_parsers(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars.")
     add_config_flags(p, "eval")
 
-    p = sub.add_parser("export", help="write an exported model in open_clip's Hugging Face Hub layout (+ card).",
-                       description="Write RUN_DIR/model (or any exported model folder) in open_clip's Hugging Face "
-                                   "layout with open_clip's save_for_hf (open_clip_config.json, "
-                                   "open_clip_model.safetensors, tokenizer files) and a model card (README.md) "
-                                   "stating the method, data, settings and results; --push uploads it with "
-                                   "open_clip's push_to_hf_hub (needs the network and a Hugging Face token).")
+
+def _wise_ft(args: argparse.Namespace) -> int:
+    from ..commands.wise_ft import alpha_plot, parse_alphas, wise_ft_models, wise_ft_table
+    from .flags import config_from_args
+    cfg = config_from_args(args)[0]
+    cfg.run.output_dir, cfg.run.name = args.output_dir, args.name or cfg.run.name
+    if args.template:
+        cfg.model.templates = args.template
+    run, results = wise_ft_models(Path(args.model_a), Path(args.model_b), cfg, parse_alphas(args.alphas),
+                                  progress=progress(args))
+    print(wise_ft_table(results))
+    plot = alpha_plot(results, run.path / "wise_ft.png")
+    print(f"\nalpha chosen: {results['selected_alpha']:g} ({results['selection']}); its model: "
+          f"{run.model_dir}; plot: {plot}")
+    print(f"run directory: {run.path}")
+    return 0
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="exported model folder (RUN_DIR/model) or a run folder.")
     p.add_argument("--hf", required=True, metavar="DIR", help="the folder to write (must be new or empty).")
     p.add_argument("--push", metavar="REPO", help="also upload to this Hub repository (ORG/NAME).")
     p.add_argument("--private", action="store_true", help="with --push: create the repository private.")
 
 
-def dispatch_tool(args: argparse.Namespace) -> int:
-    progress = not getattr(args, "no_progress", False)
-    if args.command == "predict":
-        from ..commands.predict import predict, read_classes, write_predictions
-        pred = predict(args.model, args.inputs, classes=read_classes(args.classes, args.classes_file),
-                       templates=args.template, top_k=args.top_k, batch_size=args.batch_size, workers=args.workers,
-                       device=args.device, bad_images=args.bad_images, progress=progress)
-        out = write_predictions(pred, args.out, args.top_k)
-        print(pred.summary())
-        print(f"predictions: {out}")
-        return 0
-    if args.command == "wise-ft":
-        from ..commands.wise_ft import parse_alphas, wise_ft_models, wise_ft_plot, wise_ft_table
-        from ..config import validate
-        from .flags import config_from_args
-        cfg = config_from_args(args)[0]
-        cfg.run.output_dir, cfg.run.name = args.output_dir, args.name or cfg.run.name
-        if args.template:
-            cfg.model.templates = args.template
-        cfg = validate(cfg, training=False)
-        run, results = wise_ft_models(Path(args.model_a), Path(args.model_b), cfg, parse_alphas(args.alphas),
-                                      progress=progress)
-        print(wise_ft_table(results))
-        plot = wise_ft_plot(results, run.path / "wise_ft.png")
-        print(f"\nalpha chosen: {results['selected_alpha']:g} ({results['selection']}); its model: "
-              f"{run.model_dir}; plot: {plot}")
-        print(f"run directory: {run.path}")
-        return 0
-    if args.command == "export":
-        from ..commands.hub import export_hf
-        if args.private and not args.push:
-            from ..console import warn
-            warn("--private: applies with --push (a repository to create); ignored")
-        out = export_hf(Path(args.model), Path(args.hf), push=args.push, private=args.private)
-        print(f"Hugging Face layout written to {out}" + (f"; pushed to {args.push}" if args.push else ""))
-        return 0
-    raise AssertionError(args.command)
+def _export(args: argparse.Namespace) -> int:
+    from ..commands.hub import export_hf
+    if args.private and not args.push:
+        from ..console import warn
+        warn("--private: applies with --push (a repository to create); ignored")
+    out = export_hf(Path(args.model), Path(args.hf), push=args.push, private=args.private)
+    print(f"Hugging Face layout written to {out}" + (f"; pushed to {args.push}" if args.push else ""))
+    return 0
+
+
+COMMANDS = [
+    Command("predict", "classify images with an exported model over class names given now.",
+            "Classify image files, folders (every image below) or list files (.txt/.lst, a path per line) with an "
+            "exported model (RUN_DIR/model). Class names are given now (--classes / --classes-file): new classes need "
+            "no training, since the text tower is frozen; without them the model's own classes and head are used. "
+            "Writes a CSV (path, top-k labels and softmax scores, error) and prints a summary.",
+            _predict_arguments, _predict),
+    Command("wise-ft", "interpolate the weights of two exported models and evaluate each mix.",
+            "WiSE-FT (Wortsman et al., 2022) between any two exported models of one architecture: theta(alpha) = "
+            "(1 - alpha) MODEL_A + alpha MODEL_B for each --alphas value, evaluated on a dataset with the given "
+            "protocol; alpha chosen by training-domain validation, that model exported, a table printed and a plot "
+            "written (RUN_DIR/wise_ft.png).", _wise_ft_arguments, _wise_ft),
+    Command("export", "write an exported model in open_clip's Hugging Face Hub layout (+ card).",
+            "Write RUN_DIR/model (or any exported model folder) in open_clip's Hugging Face layout with open_clip's "
+            "save_for_hf (open_clip_config.json, open_clip_model.safetensors, tokenizer files) and a model card "
+            "(README.md) stating the method, data, settings and results; --push uploads it with open_clip's "
+            "push_to_hf_hub (needs the network and a Hugging Face token).", _export_arguments, _export),
+]

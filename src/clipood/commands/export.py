@@ -26,7 +26,7 @@ from ..model.backbones import save_open_clip_folder
 from ..model.finite import load_weights
 from ..model.heads import encode_class_texts
 from ..templates import is_template
-from ..training.experiment import Experiment
+from ..training.experiment import Model
 
 __all__ = ["Classifier", "HEAD_FILE", "META_FILE", "export_model", "exported_model_dir", "load_classifier",
            "load_exported_head", "read_model_meta"]
@@ -35,7 +35,7 @@ HEAD_FILE = "clipood_head.safetensors"
 META_FILE = "clipood.json"
 
 
-def export_model(exp: Experiment, out_dir: Path) -> None:
+def export_model(exp: Model, out_dir: Path) -> None:
     """The trained (averaged) model as an open_clip local-dir folder, plus clipood's head and class list."""
     save_open_clip_folder(exp.backbone, out_dir)
     head = exp.classifier.head
@@ -86,7 +86,7 @@ def read_model_meta(model_dir: Path) -> dict:
     return meta
 
 
-def load_exported_head(exp: Experiment, model_dir: Path) -> None:
+def load_exported_head(exp: Model, model_dir: Path) -> None:
     """Put a saved linear head back (for `clipood eval` of an ERM run)."""
     meta_path = model_dir / META_FILE
     if not meta_path.is_file():

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Optional
 
 from .. import __version__
+from ..averaging import AVERAGERS
 from ..errors import ClipoodError, ModelError
 from ..io import DiskFull, is_disk_full, read_json
+from ..losses import LOSSES
 from ..model.backbones import Backbone, load_backbone
 from ..rundir import RunDir
 from .export import HEAD_FILE, META_FILE, exported_model_dir, read_model_meta
@@ -38,6 +40,13 @@ class _BundledTokenizer:
 
 def _fmt(v) -> str:
     return f"{100 * v:.1f}" if isinstance(v, float) and v == v else "-"
+
+
+def _params(registry, section) -> str:
+    """' (lambda 0.3)': the values of the parameters the section's entry declares (its registry), if any."""
+    values = registry.section_arguments(section) if section.name in registry else {}
+    params = {p.name: p for p in registry.params()}
+    return f" ({', '.join(f'{params[k].option} {v}' for k, v in values.items())})" if values else ""
 
 
 def model_card(model_dir: Path, meta: dict, repo: Optional[str]) -> dict:
@@ -64,9 +73,11 @@ def model_card(model_dir: Path, meta: dict, repo: Optional[str]) -> dict:
         details["Data"] = (f"{d.dataset or 'folder'} at {d.root}; held-out domains: "
                            f"{', '.join(d.holdout_domains) or 'none'}; base-to-new split: {d.base_to_new}")
         details["Settings"] = (f"{t.steps} steps, batch {t.batch_size} per training domain, lr {cfg.optim.lr}, "
-                               f"weight decay {cfg.optim.weight_decay}, lambda {cfg.loss.margin_lambda}, beta "
-                               f"{cfg.averaging.beta}, trainable {cfg.model.trainable}, norm layers "
-                               f"{t.norm_layers}, seed {t.seed}, precision {t.precision}")
+                               f"weight decay {cfg.optim.weight_decay}, loss {cfg.loss.name}"
+                               f"{_params(LOSSES, cfg.loss)}, "
+                               f"averaging {cfg.averaging.name}{_params(AVERAGERS, cfg.averaging)}, trainable "
+                               f"{cfg.model.trainable}, norm layers "
+                               f"{t.norm_layers}, seed {t.seed}, precision {cfg.compute.precision}")
     rows = ["| split | role | images | accuracy | base | new | H |", "|---|---|---|---|---|---|---|"]
     for name, e in (results.get("final") or {}).items():
         rows.append(f"| {name} | {e.get('role', '')} | {e.get('n', '')} | {_fmt(e.get('accuracy'))} | "
@@ -156,5 +167,6 @@ def _push(backbone: Backbone, tokenizer, model_cfg: dict, folder: Path, repo: st
                 upload_file(path_or_fileobj=str(folder / name), path_in_repo=name, repo_id=repo,
                             commit_message=f"Add {name} (clipood export)")
     except Exception as e:  # noqa: BLE001 -- network and auth faults of the hub client, in one line
-        raise ModelError(f"--push {repo}: the upload failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ModelError(f"--push {repo}: the upload failed ({type(e).__name__}: {first}); "
                          f"the folder {folder} is complete, push it again or upload it by hand") from None

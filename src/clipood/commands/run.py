@@ -1,6 +1,6 @@
 """The commands of one run: zero-shot evaluation, training (Algorithm 1, with resume), evaluation of an
-exported model. Each takes a Config (copied: the caller's is never changed), writes its run
-directory, and returns it with the results dict that ``results.json`` holds.
+exported model. Each takes a Config (copied and checked, ``config.validate``: the caller's is never
+changed), writes its run directory, and returns it with the results dict that ``results.json`` holds.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from ..config import Config, profile_of
+from ..config import Config, changed_options, profile_of, validate
 from ..console import note
 from ..data.bad_images import BadImages
 from ..data.datasets import splits_by_domain
@@ -22,17 +22,17 @@ from ..evaluation import accuracies, encode_images
 from ..io import DiskFull, read_json, write_json
 from ..model.backbones import planned_activation
 from ..model.weights import check_arch
-from ..rundir import RunDir
+from ..rundir import CONFIG_RECORD, RunDir, default_name
 from ..training import checkpoint as ckpt
 from ..training import distributed
-from ..training.experiment import Experiment, build_experiment, prepare_data
-from ..training.loop import STATE_KEYS, fit
+from ..training.experiment import Model, build_experiment, build_model, prepare_data
+from ..training.loop import RENAMED_KEYS, STATE_KEYS, fit
 from .export import META_FILE, export_model, exported_model_dir, load_exported_head, read_model_meta
 
-__all__ = ["evaluate", "evaluate_experiment", "resume_config", "train", "zeroshot"]
+__all__ = ["evaluate", "evaluate_model", "resume_config", "train", "zeroshot"]
 
 
-def evaluate_experiment(exp: Experiment, bad: BadImages, *, progress: bool = True, desc: str = "eval") -> dict:
+def evaluate_model(exp: Model, bad: BadImages, *, progress: bool = True, desc: str = "eval") -> dict:
     """Accuracy on every evaluation split with the model's current weights.
 
     With N processes, each encodes every N-th image once and the features are all-gathered:
@@ -49,7 +49,7 @@ def evaluate_experiment(exp: Experiment, bad: BadImages, *, progress: bool = Tru
                     exp.splits.base_classes, exp.splits.new_classes)
 
 
-def results_summary(exp: Experiment) -> dict:
+def results_summary(exp: Model) -> dict:
     s = exp.splits
     return {
         "dataset": str(exp.index.root), "domains": exp.index.domains, "num_classes": exp.index.num_classes,
@@ -90,7 +90,7 @@ def record_notes(cfg: Config) -> dict[str, str]:
     return notes
 
 
-def environment(exp: Experiment) -> dict:
+def environment(exp: Model) -> dict:
     dev = exp.device
     return {"torch": torch.__version__, "python": platform.python_version(), "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
@@ -118,16 +118,16 @@ def _open_for_resume(run: RunDir) -> RunDir:
 def zeroshot(cfg: Config, *, progress: bool = True, save_model: bool = False) -> tuple[RunDir, dict]:
     """The pre-trained model's accuracy on every split of the protocol (no training); with ``save_model``
     the model and its class-text head are also exported to RUN/model (the zero-shot end of WiSE-FT)."""
-    cfg = copy.deepcopy(cfg)
-    with distributed.session(cfg.train.device) as dist:
+    cfg = validate(copy.deepcopy(cfg), training=False)
+    with distributed.session(cfg.compute.device) as dist:
         return _run_zeroshot(cfg, progress and dist.is_main, dist, save_model)
 
 
 def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext,
                   save_model: bool = False) -> tuple[RunDir, dict]:
-    cfg.averaging.name = "none"  # nothing trains
     data = preflight(cfg, training=False)
-    run = distributed.create_run(dist, lambda: RunDir.create(cfg, notes=record_notes(cfg)))
+    run = distributed.shared_run(dist, lambda: RunDir.create(cfg, name=lambda c: default_name(c, "zeroshot"),
+                                                             notes=record_notes(cfg)))
     try:
         run.track(cfg.run.report_to, cfg)
         return _zeroshot_in(run, cfg, data, progress, dist, save_model)
@@ -136,9 +136,9 @@ def _run_zeroshot(cfg: Config, progress: bool, dist: distributed.DistContext,
 
 
 def _zeroshot_in(run: RunDir, cfg: Config, data, progress: bool, dist, save_model: bool) -> tuple[RunDir, dict]:
-    exp = build_experiment(cfg, data=data, dist=dist)
+    exp = build_model(cfg, data=data, dist=dist)
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
-    zeroshot = evaluate_experiment(exp, bad, progress=progress)
+    zeroshot = evaluate_model(exp, bad, progress=progress)
     bad.gather(dist)
     results = {"kind": "zeroshot", **results_summary(exp), "zeroshot": zeroshot,
                "environment": environment(exp), "bad_images": len(bad.items())}
@@ -169,13 +169,13 @@ def train(cfg: Config, *, resume: Optional[RunDir] = None, progress: bool = True
 
     Under torchrun every process runs this; see ``distributed`` for how the work is split.
     """
-    cfg = copy.deepcopy(cfg)
-    with distributed.session(cfg.train.device) as dist:
+    cfg = validate(copy.deepcopy(cfg))
+    with distributed.session(cfg.compute.device) as dist:
         data = preflight(cfg)
         if resume is not None:
-            run = distributed.create_run(dist, lambda: _open_for_resume(resume))
+            run = distributed.shared_run(dist, lambda: _open_for_resume(resume))
         else:
-            run = distributed.create_run(dist, lambda: RunDir.create(cfg, notes=record_notes(cfg)))
+            run = distributed.shared_run(dist, lambda: RunDir.create(cfg, notes=record_notes(cfg)))
         try:
             run.track(cfg.run.report_to, cfg)
             return _run_train(cfg, run, data, resume is not None, progress and dist.is_main, dist, allow_changed_data)
@@ -187,14 +187,14 @@ def _restart_records(run: RunDir, cfg: Config) -> None:
     """A resume with no checkpoint starts again from step 0 with config.yaml as it is now. If it was edited since
     the run started, what the first start recorded with the other options (its zero-shot evaluation, the images
     it skipped) goes, and the note names the options; nothing trained is lost, there was no checkpoint."""
-    path = run.path / ckpt.CONFIG_RECORD
+    path = run.path / CONFIG_RECORD
     try:
         saved = read_json(path) if path.is_file() else None
     except ClipoodError:
         saved = {}  # a damaged record: take the options as changed
     if saved is None:
         return  # a run of an older clipood: nothing to compare with
-    changed = ckpt.changed_options(saved, cfg) if isinstance(saved, dict) else ["(unreadable record)"]
+    changed = changed_options(saved, cfg) if isinstance(saved, dict) else ["(unreadable record)"]
     if not changed:
         return
     gone = [n for n in ("zeroshot.json", "bad_images.txt") if (run.path / n).is_file()]
@@ -208,7 +208,7 @@ def _restart_records(run: RunDir, cfg: Config) -> None:
 def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, dist: distributed.DistContext,
                allow_changed_data: bool) -> tuple[RunDir, dict]:
     exp = build_experiment(cfg, data=data, dist=dist)
-    state = ckpt.load_latest(run.path, required=STATE_KEYS) if resuming else None
+    state = ckpt.load_latest(run.path, required=STATE_KEYS, renamed=RENAMED_KEYS) if resuming else None
     if resuming and state is None and dist.is_main:
         _restart_records(run, cfg)
     dist.barrier()
@@ -216,7 +216,7 @@ def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, d
     zs_path = run.path / "zeroshot.json"
     zeroshot = None
     if dist.broadcast_object(cfg.eval.zeroshot and not zs_path.exists()):  # rank 0 decides: eval is collective
-        zeroshot = evaluate_experiment(exp, bad, progress=progress, desc="zero-shot eval")
+        zeroshot = evaluate_model(exp, bad, progress=progress, desc="zero-shot eval")
         if dist.is_main:
             write_json(zs_path, zeroshot)
     elif zs_path.exists():
@@ -224,10 +224,10 @@ def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, d
 
     t0 = time.time()
     bad = fit(exp, run, resume_state=state, progress=progress, allow_changed_data=allow_changed_data,
-              evaluate_fn=lambda progress: evaluate_experiment(exp, BadImages("skip", exp.index.paths),
+              evaluate_fn=lambda progress: evaluate_model(exp, BadImages("skip", exp.index.paths),
                                                                progress=progress))
     train_time = time.time() - t0
-    final = evaluate_experiment(exp, bad, progress=progress, desc="final eval")
+    final = evaluate_model(exp, bad, progress=progress, desc="final eval")
     run.log({"step": cfg.train.steps, "eval": final, "final": True})
     if dist.is_main:
         try:
@@ -258,10 +258,10 @@ def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, d
 
 def evaluate(cfg: Config, model_dir: Path, out: Optional[Path] = None, *, progress: bool = True) -> dict:
     """Evaluate an exported model folder (``RUN/model``) on cfg's dataset and protocol."""
-    cfg = copy.deepcopy(cfg)
     if out is not None and Path(out).is_dir():
         raise ClipoodError(f"--out: {out} is a folder; give the JSON file to write, e.g. {Path(out) / 'eval.json'}")
-    with distributed.session(cfg.train.device) as dist:
+    cfg = validate(copy.deepcopy(cfg), training=False)
+    with distributed.session(cfg.compute.device) as dist:
         return _run_eval(cfg, model_dir, out, progress and dist.is_main, dist)
 
 
@@ -270,17 +270,16 @@ def _run_eval(cfg: Config, model_dir: Path, out: Optional[Path], progress: bool,
     model_dir = exported_model_dir(model_dir)
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{model_dir}", "auto"
     cfg.model.activation = cfg.model.interpolation = "auto"  # the exported model's own, recorded with it
-    cfg.averaging.name = "none"
     meta = model_dir / META_FILE
     if meta.is_file():
         m = read_model_meta(model_dir)
         cfg.model.templates = m.get("templates", cfg.model.templates)
         cfg.loss.temperature = m.get("temperature", cfg.loss.temperature)
-    exp = build_experiment(cfg, data=prepare_data(cfg, training=False), dist=dist)
+    exp = build_model(cfg, data=prepare_data(cfg, training=False), dist=dist)
     load_exported_head(exp, model_dir)
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     results = {"kind": "eval", "model": str(model_dir), **results_summary(exp),
-               "final": evaluate_experiment(exp, bad, progress=progress), "environment": environment(exp)}
+               "final": evaluate_model(exp, bad, progress=progress), "environment": environment(exp)}
     if out is not None and dist.is_main:
         write_json(out, results)
     return results

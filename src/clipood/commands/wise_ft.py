@@ -23,19 +23,19 @@ from typing import Sequence
 
 import torch
 
-from ..config import Config
+from ..config import Config, validate
 from ..data.bad_images import BadImages
 from ..errors import ClipoodError, ModelError
 from ..io import write_json
 from ..model.finite import load_weights
 from ..model.weights import read_folder_config
 from ..rundir import RunDir
-from ..training.experiment import build_experiment
+from ..training.experiment import build_model
 from .export import META_FILE, export_model, exported_model_dir, read_model_meta
-from .run import environment, evaluate_experiment, preflight, results_summary
+from .run import environment, evaluate_model, preflight, results_summary
 
-__all__ = ["alpha_key", "interpolate", "parse_alphas", "run_wise_ft", "validation_score", "wise_ft_models",
-           "wise_ft_plot", "wise_ft_table"]
+__all__ = ["alpha_key", "alpha_plot", "interpolate", "parse_alphas", "run_wise_ft", "validation_score",
+           "wise_ft_models", "wise_ft_table"]
 
 
 def interpolate(theta0: dict[str, torch.Tensor], theta1: dict[str, torch.Tensor], alpha: float) -> dict:
@@ -90,7 +90,7 @@ def run_wise_ft(finetuned: Path, cfg: Config, alphas: Sequence[float], *, progre
     cfg = copy.deepcopy(cfg)
     for section in ("model", "data", "loss"):  # the fine-tuned run's model, data protocol and head
         setattr(cfg, section, copy.deepcopy(getattr(ft_cfg, section)))
-    cfg.averaging.name = "none"
+    cfg = validate(cfg, training=False)
     data = preflight(cfg)
     run = RunDir.create(cfg)
     try:
@@ -125,13 +125,14 @@ def wise_ft_models(model_a: Path, model_b: Path, cfg: Config, alphas: Sequence[f
     if not alphas or any(not (0.0 <= x <= 1.0) for x in alphas):
         raise ClipoodError(f"--alphas: alphas must be in [0, 1], got {list(alphas)}")
     cfg = copy.deepcopy(cfg)
-    cfg.model.arch, cfg.model.pretrained, cfg.averaging.name = f"local-dir:{a}", "auto", "none"
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{a}", "auto"
     cfg.model.activation = cfg.model.interpolation = "auto"  # model A's own, recorded with it
     cfg.run.name = cfg.run.name or f"wise-ft-{time.strftime('%Y%m%d-%H%M%S')}"
     if (a / META_FILE).is_file():
         meta = read_model_meta(a)
         cfg.model.templates = meta.get("templates", cfg.model.templates)
         cfg.loss.temperature = meta.get("temperature", cfg.loss.temperature)
+    cfg = validate(cfg, training=False)
     data = preflight(cfg, training=False)
     run = RunDir.create(cfg)
     try:
@@ -143,7 +144,7 @@ def wise_ft_models(model_a: Path, model_b: Path, cfg: Config, alphas: Sequence[f
 
 def _wise_ft_in(run: RunDir, model_b: Path, about: dict, cfg: Config, data, alphas: Sequence[float],
                 progress: bool) -> tuple[RunDir, dict]:
-    exp = build_experiment(cfg, data=data)
+    exp = build_model(cfg, data=data)
     model = exp.backbone.model
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
     theta1 = load_weights(model_b / "open_clip_model.safetensors", str(exp.device))
@@ -151,7 +152,7 @@ def _wise_ft_in(run: RunDir, model_b: Path, about: dict, cfg: Config, data, alph
     per_alpha: dict[str, dict] = {}
     for alpha in alphas:
         model.load_state_dict(interpolate(theta0, theta1, alpha))
-        per_alpha[alpha_key(alpha)] = evaluate_experiment(exp, bad, progress=progress, desc=f"WiSE-FT {alpha:g}")
+        per_alpha[alpha_key(alpha)] = evaluate_model(exp, bad, progress=progress, desc=f"WiSE-FT {alpha:g}")
         run.log({"alpha": alpha, "eval": per_alpha[alpha_key(alpha)]})
     scores = {a: validation_score(per_alpha[alpha_key(a)], cfg.data.base_to_new) for a in alphas}
     valid = {a: s for a, s in scores.items() if not math.isnan(s)}
@@ -225,7 +226,7 @@ def wise_ft_table(results: dict) -> str:
     return markdown_table(["alpha", *[c[0] for c in cols]], rows)
 
 
-def wise_ft_plot(results: dict, path: Path) -> Path:
+def alpha_plot(results: dict, path: Path) -> Path:
     """Accuracy against alpha, a marker at every evaluated alpha, the chosen one drawn as a line."""
     import matplotlib
     matplotlib.use("Agg")

@@ -8,7 +8,7 @@ from typing import Optional
 from .fields import default_of, flag_name, iter_fields
 from .tree import Config
 
-__all__ = ["options_markdown"]
+__all__ = ["allowed", "applies", "options_markdown"]
 
 
 def allowed(f: dataclasses.Field) -> str:
@@ -24,6 +24,16 @@ def allowed(f: dataclasses.Field) -> str:
     return ""
 
 
+def applies(f: dataclasses.Field, cls=Config) -> str:
+    """' Applies with --loss mms, fixed_margin.' from the field's ``applies`` (what ``irrelevant_keys`` reads)."""
+    parts = []
+    for key, values in (f.metadata.get("applies") or {}).items():
+        sec, name = key.split(".", 1)
+        flag = next(flag_name(g) for s, _, g in iter_fields(cls) if s == sec and g.name == name)
+        parts.append(f"--{flag} {', '.join(map(str, values))}")
+    return f" Applies with {'; '.join(parts)}." if parts else ""
+
+
 def options_markdown(cls=Config, header: Optional[list[str]] = None) -> str:
     """docs/configuration.md: every option, its flag, default and help (regenerate, never edit)."""
     lines = header or ["# Configuration reference", "",
@@ -36,7 +46,7 @@ def options_markdown(cls=Config, header: Optional[list[str]] = None) -> str:
             lines += ["", f"## `{sec}`", "", "| YAML key | flag | default | meaning |", "|---|---|---|---|"]
             current = sec
         default = default_of(f)
-        text = (f.metadata["help"] + allowed(f)).replace("|", "\\|")
+        text = (f.metadata["help"] + applies(f, cls) + allowed(f)).replace("|", "\\|")
         lines.append(f"| `{sec}.{f.name}` | `--{flag_name(f)}` | `{default!r}` | {text} |")
     return "\n".join(lines) + "\n"
 

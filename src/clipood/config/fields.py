@@ -3,7 +3,8 @@
 ``opt`` makes a dataclass field whose metadata is the one source for the option's help text,
 CLI flag, allowed values (``choices`` or a ``Range``), the commands that take it
 (``scope``), the settings it applies under (``applies``), whether a run may resume with
-another value (``execution``) and whether it distinguishes a sweep's variants (``variant``).
+another value (``runtime``: an option of how it runs, not of what it computes) and whether it
+distinguishes a sweep's variants (``variant``).
 The CLI, the YAML reader, validation, the docs tables and the sweep all read it from here.
 """
 
@@ -11,60 +12,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Iterator, Optional
 
 from ..errors import ConfigError
+from ..registry import Range
 
 __all__ = ["Range", "again", "check_value", "coerce", "default_of", "field_type", "flag_name", "iter_fields", "opt"]
 
 
-@dataclass(frozen=True)
-class Range:
-    """lo <= x <= hi (or < with the open flags); None is unbounded. ``name`` is x in messages."""
-
-    lo: Optional[float] = None
-    hi: Optional[float] = None
-    lo_open: bool = False
-    hi_open: bool = False
-    name: str = "x"
-    note: str = ""
-
-    def contains(self, v: Any) -> bool:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            return False
-        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
-            return False
-        if self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi):
-            return False
-        return True
-
-    def text(self, integer: bool = False) -> str:
-        lo, hi = _number(self.lo), _number(self.hi)
-        lo_op, hi_op = ("<" if self.lo_open else "<="), ("<" if self.hi_open else "<=")
-        name = "an integer" if integer and self.name == "x" else self.name
-        if self.lo is not None and self.hi is not None:
-            core = f"{name} from {lo} to {hi}" if integer and self.name == "x" else f"{lo} {lo_op} {name} {hi_op} {hi}"
-        elif self.lo is not None:
-            core = f"{name} {'>' if self.lo_open else '>='} {lo}"
-        else:
-            core = f"{name} {hi_op} {hi}"
-        return core + (f" ({self.note})" if self.note else "")
-
-
-def _number(v: Any) -> str:
-    """A bound as written: integers in full (2**63 - 1, not 9.22337e+18), other numbers short (1e-05)."""
-    return "" if v is None else str(v) if isinstance(v, int) else f"{v:g}"
-
-
 def opt(default: Any, help: str, *, flag: Optional[str] = None, choices: Optional[tuple] = None,
         within: Optional[Range] = None, each: Optional[Range] = None, length: Optional[int] = None,
-        scope: Optional[tuple] = None, applies: Optional[dict] = None, execution: bool = False,
+        scope: Optional[tuple] = None, applies: Optional[dict] = None, runtime: bool = False,
         variant: bool = False):
     """A config field: its default and help, and what the metadata keys above say about it."""
-    meta = {"help": help, "execution": execution, "variant": variant}
+    meta = {"help": help, "runtime": runtime, "variant": variant}
     for key, value in (("flag", flag), ("choices", choices), ("within", within), ("each", each),
                        ("length", length), ("scope", scope), ("applies", applies)):
         if value is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -16,8 +18,9 @@ from ..templates import is_template_file
 from .fields import coerce, flag_name, iter_fields
 from .tree import Config
 
-__all__ = ["PATH_KEYS", "execution_keys", "expand_home", "flatten", "from_dict", "given_keys", "irrelevant_keys", "load_yaml", "parse_yaml", "save_yaml",
-           "to_dict", "variant_keys", "with_absolute_paths"]
+__all__ = ["PATH_KEYS", "changed_options", "config_record", "expand_home", "flatten", "from_dict", "given_keys",
+           "irrelevant_keys", "load_yaml", "parse_yaml", "runtime_keys", "save_yaml", "to_dict", "variant_keys",
+           "with_absolute_paths"]
 
 
 def to_dict(cfg) -> dict:
@@ -35,12 +38,44 @@ def flatten(d: Optional[dict], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Options that moved to another section: 'old section.field' -> 'new section.field'. Config files, run folders
+# and checkpoint records written before the move are read with the option in its new place.
+MOVED = {"loss.head_init": "model.head_init", "train.device": "compute.device", "train.precision": "compute.precision",
+         "train.channels_last": "compute.channels_last"}
+
+
+def moved(data: dict, cfg, source: str = "config") -> dict:
+    """A nested dict with the options of MOVED in their new sections (where ``cfg``'s tree has them), said in a
+    note naming ``source``."""
+    sections = {f.name for f in dataclasses.fields(cfg)}
+    out = {sec: dict(values) if isinstance(values, dict) else values for sec, values in data.items()}
+    read = []
+    for old, new in MOVED.items():
+        (os_, ok), (ns, nk) = old.split("."), new.split(".")
+        values = out.get(os_)
+        if ns in sections and isinstance(values, dict) and ok in values:
+            target = out.setdefault(ns, {})
+            if isinstance(target, dict) and nk not in target:
+                target[nk] = values.pop(ok)
+                read.append(f"{old} as {new}")
+    if read:
+        from ..console import note
+        note(f"{source}: read {', '.join(read)} (options that moved section; write them there)")
+    return out
+
+
+def moved_keys(options: dict) -> dict:
+    """Flat 'section.field' keys of MOVED renamed to their new place (a config record of an older run)."""
+    return {MOVED.get(k, k): v for k, v in options.items()}
+
+
 def from_dict(data: dict, base: Optional[Config] = None, source: str = "config") -> Config:
     """Merge a nested dict (as in a YAML file) over ``base``; unknown keys are errors."""
     cfg = base if base is not None else Config()
     sections = [f.name for f in dataclasses.fields(cfg)]  # any config tree (Config, PretrainConfig)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections {sections}, got {type(data).__name__}")
+    data = moved(data, cfg, source)
     for sec_name, values in data.items():
         if sec_name not in sections:
             raise ConfigError(f"{source}: unknown section {sec_name!r} (known: {', '.join(sections)})")
@@ -199,9 +234,24 @@ def with_absolute_paths(cfg):
     return _map_paths(copy.deepcopy(cfg), _absolute)
 
 
-def execution_keys(cls=Config) -> set[str]:
+def runtime_keys(cls=Config) -> set[str]:
     """'section.field' of the options that change how a run executes, not what it computes."""
-    return {f"{sec}.{f.name}" for sec, _, f in iter_fields(cls) if f.metadata.get("execution")}
+    return {f"{sec}.{f.name}" for sec, _, f in iter_fields(cls) if f.metadata.get("runtime")}
+
+
+def config_record(cfg) -> dict:
+    """The options that decide what a run computes (all but those of how it runs), paths absolute, and
+    their SHA-256: what a run and its checkpoints keep of the config they were made with."""
+    skip = runtime_keys(type(cfg))
+    options = {k: v for k, v in sorted(flatten(to_dict(with_absolute_paths(cfg))).items()) if k not in skip}
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=repr).encode()).hexdigest()
+    return {"options": options, "sha256": digest}
+
+
+def changed_options(saved: dict, cfg) -> list[str]:
+    """'section.field' of every option whose value differs between a config record and ``cfg``."""
+    before, after, missing = moved_keys(saved.get("options") or {}), config_record(cfg)["options"], object()
+    return [k for k in sorted(set(before) | set(after)) if before.get(k, missing) != after.get(k, missing)]
 
 
 def variant_keys(cls=Config) -> tuple[str, ...]:
@@ -213,8 +263,9 @@ def irrelevant_keys(cfg) -> dict[str, str]:
     """Options ('section.field') this configuration does not use, each with the reason (field ``applies``).
 
     A sweep's grid over, e.g., lambda needs only one run of a method that has no margin; the
-    CLI warns when one of them is given."""
-    out = {}
+    CLI warns when one of them is given. A tree may add options no field's ``applies`` can say
+    (``unused_options()``: pretraining's augmentations when its features are cached)."""
+    out = dict(cfg.unused_options()) if hasattr(cfg, "unused_options") else {}
     for sec, _, f in iter_fields(type(cfg)):
         for key, allowed in (f.metadata.get("applies") or {}).items():
             s, name = key.split(".", 1)

@@ -1,5 +1,5 @@
 """The sections fine-tuning (``tree.Config``) and pretraining (``pretraining.config``) share:
-the optimiser, the loop, the run folder. Pretraining takes them with its own defaults
+the optimiser, the loop, the device, the run folder. Pretraining takes them with its own defaults
 (``fields.again``), so the checks of each option are written once."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Optional
 
 from .fields import Range, opt
 
-__all__ = ["ALL_COMMANDS", "LoopConfig", "MAX_SEED", "OptimConfig", "PRECISIONS", "RunConfig"]
+__all__ = ["ALL_COMMANDS", "DeviceConfig", "LoopConfig", "MAX_SEED", "OptimConfig", "PRECISIONS", "RunConfig"]
 
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training.device maps them to autocast dtypes
@@ -50,7 +50,24 @@ class LoopConfig:
     )
     seed: int = opt(0, "seed of initialisation-free randomness: data order, augmentation.",
                     within=Range(0, MAX_SEED, name="seed"), scope=("train", "zeroshot"))
-    device: str = opt("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'.", execution=True,
+    log_every: int = opt(10, "write train loss and learning rate to metrics.jsonl every N steps.", runtime=True,
+                         within=Range(1))
+    eval_every: int = opt(
+        0, "evaluate the averaged model on the validation splits every N steps (0: only at the end); each "
+           "evaluation is a line in metrics.jsonl and on the console.", within=Range(0),
+    )
+    checkpoint_every: int = opt(
+        500, "write a resumable checkpoint every N steps (and on SIGTERM/SIGINT); 0 disables.", runtime=True,
+        within=Range(0),
+    )
+    keep_checkpoints: int = opt(2, "keep the last K checkpoints.", runtime=True, within=Range(1))
+
+
+@dataclass
+class DeviceConfig:
+    """Where and in what precision the model computes: every command that runs it (training and evaluation)."""
+
+    device: str = opt("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'.", runtime=True,
                       scope=ALL_COMMANDS)
     precision: str = opt(
         "auto",
@@ -58,30 +75,19 @@ class LoopConfig:
         "scaler). Master weights and the average stay fp32.",
         choices=PRECISIONS, scope=ALL_COMMANDS,
     )
-    log_every: int = opt(10, "write train loss and learning rate to metrics.jsonl every N steps.", execution=True,
-                         within=Range(1))
-    eval_every: int = opt(
-        0, "evaluate the averaged model on the validation splits every N steps (0: only at the end); each "
-           "evaluation is a line in metrics.jsonl and on the console.", within=Range(0),
-    )
-    checkpoint_every: int = opt(
-        500, "write a resumable checkpoint every N steps (and on SIGTERM/SIGINT); 0 disables.", execution=True,
-        within=Range(0),
-    )
-    keep_checkpoints: int = opt(2, "keep the last K checkpoints.", execution=True, within=Range(1))
 
 
 @dataclass
 class RunConfig:
-    output_dir: str = opt("runs", "parent folder of run directories.", execution=True,
+    output_dir: str = opt("runs", "parent folder of run directories.", runtime=True,
                           scope=("train", "zeroshot"))
     name: Optional[str] = opt(
         None, "run directory name (default: [<dataset>-]<method>-<holdout>-seed<seed>-<timestamp>).",
-        execution=True, scope=("train", "zeroshot"),
+        runtime=True, scope=("train", "zeroshot"),
     )
     report_to: str = opt(
         "none", "also report what metrics.jsonl records (loss, lr, evaluations, final results; the config as "
         "hyper-parameters) to 'tensorboard' (RUN/tensorboard), 'wandb' (WANDB_MODE=offline works offline; "
         "WANDB_PROJECT, default clipood), or both: 'tensorboard,wandb'. Needs pip install 'clipood[tracking]'.",
-        execution=True, scope=("train", "zeroshot"),
+        runtime=True, scope=("train", "zeroshot"),
     )

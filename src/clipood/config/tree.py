@@ -4,7 +4,8 @@ Every option of every command is a field below; the CLI flags, the YAML file for
 saved ``config.yaml`` of a run and the docs table (``docs/configuration.md``) are all
 generated from these dataclasses. Each field carries its help text and, where the default
 comes from the paper's official implementation, says so ("paper:"); its metadata holds
-its choices, range and where it applies (``fields.opt``).
+its choices, range and where it applies (``fields.opt``). The ``loss`` and ``averaging``
+sections are made from their registries (``registry_section``): each entry's parameters.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Optional
 
 from ..averaging import AVERAGERS
 from ..losses import LOSSES
-from .fields import Range, opt
-from .sections import ALL_COMMANDS, MAX_SEED, LoopConfig, OptimConfig, RunConfig
+from ..registry import Range, Registry
+from .fields import opt
+from .sections import ALL_COMMANDS, MAX_SEED, DeviceConfig, LoopConfig, OptimConfig, RunConfig
 
-__all__ = ["AveragingConfig", "Config", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "SECTIONS",
-           "SECTION_SCOPE", "TrainConfig"]
+__all__ = ["AveragingConfig", "ComputeConfig", "Config", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig",
+           "SECTIONS", "SECTION_SCOPE", "TrainConfig"]
 
 
 @dataclass
@@ -76,7 +78,14 @@ class ModelConfig:
         choices=("auto", "bicubic", "bilinear"),
         scope=("train", "zeroshot"),
     )
-    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights.", execution=True,
+    head_init: str = opt(
+        "zeroshot",
+        "initialisation of the linear head a loss such as --loss linear trains: 'zeroshot' (the class text "
+        "embeddings / tau) or 'random'.",
+        choices=("zeroshot", "random"),
+        applies={"loss.name": tuple(n for n, e in LOSSES.items() if e.head == "linear")},
+        scope=("train",))
+    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights.", runtime=True,
                                    scope=("train", "zeroshot"))
 
 
@@ -96,9 +105,8 @@ class DataConfig:
         "(docs/datasets.md; 'clipood datasets' lists them). None: scan --root as a folder.", scope=ALL_COMMANDS)
     layout: str = opt(
         "auto",
-        "folder layout of --root: 'domains', 'imagefolder', or 'auto' (domains when every "
-        "sub-folder of ROOT holds class folders).",
-        choices=("auto", "domains", "imagefolder"),
+        "how a folder given as --root (no --dataset) holds its images: 'auto' (the layout it has) or a folder "
+        "layout docs/datasets.md#folders lists.",
         scope=ALL_COMMANDS,
     )
     class_names: Optional[str] = opt(
@@ -131,70 +139,59 @@ class DataConfig:
     val_fraction: float = opt(
         0.2,
         "fraction of each domain held out as its 'out' split (DomainBed: 0.2); training "
-        "uses the 'in' split of the training domains, their 'out' split is validation.", within=Range(0, 1, hi_open=True), scope=ALL_COMMANDS)
-    split_seed: int = opt(0, "seed of the in/out split (fixed across runs, as DomainBed's).", within=Range(0, MAX_SEED, name="seed"), scope=ALL_COMMANDS)
+        "uses the 'in' split of the training domains, their 'out' split is validation.",
+        within=Range(0, 1, hi_open=True), scope=ALL_COMMANDS)
+    split_seed: int = opt(0, "seed of the in/out split (fixed across runs, as DomainBed's).",
+                          within=Range(0, MAX_SEED, name="seed"), scope=ALL_COMMANDS)
     shots: Optional[int] = opt(
-        None, "use at most N training images per class and domain (few-shot; 16 in CoOp).", within=Range(1, name="N"), scope=("train", "zeroshot"))
+        None, "use at most N training images per class and domain (few-shot; 16 in CoOp).", within=Range(1, name="N"),
+        scope=("train", "zeroshot"))
     shot_seed: Optional[int] = opt(
         None, "seed of the few-shot subset (--shots): none draws a new subset for each --seed (CoOp's 3-seed "
         "protocol); 0 keeps one subset for every seed, as the official code does (Dassl's seed 0).",
         within=Range(0, MAX_SEED, name="seed"), scope=("train", "zeroshot"))
-    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", execution=True, within=Range(0), scope=ALL_COMMANDS)
+    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", runtime=True,
+                       within=Range(0), scope=ALL_COMMANDS)
     bad_images: str = opt(
         "fail",
         "unreadable/truncated image policy: 'fail' names the file and stops; 'skip' leaves "
         "it out and lists it in the run directory (bad_images.txt).",
         choices=("fail", "skip"),
-        execution=True, scope=ALL_COMMANDS)
+        runtime=True, scope=ALL_COMMANDS)
 
 
-@dataclass
-class LossConfig:
-    name: str = opt(
-        "mms",
-        "'mms' Margin Metric Softmax (Eq. 3-4), 'metric_softmax' (cosine logits, plain "
-        "cross-entropy), 'linear' (linear head on image features, Eq. 1: the ERM baseline), "
-        "'fixed_margin' (MMS with a constant margin lambda for every other class: Fig. 5 "
-        "ablation).",
-        flag="loss",
-        choices=tuple(LOSSES),
-    )
-    margin_lambda: float = opt(0.3, "lambda, the margin scale of MMS (Eq. 4). Paper: 0.3.", flag="lambda", within=Range(0, 10, name="lambda", note="paper: 0.1-0.3; 0 gives plain metric softmax"), applies={"loss.name": ("mms", "fixed_margin")}, variant=True)
-    temperature: Optional[float] = opt(
+def registry_section(cls_name: str, registry: Registry, name: dataclasses.Field, common: tuple = ()) -> type:
+    """The config section of a registry: ``name`` (which entry), then the entries' parameters that make variants,
+    the ``common`` fields ((name, type, field) every entry reads), then the other parameters; each parameter an
+    option that applies with the entries that declare it (``Registry.users``)."""
+    params = sorted(registry.params(), key=lambda p: not p.variant)
+    split = sum(p.variant for p in params)
+
+    def field_of(p) -> tuple:
+        users = registry.users(p.name)
+        applies = {f"{registry.section}.name": users} if len(users) < len(registry) else None
+        tp = type(p.default) if p.default is not None else Optional[float]
+        return p.name, tp, opt(p.default, p.help, flag=p.flag, within=p.within, choices=p.choices,
+                               variant=p.variant, applies=applies)
+
+    fields = [("name", str, name), *map(field_of, params[:split]), *common, *map(field_of, params[split:])]
+    cls = dataclasses.make_dataclass(cls_name, fields)
+    cls.__module__ = __name__  # pickled and printed as clipood.config.tree.<cls_name>, as the other sections
+    return cls
+
+
+LossConfig = registry_section("LossConfig", LOSSES, opt(
+    "mms", f"the training objective: {LOSSES.help()}.", flag="loss", choices=tuple(LOSSES)), common=(
+    ("temperature", Optional[float], opt(
         None,
         "tau, the softmax temperature of the cosine logits; none: 1 / the backbone's own learned logit scale, as "
         "the official code takes it (CLIP: 1/100 = 0.01, the paper's value; clipood-lite0-minilm's 'emoji' "
-        "weights: about 0.06). results.json records the value used (method.temperature).", within=Range(1e-4, 10, name="tau", note="paper: 0.01"))
-    head_init: str = opt(
-        "zeroshot",
-        "linear head initialisation for --loss linear: 'zeroshot' (the class text "
-        "embeddings / tau) or 'random'.",
-        choices=("zeroshot", "random"), applies={"loss.name": ("linear",)})
+        "weights: about 0.06). results.json records the value used (method.temperature).",
+        within=Range(1e-4, 10, name="tau", note="paper: 0.01"))),))
 
-
-@dataclass
-class AveragingConfig:
-    name: str = opt(
-        "bma",
-        "weight averaging: 'bma' Beta Moving Average (Eq. 5-7), 'ema', 'uniform' "
-        "(mean of theta_1..theta_T, Fig. 5) or 'none'. The averaged model is evaluated and saved.",
-        flag="averaging",
-        choices=tuple(AVERAGERS),
-    )
-    beta: float = opt(0.5, "beta of the Beta(beta, beta) step weights (Eq. 6). Paper: 0.5.", within=Range(0, 100, lo_open=True, name="beta", note="paper: 0.5"), applies={"averaging.name": ("bma",)}, variant=True)
-    ema_decay: float = opt(0.999, "decay of --averaging ema.", within=Range(0, 1, lo_open=True, hi_open=True, name="decay"), applies={"averaging.name": ("ema",)}, variant=True)
-    every: int = opt(
-        1,
-        "update the average every k steps; the skipped steps' Beta weights go to the step "
-        "that updates (exact when k = 1).",
-        flag="average-every", within=Range(1), applies={"averaging.name": ("bma", "ema", "uniform")})
-    precision: str = opt(
-        "fp32",
-        "number format of the average: 'fp32' (one fp32 copy, updated with one lerp) or 'fp16' (the official "
-        "code's: the tensors it stores in fp16, Linear/Conv weights and CLIP's projection, are averaged in "
-        "fp16 arithmetic as (avg + r theta) / (1 + r), r = alpha_t / A_(t-1); --profile official). fp16 rounds "
-        "away steps smaller than a weight's fp16 spacing (docs/method.md).",
-        flag="average-precision", choices=("fp32", "fp16"), applies={"averaging.name": ("bma", "uniform")})
+AveragingConfig = registry_section("AveragingConfig", AVERAGERS, opt(
+    "bma", f"weight averaging: {AVERAGERS.help()}. The averaged model is evaluated and saved.", flag="averaging",
+    choices=tuple(AVERAGERS)))
 
 
 @dataclass
@@ -208,13 +205,6 @@ class TrainConfig(LoopConfig):
         False,
         "activation checkpointing in the image tower: recompute block activations in the backward "
         "pass (less memory, about 30% more compute; same maths).",
-    )
-    channels_last: str = opt(
-        "auto",
-        "channels_last memory format for the image tower and images, in training and evaluation: 'auto' (on for "
-        "convolutional towers, e.g. EfficientNet/RN50/ConvNeXt, on CUDA and on CPU, where it made EfficientNet-Lite0 "
-        "3x faster; off for ViTs, where it does not help), 'on' or 'off'.",
-        choices=("auto", "on", "off"), scope=ALL_COMMANDS,
     )
     norm_layers: str = opt(
         "frozen",
@@ -248,8 +238,19 @@ class TrainConfig(LoopConfig):
 
 
 @dataclass
+class ComputeConfig(DeviceConfig):
+    channels_last: str = opt(
+        "auto",
+        "channels_last memory format for the image tower and images, in training and evaluation: 'auto' (on for "
+        "convolutional towers, e.g. EfficientNet/RN50/ConvNeXt, on CUDA and on CPU, where it made EfficientNet-Lite0 "
+        "3x faster; off for ViTs, where it does not help), 'on' or 'off'.",
+        choices=("auto", "on", "off"), scope=ALL_COMMANDS,
+    )
+
+
+@dataclass
 class EvalConfig:
-    batch_size: int = opt(256, "evaluation batch size.", flag="eval-batch-size", execution=True, within=Range(1),
+    batch_size: int = opt(256, "evaluation batch size.", flag="eval-batch-size", runtime=True, within=Range(1),
                           scope=ALL_COMMANDS)
     zeroshot: bool = opt(
         True, "also evaluate the pre-trained (zero-shot) model before training, for comparison."
@@ -264,6 +265,7 @@ class Config:
     averaging: AveragingConfig = field(default_factory=AveragingConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -271,4 +273,5 @@ class Config:
 SECTIONS = [f.name for f in dataclasses.fields(Config)]
 # Commands that take a section's options when a field does not say (``scope`` in its metadata).
 SECTION_SCOPE = {"model": ("train", "zeroshot"), "data": ALL_COMMANDS, "loss": ("train",), "averaging": ("train",),
-                 "optim": ("train",), "train": ("train",), "eval": ("train",), "run": ("train", "zeroshot")}
+                 "optim": ("train",), "train": ("train",), "compute": ALL_COMMANDS, "eval": ("train",),
+                 "run": ("train", "zeroshot")}

@@ -12,7 +12,7 @@ from ..tracking import check_report_to
 from .fields import check_value, iter_fields, out_of_range
 from .tree import SECTION_SCOPE, Config
 
-__all__ = ["check_fields", "check_name", "check_output_dir", "check_templates", "validate"]
+__all__ = ["check_fields", "check_name", "check_output_dir", "check_run", "check_templates", "validate"]
 
 
 def _check(ok: bool, option: str, value: Any, allowed: str) -> None:
@@ -43,6 +43,13 @@ def check_output_dir(output_dir: str) -> None:
         raise ConfigError(f"--output-dir: {out} is a file, not a folder; choose a folder for the run directories")
 
 
+def check_run(run) -> None:
+    """The run section of a config tree (fine-tuning's and pretraining's): its name, folder and trackers."""
+    check_name(run.name)
+    check_output_dir(run.output_dir)
+    check_report_to(run.report_to)
+
+
 def check_templates(templates: list) -> None:
     """Each value a template, a preset or a readable file of templates (one line naming what is wrong)."""
     for t in templates:
@@ -52,7 +59,8 @@ def check_templates(templates: list) -> None:
                               f"'{{}}')")
         named = is_template(t) or t in PRESETS or is_template_file(t)
         _check(named, "template", t, f"a prompt with one '{{}}' where the class name goes and no other braces "
-                                     f"(e.g. 'a photo of a {{}}.'), a preset ({', '.join(PRESETS)}), or a file of templates")
+                                     f"(e.g. 'a photo of a {{}}.'), a preset ({', '.join(PRESETS)}), or a file of "
+                                     f"templates")
     expand_templates(templates)  # the files' contents
 
 
@@ -74,13 +82,11 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
     _check(ok, "trainable", tr, "'all' or 'last:N' with N >= 1")
     _check(len(m.templates) > 0, "template", m.templates, "one or more templates, e.g. 'a photo of a {}.'")
     check_templates(m.templates)
-    check_device(t.device)
+    check_device(cfg.compute.device)
     if training:
         _check(cfg.optim.warmup_steps < t.steps, "warmup-steps", cfg.optim.warmup_steps,
                f"fewer than --steps ({t.steps})")
-    check_name(cfg.run.name)
-    check_output_dir(cfg.run.output_dir)
-    check_report_to(cfg.run.report_to)
+    check_run(cfg.run)
     if d.root is None:
         raise ConfigError("--root: no dataset given; pass --root PATH (see 'clipood data --help' for a bundled one)")
     if not Path(d.root).is_dir():

@@ -1,5 +1,5 @@
-"""Indexing an image folder: DomainBed layout ROOT/<domain>/<class>/<image> or a flat
-ImageFolder ROOT/<class>/<image> (one domain).
+"""Indexing an image folder laid out as one of ``LAYOUTS``: DomainBed's ROOT/<domain>/<class>/<image> or a
+flat ImageFolder ROOT/<class>/<image> (one domain); a new layout is one entry that lists a folder's domains.
 
 Everything that would otherwise fail half-way through a run is checked here, before
 training starts: missing or empty folders, a domain lacking some class, empty class
@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..console import progress_bar
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io import read_user_text
 from .digests import content_digests
 from .images import is_image_file, not_a_regular_file
 
-__all__ = ["ImageIndex", "check_classes", "check_same_data", "class_images", "file_id", "detect_layout", "fingerprint", "images_under", "index_domain_folders",
+__all__ = ["AUTO", "ImageIndex", "LAYOUTS", "Layout", "check_classes", "check_same_data", "class_images",
+           "detect_layout", "file_id", "fingerprint", "images_under", "index_domain_folders", "layout_names",
            "make_index", "read_class_names", "readable_name", "scan"]
 
 
@@ -170,6 +171,34 @@ def images_under(folder: Path) -> list[Path]:
     return out
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a plain folder holds its images: ``domains(root)`` lists its (domain name, folder) pairs, each folder
+    holding one sub-folder per class. ``tree`` is the docs' picture of it (docs/datasets.md)."""
+
+    name: str
+    help: str
+    tree: str
+    domains: Callable[[Path], list[tuple[str, Path]]]
+
+
+# The folder layouts by name (--layout), in the order the docs list them; 'auto' picks one (detect_layout).
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (
+    Layout("domains", "DomainBed's: a sub-folder per domain, in each a sub-folder per class",
+           "ROOT/\n|-- <domain>/\n|   |-- <class>/   (images inside)\n|   |-- ...\n"
+           "|-- <domain>/   (the same class folders)",
+           lambda root: [(d.name, d) for d in _subdirs(root)]),
+    Layout("imagefolder", "torchvision's ImageFolder: a sub-folder per class, one domain named 'all'",
+           "ROOT/\n|-- <class>/   (images inside)\n|-- ...", lambda root: [("all", root)]),
+)}
+AUTO = "auto"
+
+
+def layout_names() -> tuple[str, ...]:
+    """What --layout takes."""
+    return (AUTO, *LAYOUTS)
+
+
 def detect_layout(root: Path) -> str:
     """'domains' when every sub-folder of root holds only folders, else 'imagefolder'."""
     subs = _subdirs(root)
@@ -199,21 +228,21 @@ def read_class_names(path: Path, folders: list[str]) -> list[str]:
     return [ln.strip() for ln in lines]
 
 
-def scan(root: str | Path, layout: str = "auto", class_names_file: Optional[str | Path] = None) -> ImageIndex:
-    """Index ``root``; validates consistency across domains before any work starts."""
+def scan(root: str | Path, layout: str = AUTO, class_names_file: Optional[str | Path] = None) -> ImageIndex:
+    """Index ``root`` laid out as ``layout`` (LAYOUTS, or 'auto'); validates consistency across domains before any
+    work starts."""
     root = Path(root)
+    if layout not in layout_names():
+        raise ConfigError(f"--layout: {layout!r} is out of range; allowed: {', '.join(layout_names())}")
     if not root.is_dir():
         raise DataError(f"--root: folder not found: {root}")
-    if layout == "auto":
-        layout = detect_layout(root)
-    domain_dirs = _subdirs(root) if layout == "domains" else [root]
+    domain_dirs = LAYOUTS[detect_layout(root) if layout == AUTO else layout].domains(root)
     if not domain_dirs:
         raise DataError(f"--root: {root} has no domain folders")
 
     per_domain: dict[str, dict[str, list[Path]]] = {}
     owner: dict[tuple[int, int], Path] = {}  # an image file's (device, inode) -> where it was found
-    for ddir in domain_dirs:
-        name = ddir.name if layout == "domains" else "all"
+    for name, ddir in domain_dirs:
         class_dirs = _subdirs(ddir)
         if not class_dirs:
             raise DataError(f"{ddir}: no class folders; expected {ddir}/<class>/<image>")

@@ -29,8 +29,8 @@ def _polygon(kind: str, cx: float, cy: float, r: float, rot: float) -> list[tupl
         pts = [(r * 0.7 * math.cos(rot + k * math.pi / 2) * (1 if k % 2 else 1.4), r * math.sin(rot + k * math.pi / 2))
                for k in range(4)]
     elif kind == "triangle":
-        pts = [(r * math.cos(rot - math.pi / 2 + k * 2 * math.pi / 3), r * math.sin(rot - math.pi / 2 + k * 2 * math.pi / 3))
-               for k in range(3)]
+        pts = [(r * math.cos(rot - math.pi / 2 + k * 2 * math.pi / 3),
+                r * math.sin(rot - math.pi / 2 + k * 2 * math.pi / 3)) for k in range(3)]
     elif kind == "hexagon":
         pts = [(r * math.cos(rot + k * math.pi / 3), r * math.sin(rot + k * math.pi / 3)) for k in range(6)]
     elif kind == "star":
@@ -38,7 +38,8 @@ def _polygon(kind: str, cx: float, cy: float, r: float, rot: float) -> list[tupl
                 (r if k % 2 == 0 else r * 0.45) * math.sin(rot - math.pi / 2 + k * math.pi / 5)) for k in range(10)]
     elif kind == "cross":
         a, b = r, r * 0.35
-        base = [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b), (-a, -b), (-b, -b)]
+        base = [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b), (-a, -b),
+                (-b, -b)]
         c, s = math.cos(rot), math.sin(rot)
         pts = [(x * c - y * s, x * s + y * c) for x, y in base]
     else:

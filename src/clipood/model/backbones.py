@@ -44,8 +44,8 @@ from .finite import check_finite
 from .weights import AUTO, EXPORT_CONFIG, EXPORT_WEIGHTS, Weights, read_folder_config, resolve_weights, tag_quick_gelu
 
 __all__ = ["ACTIVATIONS", "BUNDLED_CONFIGS", "Backbone", "IMAGENET_PREPROCESS", "activation_name", "export_config",
-           "list_architectures", "load_backbone", "one_line", "planned_activation", "resolve_activation", "save_open_clip_folder",
-           "set_trainable"]
+           "list_architectures", "load_backbone", "one_line", "planned_activation", "resolve_activation",
+           "save_open_clip_folder", "set_trainable"]
 
 ACTIVATIONS = ("auto", "gelu", "quick_gelu")  # --activation
 
@@ -202,7 +202,8 @@ def _tokenizer(w: Weights, model_cfg: dict, cache_dir: Optional[str]) -> Callabl
     text = model_cfg.get("text_cfg", {})
     if text.get("hf_tokenizer_name"):
         return open_clip.tokenizer.HFTokenizer(
-            text["hf_tokenizer_name"], context_length=text.get("context_length", open_clip.tokenizer.DEFAULT_CONTEXT_LENGTH),
+            text["hf_tokenizer_name"],
+            context_length=text.get("context_length", open_clip.tokenizer.DEFAULT_CONTEXT_LENGTH),
             cache_dir=cache_dir, tokenizer_mode=text.get("tokenizer_mode"), **(text.get("tokenizer_kwargs") or {}))
     return open_clip.get_tokenizer(w.model_name, cache_dir=cache_dir)
 

@@ -22,9 +22,9 @@ from ..cache import cache_root
 from ..errors import ModelError
 from . import towers as shipped
 
-__all__ = ["AUTO", "CLIPOOD_TAGS", "normalise_pretrained", "ClipoodTag", "DEFAULT_TAGS", "EXPORT_CONFIG", "EXPORT_WEIGHTS", "RANDOM",
-           "PAPER_TAG_PREFIX", "Weights", "check_arch", "clipood_tags", "known_tag", "installed_dir", "installed_weights", "read_folder_config",
-           "resolve_weights", "tag_quick_gelu"]
+__all__ = ["AUTO", "CLIPOOD_TAGS", "ClipoodTag", "DEFAULT_TAGS", "EXPORT_CONFIG", "EXPORT_WEIGHTS", "PAPER_TAG_PREFIX",
+           "RANDOM", "Weights", "check_arch", "clipood_tags", "installed_dir", "installed_weights", "known_tag",
+           "normalise_pretrained", "read_folder_config", "resolve_weights", "tag_quick_gelu"]
 
 PACKAGED_WEIGHTS = Path(__file__).parent / "pretrained"
 EXPORT_CONFIG = "open_clip_config.json"

@@ -52,7 +52,8 @@ def read_caption_table(csv_path: str | Path, *, img_key: str = "filepath", capti
             columns = list(reader.fieldnames or [])
             rows = list(reader)
     except UnicodeDecodeError as e:
-        raise DataError(f"--csv: {csv_path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+        raise DataError(f"--csv: {csv_path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
+                        f"UTF-8") from None
     except csv.Error as e:
         raise DataError(f"--csv: {csv_path} is not a valid table ({e})") from None
     sep_name = "tab" if sep == "\t" else repr(sep)

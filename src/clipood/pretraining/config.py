@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import (
+    DeviceConfig,
     LoopConfig,
     OptimConfig,
     Range,
@@ -22,18 +23,17 @@ from ..config import (
     again,
     check_device,
     check_fields,
-    check_name,
-    check_output_dir,
+    check_run,
     expand_home,
     opt,
     options_markdown,
 )
 from ..config.validation import _check
 from ..errors import ConfigError
-from ..tracking import check_report_to
 
-__all__ = ["PretrainConfig", "PretrainDataConfig", "PretrainModelConfig", "PretrainOptimConfig", "PretrainRunConfig",
-           "PretrainTrainConfig", "irrelevant_keys", "options_doc", "separator", "validate"]
+__all__ = ["PretrainComputeConfig", "PretrainConfig", "PretrainDataConfig", "PretrainModelConfig",
+           "PretrainOptimConfig", "PretrainRunConfig", "PretrainTrainConfig", "options_doc", "separator",
+           "validate_pretrain"]
 
 
 @dataclass
@@ -49,16 +49,18 @@ class PretrainModelConfig:
         "initial weights: 'none' (random initialisation, as CLIP), a checkpoint file, or a pretrained "
         "tag of --arch.",
     )
-    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights (for a tag).", execution=True)
+    cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights (for a tag).", runtime=True)
     lock_image: bool = opt(
         False,
         "LiT (Zhai et al., 2022; open_clip's --lock-image): freeze the image tower's trunk, which then runs as at "
         "inference (its BatchNorm statistics unchanged); its projection still trains.",
     )
     lock_image_unlocked_groups: int = opt(
-        0, "with --lock-image: leave the last N layer groups of the image trunk trainable (open_clip's option).", within=Range(0))
+        0, "with --lock-image: leave the last N layer groups of the image trunk trainable (open_clip's option).",
+        within=Range(0))
     lock_text: bool = opt(
-        False, "LiT: freeze the text tower's transformer (open_clip's --lock-text); a projection after it still trains.",
+        False,
+        "LiT: freeze the text tower's transformer (open_clip's --lock-text); a projection after it still trains.",
     )
     image_projection: str = opt(
         "auto",
@@ -103,9 +105,11 @@ class PretrainDataConfig:
         "pairs held out of training (chosen by a hash of the image path) to report the contrastive "
         "loss and image-to-text / text-to-image top-1 retrieval accuracy; 0 disables.", within=Range(0))
     crop_min_scale: float = opt(
-        0.6, "training augmentation: RandomResizedCrop's smallest area fraction (1 disables cropping).", within=Range(0.05, 1))
+        0.6, "training augmentation: RandomResizedCrop's smallest area fraction (1 disables cropping).",
+        within=Range(0.05, 1))
     rotation: float = opt(
-        10.0, "training augmentation: largest random rotation in degrees (icons stay upright enough).", within=Range(0, 180, name="degrees"))
+        10.0, "training augmentation: largest random rotation in degrees (icons stay upright enough).",
+        within=Range(0, 180, name="degrees"))
     color_jitter: float = opt(
         0.2,
         "training augmentation: brightness/contrast/saturation jitter strength. No hue jitter and no "
@@ -113,27 +117,31 @@ class PretrainDataConfig:
     zoom_out: float = opt(
         0.0,
         "training augmentation: probability of shrinking an image's drawing to 50-90 % of its size "
-        "inside a white frame, so small drawings with wide margins (OpenMoji's) look familiar. 0 disables.", within=Range(0, 1, name="p"))
+        "inside a white frame, so small drawings with wide margins (OpenMoji's) look familiar. 0 disables.",
+        within=Range(0, 1, name="p"))
     grayscale: float = opt(
         0.0,
         "training augmentation: probability of turning an image grey, so shape carries more than "
-        "colour (captions that name colours lose their cue on those images). 0 disables.", within=Range(0, 1, name="p"))
+        "colour (captions that name colours lose their cue on those images). 0 disables.",
+        within=Range(0, 1, name="p"))
     caption_tag_dropout: float = opt(
         0.0,
         "for captions written as 'name, tag, tag, ...' (the emoji set's): drop each comma-separated "
         "part after the first with this probability, drawn anew every step, so the text tower also "
-        "learns the bare names that zero-shot prompts use. 0 keeps captions as written (open_clip).", within=Range(0, 1, name="p"))
+        "learns the bare names that zero-shot prompts use. 0 keeps captions as written (open_clip).",
+        within=Range(0, 1, name="p"))
     caption_max_tags: Optional[int] = opt(
         None,
         "for captions written as 'name, tag, tag, ...': keep at most N comma-separated parts after the first "
-        "(0: the name only, as zero-shot prompts name a class). none keeps captions as written.", within=Range(0, name="N"))
-    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", execution=True, within=Range(0))
+        "(0: the name only, as zero-shot prompts name a class). none keeps captions as written.",
+        within=Range(0, name="N"))
+    workers: int = opt(2, "data-loading worker processes (0 loads in the main process).", runtime=True, within=Range(0))
     bad_images: str = opt(
         "fail",
         "unreadable image policy: 'fail' names the file and stops; 'skip' leaves it out and lists it "
         "in the run directory (bad_images.txt).",
         choices=("fail", "skip"),
-        execution=True,
+        runtime=True,
     )
 
 
@@ -166,11 +174,6 @@ class PretrainTrainConfig(LoopConfig):
         within=Range(2, 65536, note="the contrastive loss needs negatives"),
     )
     seed: int = again(LoopConfig, "seed", 0, "seed of the initialisation, the data order and the augmentation.")
-    precision: str = again(
-        LoopConfig, "precision", "auto",
-        "'auto' (bf16 autocast on CUDA, fp32 on CPU), 'fp32', 'bf16' or 'fp16' (with a grad scaler). "
-        "Master weights stay fp32.",
-    )
     log_every: int = again(LoopConfig, "log_every", 10,
                            "write train loss, logit scale and learning rate to metrics.jsonl every N steps.")
     eval_every: int = again(
@@ -201,17 +204,38 @@ class PretrainRunConfig(RunConfig):
 
 
 @dataclass
+class PretrainComputeConfig(DeviceConfig):
+    precision: str = again(
+        DeviceConfig, "precision", "auto",
+        "'auto' (bf16 autocast on CUDA, fp32 on CPU), 'fp32', 'bf16' or 'fp16' (with a grad scaler). "
+        "Master weights stay fp32.",
+    )
+
+
+@dataclass
 class PretrainConfig:
     model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
     data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
     optim: PretrainOptimConfig = field(default_factory=PretrainOptimConfig)
     train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
+    compute: PretrainComputeConfig = field(default_factory=PretrainComputeConfig)
     run: PretrainRunConfig = field(default_factory=PretrainRunConfig)
 
+    def unused_options(self) -> dict[str, str]:
+        """Options ('section.field') this pretraining does not use beyond those their fields' ``applies`` say,
+        with the reason (``config.irrelevant_keys`` adds them)."""
+        m = self.model
+        keys = {}
+        if m.lock_image and not m.lock_image_unlocked_groups and m.lock_text and self.train.feature_cache == "auto":
+            why = "both towers are locked: features of the eval preprocessing are cached, without augmentation"
+            for key in ("crop_min_scale", "rotation", "color_jitter", "zoom_out", "grayscale"):
+                keys[f"data.{key}"] = f"({why})"
+        return keys
 
 
 
-def validate(cfg: PretrainConfig) -> PretrainConfig:
+
+def validate_pretrain(cfg: PretrainConfig) -> PretrainConfig:
     """Check every value before any work starts; raise ConfigError naming the option ('~' in paths
     expanded in place, as for fine-tuning)."""
     expand_home(cfg)
@@ -226,10 +250,8 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
         raise ConfigError("--lock-image-unlocked-groups: applies only with --lock-image (the whole image tower "
                           "trains without it); add --lock-image or drop the option")
     _check(o.warmup_steps < t.steps, "warmup-steps", o.warmup_steps, f"fewer than --steps ({t.steps})")
-    check_device(t.device)
-    check_name(r.name)
-    check_output_dir(r.output_dir)
-    check_report_to(r.report_to)
+    check_device(cfg.compute.device)
+    check_run(r)
     if r.install_as is not None:
         ok = bool(r.install_as) and r.install_as.replace("-", "").replace("_", "").replace(".", "").isalnum()
         _check(ok, "install-as", r.install_as, "a tag made of letters, digits, '-', '_' or '.'")
@@ -242,17 +264,6 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     if not Path(d.csv).is_file():
         raise ConfigError(f"--csv: file not found: {d.csv}")
     return cfg
-
-
-def irrelevant_keys(cfg: PretrainConfig) -> dict[str, str]:
-    """Options ('section.field') this pretraining does not use, with the reason (the CLI warns when given)."""
-    m = cfg.model
-    keys = {}
-    if m.lock_image and not m.lock_image_unlocked_groups and m.lock_text and cfg.train.feature_cache == "auto":
-        why = "both towers are locked: features of the eval preprocessing are cached, without augmentation"
-        for key in ("crop_min_scale", "rotation", "color_jitter", "zoom_out", "grayscale"):
-            keys[f"data.{key}"] = f"({why})"
-    return keys
 
 
 def separator(cfg: PretrainDataConfig) -> str:

@@ -33,7 +33,7 @@ from ..errors import ConfigError, DataError
 from ..evaluation import input_format
 from ..io import atomic_path
 from ..model.fusion import fold_batchnorm
-from ..training.execution import is_convolutional
+from ..training.speed import is_convolutional
 
 __all__ = ["FrozenFeatures", "cache_keys", "cacheable", "frozen_features", "frozen_image", "frozen_text", "image_head",
            "lock_towers", "projected", "set_train_mode", "text_head"]

@@ -18,7 +18,6 @@ from .setup import PROVENANCE, Pretraining
 __all__ = ["AUGMENTATION_KEYS", "export", "install", "provenance", "towers_record"]
 
 # the data options recorded under "augmentation" in clipood_pretrain.json
-# the data options recorded under "augmentation" in clipood_pretrain.json
 AUGMENTATION_KEYS = ("crop_min_scale", "rotation", "color_jitter", "zoom_out", "grayscale", "caption_tag_dropout")
 
 

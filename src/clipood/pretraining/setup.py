@@ -23,8 +23,7 @@ from .transforms import icon_train_transform
 __all__ = ["PROVENANCE", "Pretraining", "build", "projection_overrides", "read_table",
            "weight_decay_groups"]
 
-# the data options recorded under "augmentation" in clipood_pretrain.json
-PROVENANCE = "clipood_pretrain.json"
+PROVENANCE = "clipood_pretrain.json"  # beside the weights: what they were trained on and how (record.provenance)
 
 
 @dataclass
@@ -104,8 +103,8 @@ def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dic
 def build(cfg: PretrainConfig, table: Optional[CaptionTable] = None) -> Pretraining:
     table = table if table is not None else read_table(cfg)
     train_rows, val_rows = split_validation(table, cfg.data.val_size)
-    device = resolve_device(cfg.train.device)
-    amp = resolve_precision(cfg.train.precision, device)
+    device = resolve_device(cfg.compute.device)
+    amp = resolve_precision(cfg.compute.precision, device)
     torch.manual_seed(cfg.train.seed)  # the initialisation of a model trained from scratch
     m = cfg.model
     backbone = load_backbone(m.arch, m.pretrained, device=device, cache_dir=m.cache_dir,

@@ -24,6 +24,7 @@ from typing import Optional
 import torch
 from open_clip.loss import ClipLoss
 
+from ..config import config_record
 from ..data.bad_images import BadImages
 from ..data.folder import check_same_data, fingerprint
 from ..data.loading import ImageDataset, collate
@@ -36,15 +37,14 @@ from ..training.housekeeping import Housekeeping
 from ..training.optim import apply_gradients
 from . import lit
 from .captions import CaptionTable, drop_tags
-from .config import PretrainConfig
+from .config import PretrainConfig, validate_pretrain
 from .record import export, install, provenance
 from .setup import Pretraining, build, read_table
 
-__all__ = ["MAX_LOG_SCALE", "batch_texts", "batches", "create_run", "encode_texts", "evaluate_pairs", "features", "fit",
-           "housekeeping", "open_run", "restore_state", "run_name", "run_pretrain", "train_loader", "train_step",
-           "training_state"]
+__all__ = ["MAX_LOG_SCALE", "batch_texts", "batches", "create_run", "default_pretrain_name", "encode_texts",
+           "evaluate_pairs", "features", "fit", "housekeeping", "open_run", "restore_state", "run_pretrain",
+           "train_loader", "train_step", "training_state"]
 
-# the data options recorded under "augmentation" in clipood_pretrain.json
 MAX_LOG_SCALE = math.log(100)  # CLIP clamps the logit scale at 100
 
 
@@ -64,7 +64,7 @@ def training_state(p: Pretraining, bad: BadImages) -> dict:
         "bad_images": [[path, reason] for path, reason in bad.items()],
         "csv_sha256": p.csv_sha256,
         "data_fingerprint": fingerprint(p.table.paths, Path(p.cfg.data.csv).parent),
-        "config": ckpt.config_record(p.cfg),
+        "config": config_record(p.cfg),
     }
 
 
@@ -194,7 +194,8 @@ def housekeeping(p: Pretraining, run: RunDir, bad: BadImages, start: int, progre
     def log_fields() -> dict:
         elapsed = max(time.time() - t0, 1e-9)
         return {"logit_scale": round(float(p.model.logit_scale.detach().exp()), 4),
-                "lr": p.scheduler.get_last_lr()[0], "pairs_per_s": round((house.step - start) * t.batch_size / elapsed, 2)}
+                "lr": p.scheduler.get_last_lr()[0],
+                "pairs_per_s": round((house.step - start) * t.batch_size / elapsed, 2)}
 
     def evaluate() -> dict:
         record = {"val": evaluate_pairs(p, p.val_rows, bad)}
@@ -215,9 +216,9 @@ def fit(p: Pretraining, run: RunDir, *, resume_state: Optional[dict] = None, pro
     bad = BadImages(p.cfg.data.bad_images, p.table.paths)
     start = restore_state(p, resume_state, bad, allow_changed_data) if resume_state is not None else 0
     if p.cache_features and p.features is None:
-        p.features = lit.frozen_features(p.model, p.table, p.tokens, p.backbone.preprocess_val, p.backbone.preprocess_cfg,
-                                         device=p.device, autocast_dtype=p.autocast_dtype, workers=p.cfg.data.workers,
-                                         on_bad=bad, progress=progress)
+        p.features = lit.frozen_features(p.model, p.table, p.tokens, p.backbone.preprocess_val,
+                                         p.backbone.preprocess_cfg, device=p.device, autocast_dtype=p.autocast_dtype,
+                                         workers=p.cfg.data.workers, on_bad=bad, progress=progress)
     lit.set_train_mode(p.model, p.cfg.model.lock_image)
     t0, loss = time.time(), float("nan")
     with housekeeping(p, run, bad, start, progress) as house:
@@ -238,13 +239,13 @@ def fit(p: Pretraining, run: RunDir, *, resume_state: Optional[dict] = None, pro
 # ------------------------------------------------------------------ the run
 
 
-def run_name(cfg: PretrainConfig) -> str:
+def default_pretrain_name(cfg: PretrainConfig) -> str:
     arch = Path(cfg.model.arch.split(":", 1)[-1]).name or "model"
     return f"pretrain-{arch}-seed{cfg.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def create_run(cfg: PretrainConfig) -> RunDir:
-    return RunDir.create(cfg, name=run_name, command="pretrain")
+    return RunDir.create(cfg, name=default_pretrain_name, command="pretrain")
 
 
 def open_run(path: str | Path) -> tuple[RunDir, PretrainConfig]:
@@ -259,7 +260,8 @@ def open_run(path: str | Path) -> tuple[RunDir, PretrainConfig]:
 
 def run_pretrain(cfg: PretrainConfig, *, resume: Optional[RunDir] = None, progress: bool = True,
                  allow_changed_data: bool = False) -> tuple[RunDir, dict]:
-    """Read and check the table, pretrain (or continue), export the model folder, optionally install it."""
+    """Check the options and the table, pretrain (or continue), export the model folder, optionally install it."""
+    cfg = validate_pretrain(cfg)
     table = read_table(cfg)                       # every data error before a run directory exists
     if resume is not None:
         run = resume.acquire()

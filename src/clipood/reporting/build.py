@@ -4,7 +4,11 @@ Writes into OUT (default RUNS_DIR/report): ``index.html`` (settings, tables and 
 one page), ``report.md`` (the same in markdown), ``report.tex`` (the tables as booktabs
 LaTeX), ``tables/*.csv`` (each table; mean, std, standard error, number of seeds and the
 selected variant per cell), ``runs.csv`` (every evaluation of every run) and ``plots/*.png``.
-Each model selection is stated once, at the top of its results.
+Each model selection is stated once, at the top of its results, after the settings: what the runs
+were (backbone, weights, steps, learning rate, batch, the hyper-parameters of their loss and averager
+from the registries, seeds per dataset and method), from each run's config.yaml (else results.json),
+shown beside the results because the paper's ViT-B/16 numbers stand next to them and a reader must
+see what differs.
 """
 
 from __future__ import annotations
@@ -14,27 +18,26 @@ import html
 import io
 import json
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import ClipoodError
 from ..io import write_text
-from . import curves as C
-from . import plots as P
-from .latex import document
+from . import figures as F
 from .layouts import all_tables, in_no_table, paired_runs, reference_tables
-from .page import figure, page, paragraph
-from .records import RunRecord, add_derived_zeroshot, collect
+from .records import HYPERPARAMETERS, RunRecord, add_derived_zeroshot, collect, shown_kind
 from .reference import citation
-from .render import to_csv, to_html, to_markdown
+from .reference import settings as paper_settings
+from .render import document, figure, page, paragraph, to_csv, to_html, to_markdown
 from .selection import MODES, SelectionInfo, select
-from .settings import settings_html, settings_markdown
-from .shown import shown_kind
 from .stats import ERROR_TEXT, ERRORS
-from .table import Table, file_key, label
+from .table import Table, datasets_of, file_key, label, methods_of
+from .text import markdown_table
 
-__all__ = ["Report", "build_report"]
+__all__ = ["HEADERS", "Report", "build_report", "paper_line", "settings_html", "settings_markdown", "settings_rows"]
+
 
 SUFFIX = {"training-domain": "", "leave-one-out": "_loo", "oracle": "_oracle"}
 
@@ -73,7 +76,7 @@ def _step_weight_params(records: list[RunRecord]) -> tuple[int, float, float]:
     ema = [r for r in trained if r.hparams.get("averaging") == "ema"]
     steps = max((int(r.hparams["steps"]) for r in (bma or trained)), default=5000)
     beta = float(bma[0].hparams["beta"]) if bma else 0.5
-    decay = float(ema[0].hparams["ema_decay"]) if ema else 0.999
+    decay = float(ema[0].hparams["ema-decay"]) if ema else 0.999
     return steps, beta, decay
 
 
@@ -129,7 +132,7 @@ def build_report(runs_dir: Path, out_dir: Optional[Path] = None, *, make_plots: 
         write_text(out_dir / "tables" / f"{t.key}.csv", to_csv(t))
     write_text(out_dir / "runs.csv", _runs_csv(records, selected_ids))
 
-    figures: list[C.Plot] = []
+    figures: list[F.Plot] = []
     if make_plots:
         figures = _plots(records, primary_records, primary, out_dir / "plots")
 
@@ -186,28 +189,103 @@ def build_report(runs_dir: Path, out_dir: Optional[Path] = None, *, make_plots: 
 
 
 def _plots(records: list[RunRecord], selected: list[RunRecord], primary: list[Table],
-           plot_dir: Path) -> list[C.Plot]:
+           plot_dir: Path) -> list[F.Plot]:
     """Figures from the selected runs (bars, curves) and from all runs (hyper-parameter and alpha sweeps)."""
-    figs: list[C.Plot] = []
+    figs: list[F.Plot] = []
 
-    def add(fig: Optional[C.Plot]) -> None:
+    def add(fig: Optional[F.Plot]) -> None:
         if fig is not None:
             figs.append(fig)
 
     for t in primary:
         if t.kind in ("table1", "table2", "table3") or (t.kind == "table1-summary" and len(t.columns) > 2):
-            add(P.bars(t, plot_dir / f"bars_{t.key}.png"))
+            add(F.bars(t, plot_dir / f"bars_{t.key}.png"))
         elif t.kind == "table4":
             for split in ("Base", "New", "Total"):
-                add(P.bars(t, plot_dir / f"bars_{t.key}_{split.lower()}.png", split=split))
+                add(F.bars(t, plot_dir / f"bars_{t.key}_{split.lower()}.png", split=split))
     for ds in sorted({r.dataset for r in records}):
         kinds = list(dict.fromkeys(shown_kind(r) for r in selected if r.dataset == ds and shown_kind(r)))
         for i, kind in enumerate(kinds):
-            add(C.training_curves(selected, ds, kind, plot_dir / f"curves_{file_key(ds)}{'' if i == 0 else '_' + kind}"
+            add(F.training_curves(selected, ds, kind, plot_dir / f"curves_{file_key(ds)}{'' if i == 0 else '_' + kind}"
                                                                  f".png"))
     T, beta, decay = _step_weight_params(records)
-    add(C.step_weights(T, beta, decay, plot_dir / "step_weights.png"))
-    for name in ("lambda", "beta"):
-        add(P.hparam_plot(records, name, plot_dir / f"vs_{name}.png"))
-    add(P.wise_ft_plot(records, plot_dir / "wise_ft.png"))
+    add(F.step_weights(T, beta, decay, plot_dir / "step_weights.png"))
+    for name in F.HPARAMS:
+        add(F.hparam_plot(records, name, plot_dir / f"vs_{name}.png"))
+    add(F.wise_ft_plot(records, plot_dir / "wise_ft.png"))
     return figs
+
+
+# ------------------------------------------------------------------ settings: what the runs were
+
+
+HEADERS = ["dataset", "method", "backbone", "weights", "steps", "lr", "batch", "hyper-parameters", "seeds", "runs"]
+
+
+def _values(values: list[Any], fmt=str) -> str:
+    """Distinct values in order of first appearance ('-' when no run says)."""
+    seen = list(dict.fromkeys(fmt(v) for v in values if v is not None))
+    return ", ".join(seen) or "-"
+
+
+def _batch(r: RunRecord) -> Any:
+    b = r.hparams.get("batch_size")
+    if b is None:
+        return None
+    n = len(r.train_domains)
+    text = f"{b} × {n} domains" if n > 1 else str(b)
+    accum = r.hparams.get("accum_steps")
+    return text + (f" ({accum} micro-batches)" if accum and int(accum) > 1 else "")
+
+
+def _hyperparameters(runs: list[RunRecord]) -> str:
+    """The values of the hyper-parameters the runs' losses and averagers read (their registries), e.g.
+    'lambda 0.3, beta 0.1 / 0.5' where runs differ."""
+    parts = []
+    for _, p, reg in HYPERPARAMETERS:
+        values = [r.hparams.get(p.option) for r in runs
+                  if p.variant and r.hparams.get(reg.section) in reg.users(p.name)]
+        shown = _values(values, lambda v: f"{v:g}" if isinstance(v, float) else str(v))
+        if shown != "-":
+            parts.append(f"{p.option} {shown.replace(', ', ' / ')}")
+    return ", ".join(parts) or "-"
+
+
+def settings_rows(records: list[RunRecord]) -> list[list[str]]:
+    """One row per (dataset, method): the distinct values of its runs (a sweep's variants list several)."""
+    rows = []
+    for ds in datasets_of(records):
+        dr = [r for r in records if r.dataset == ds]
+        for m in methods_of(dr):
+            mr = [r for r in dr if r.method == m]
+            trained = [r for r in mr if r.kind != "zeroshot"]
+            by_seed: dict[int, int] = defaultdict(int)
+            for r in mr:
+                by_seed[r.seed] += 1
+            steps = _values([r.hparams.get("steps") for r in trained]) if trained else "0 (pre-trained model)"
+            rows.append([ds, label(m), _values([r.hparams.get("arch") for r in mr]),
+                         _values([r.hparams.get("pretrained") for r in mr]), steps,
+                         _values([r.hparams.get("lr") for r in trained], lambda v: f"{float(v):g}"),
+                         _values([_batch(r) for r in trained]), _hyperparameters([r for r in mr if r.kind == "train"]),
+                         ", ".join(map(str, sorted(by_seed))),
+                         str(len({r.path for r in mr if not r.derived}) or "from the training runs")])
+    return rows
+
+
+def paper_line() -> str:
+    return f"The paper's numbers beside them: {paper_settings()}."
+
+
+def settings_markdown(records: list[RunRecord]) -> str:
+    return "\n".join([markdown_table(HEADERS, settings_rows(records)), "",
+                      f"- {paper_line()} batch: images per training domain per step × training domains."]) + "\n"
+
+
+def settings_html(records: list[RunRecord]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in HEADERS)
+    body = "".join("<tr>" + "".join(f"<{'th' if i < 2 else 'td'}>{e(c)}</{'th' if i < 2 else 'td'}>"
+                                    for i, c in enumerate(row)) + "</tr>" for row in settings_rows(records))
+    return (f'<div class="scroll"><table class="settings" id="settings"><thead><tr>'
+            f'{head}</tr></thead><tbody>{body}</tbody></table></div><ul class="notes"><li>{e(paper_line())} batch: '
+            f"images per training domain per step × training domains.</li></ul>")

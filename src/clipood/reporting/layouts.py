@@ -117,7 +117,8 @@ def table1(records: list[RunRecord], variant_of: dict[int, str], error: str = "s
             avg_by_dataset[ds][m] = avg
             cells = cells_of(per_seed, held) + ([stat(avg.values(), scale=100)] if avg_col else [])
             t.rows.append(Row([label(m)], cells, method=m,
-                              variants=cell_variants(mr, held, lambda r: [r.holdout[0]], variant_of) + [None] * len(avg_col)))
+                              variants=cell_variants(mr, held, lambda r: [r.holdout[0]], variant_of)
+                              + [None] * len(avg_col)))
         if covered[ds]:  # the paper's number sits in the column that averages the same domains
             add_paper_rows(t, [([f"paper: {p['method']}"], p.get("clipood"),
                                 [None] * (len(t.columns) - 1) + [ref_value(p["values"], col)]) for p in ref["rows"]])

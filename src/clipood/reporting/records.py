@@ -1,14 +1,27 @@
-"""Finished runs found under a folder, as flat records the tables and plots are built from.
+"""Finished runs found under a folder, as flat records the tables and plots are built from, and the
+one number each run's table shows.
 
 A run made by ``clipood sweep`` says what it is in ``sweep.json`` (method, dataset,
 held-out domains, seed, variant); a run made by ``clipood train`` / ``zeroshot`` is read
 from its ``results.json`` and ``config.yaml`` (method from its loss and averaging,
 dataset from its folder name). A WiSE-FT run becomes one record per alpha.
+
+The number a run's table shows for it (``shown_kind``, ``shown_value``), so that a plot never draws a
+number no table has:
+
+* Table 1 (one held-out domain): accuracy on the held-out domain;
+* Table 2 (several test sets): OOD avg over the shifted test sets (the one shifted set, or
+  the one in-distribution set, where the table has no average);
+* Table 3 (base-to-new): H of base and new accuracy on the in-distribution test set(s);
+* Table 4 (held-out domain and new classes): Total accuracy on the held-out domain.
+
+A base-to-new run with several held-out domains is in no table, and in no plot.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +29,16 @@ from typing import Any, Optional
 
 import yaml
 
-from ..config import flatten, irrelevant_keys, variant_keys
+from ..averaging import AVERAGERS
+from ..config import flatten, irrelevant_keys, moved_keys, variant_keys
 from ..console import warn
+from ..losses import LOSSES
 from ..methods import METHODS, infer_method, registered
 from .stats import harmonic, mean
 
-__all__ = ["DamagedRun", "RunRecord", "SKIP_DIRS", "VARIANT_KEYS", "add_derived_zeroshot", "collect", "headline", "method_order",
-           "read_run"]
+__all__ = ["DamagedRun", "HYPERPARAMETERS", "METRIC", "RunRecord", "SKIP_DIRS", "VARIANT_KEYS", "add_derived_zeroshot",
+           "collect", "headline", "method_order", "read_run", "shown_kind", "shown_value"]
+
 
 SKIP_DIRS = {".sweep", "model", "checkpoints", "report"}
 # Options that make two runs of a method different variants when no sweep.json says so.
@@ -43,7 +59,8 @@ class RunRecord:
     zeroshot: Optional[dict] = None
     domains: list[str] = field(default_factory=list)
     train_domains: list[str] = field(default_factory=list)
-    hparams: dict[str, Any] = field(default_factory=dict)  # lambda, beta, lr, steps, arch, batch_size, alpha, ...
+    hparams: dict[str, Any] = field(default_factory=dict)  # lr, steps, arch, batch_size, alpha, the registries'
+    # hyper-parameters by option name (lambda, beta, ...)
     derived: bool = False  # a zero-shot record taken from a training run's pre-training evaluation
     protocol: str = "clipood"  # how domain-split data was split and scored (results.json; --protocol)
 
@@ -71,7 +88,11 @@ def headline(evals: dict, base_to_new: bool) -> float:
     return mean(e.get("accuracy") for e in es)
 
 
-_NUMERIC_HPARAMS = ("lambda", "beta", "ema_decay", "lr", "steps", "batch_size", "accum_steps")
+# The registries' hyper-parameters ('section.field', Param, registry): the report shows and plots them by their
+# option name (e.g. 'lambda'), beside the options every run has.
+HYPERPARAMETERS = [(reg.key(p), p, reg) for reg in (LOSSES, AVERAGERS) for p in reg.params()]
+_NUMERIC_HPARAMS = ("lr", "steps", "batch_size", "accum_steps") + tuple(p.option for _, p, _ in HYPERPARAMETERS
+                                                                        if p.numeric)
 
 
 def _hparams(cfg: dict, results: dict) -> dict[str, Any]:
@@ -86,10 +107,9 @@ def _hparams(cfg: dict, results: dict) -> dict[str, Any]:
 
 
 def _hparams_raw(cfg: dict, results: dict) -> dict[str, Any]:
-    f = flatten(cfg)
+    f = moved_keys(flatten(cfg))
     backbone = results.get("backbone") if isinstance(results.get("backbone"), dict) else {}
-    return {"lambda": f.get("loss.margin_lambda"), "beta": f.get("averaging.beta"),
-            "ema_decay": f.get("averaging.ema_decay"), "lr": f.get("optim.lr"),
+    return {**{p.option: f.get(key) for key, p, _ in HYPERPARAMETERS}, "lr": f.get("optim.lr"),
             "steps": f.get("train.steps", results.get("steps")), "averaging": f.get("averaging.name"),
             "loss": f.get("loss.name"), "arch": f.get("model.arch", backbone.get("arch")),
             "pretrained": backbone.get("weights") or ("none (random weights)" if "model.pretrained" in f and
@@ -266,3 +286,44 @@ def add_derived_zeroshot(records: list[RunRecord]) -> list[RunRecord]:
     out.sort(key=lambda r: (r.dataset, method_order(r.method), r.holdout, repr(sorted(r.variant.items())), r.seed,
                             str(r.path)))
     return out
+
+
+# ------------------------------------------------------------------ the number a run's table shows
+
+
+METRIC = {"table1": "held-out accuracy (%)", "table2": "OOD avg accuracy (%)", "table3": "H of base and new (%)",
+          "table4": "Total accuracy on the held-out domain (%)"}
+
+
+def shown_kind(r: RunRecord) -> Optional[str]:
+    """The table a run's numbers land in (layouts' rules); None for none."""
+    if r.base_to_new:
+        return "table3" if not r.holdout else ("table4" if len(r.holdout) == 1 else None)
+    return "table1" if len(r.holdout) == 1 else "table2"
+
+
+def _tests(evals: dict) -> list[dict]:
+    es = [e for e in evals.values() if e.get("role") == "test"]
+    return es or [e for e in evals.values() if e.get("role") == "val"]
+
+
+def shown_value(r: RunRecord, evals: Optional[dict] = None) -> float:
+    """That number (in [0, 1]) for the evaluation ``evals`` of run ``r`` (default: its final one); NaN if none."""
+    evals = r.evals if evals is None else evals
+    kind, es = shown_kind(r), _tests(evals or {})
+    if kind in ("table1", "table4"):
+        return mean(e.get("accuracy") for e in es)
+    if kind == "table3":
+        ids = [e for e in es if e.get("domain") in r.train_domains] or es
+        return harmonic(mean(e.get("base") for e in ids), mean(e.get("new") for e in ids))
+    if kind == "table2":
+        tests = [e for e in evals.values() if e.get("role") == "test"]
+        shifted = {e.get("domain") for e in tests if e.get("domain") not in r.train_domains}
+        if shifted:
+            return mean(mean(e.get("accuracy") for e in tests if e.get("domain") == d) for d in shifted)
+        ids = {e.get("domain") for e in tests}
+        if len(ids) == 1:
+            return mean(e.get("accuracy") for e in tests)
+        if not tests and es:  # 'ID (val)': the validation splits' mean is the table's only column
+            return mean(e.get("accuracy") for e in es)
+    return math.nan

@@ -25,6 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..config import Config, flag_name, iter_fields
 from .records import RunRecord
 from .stats import harmonic, mean
 
@@ -44,8 +45,8 @@ DESCRIPTION = {
               "the held-out domain's 'out' split (H with a base/new split); an upper bound, it peeks at the test "
               "distribution",
 }
-SHORT_KEYS = {"loss.margin_lambda": "lambda", "averaging.beta": "beta", "averaging.ema_decay": "ema_decay",
-              "optim.lr": "lr", "train.steps": "steps"}
+# What a variant's options are called in tables: their flags ('loss.margin_lambda' -> 'lambda').
+SHORT_KEYS = {f"{sec}.{f.name}": flag_name(f) for sec, _, f in iter_fields(Config)}
 
 
 def _vkey(variant: dict) -> str:

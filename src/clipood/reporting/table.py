@@ -130,7 +130,8 @@ def common_notes(table: Table, what: str, *, no_paper: Optional[str] = None) -> 
     seeds = ", ".join(map(str, table.seeds)) or "-"
     table.notes.append(f"{what} Each cell: {ERROR_TEXT[table.error]} over seeds ({seeds}); one number: one seed.")
     if any(v for r in table.rows for v in r.variants):
-        table.notes.append("Beside a number: the variant model selection chose (with its number of runs where they differ).")
+        table.notes.append("Beside a number: the variant model selection chose (with its number of runs where they "
+                           "differ).")
     if table.paper:
         note = "Rows 'paper:' are the published numbers (CLIPood, ICML 2023, CLIP ViT-B/16)"
         if table.error == "sem":

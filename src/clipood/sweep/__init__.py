@@ -30,8 +30,8 @@ happens in the report (``clipood report``), which states which one each table us
 """
 
 from .cli import add_arguments, main, spec_from_args
-from .execution import STATE_DIR, SweepOutcome, execute_in_process, run_sweep, subprocess_command
 from .plan import SIDECAR, PlannedRun, config_differences, plan, plan_table, run_name, variants
+from .runner import STATE_DIR, SweepOutcome, execute_in_process, run_sweep, subprocess_command
 from .spec import DATASET_KEYS, SPEC_KEYS, DatasetSpec, SweepSpec, load_spec, option_key, spec_from_dict, spec_to_dict
 
 __all__ = ["DATASET_KEYS", "DatasetSpec", "PlannedRun", "SIDECAR", "SPEC_KEYS", "STATE_DIR", "SweepOutcome",

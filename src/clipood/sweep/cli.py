@@ -14,9 +14,9 @@ from ..config import PROFILES
 from ..console import warn
 from ..errors import ClipoodError, ConfigError
 from ..methods import METHODS
-from .execution import run_sweep
 from .launchers import LAUNCHERS, SlurmOptions
 from .plan import plan, plan_table
+from .runner import run_sweep
 from .spec import SPEC_KEYS, SweepSpec, option_key, read_spec_file, spec_from_dict
 
 __all__ = ["add_arguments", "main", "slurm_options", "spec_from_args"]

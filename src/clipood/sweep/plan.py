@@ -19,13 +19,13 @@ from typing import Any, Iterator, Optional
 from ..config import (
     Config,
     apply_profile,
-    execution_keys,
     flag_name,
     flatten,
     from_dict,
     irrelevant_keys,
     iter_fields,
     load_yaml,
+    runtime_keys,
     to_dict,
     validate,
     with_absolute_paths,
@@ -38,7 +38,7 @@ from .spec import SweepSpec, check_spec, nested
 __all__ = ["PlannedRun", "config_differences", "plan", "plan_table", "run_name", "variants"]
 
 SIDECAR = "sweep.json"  # in each run directory: what the run is within its sweep (for reports)
-EXECUTION_KEYS = execution_keys()  # options a run may resume with other values of
+RUNTIME_KEYS = runtime_keys()  # options a run may resume with other values of
 ZEROSHOT_SECTIONS = ("model", "data", "eval")  # the only sections that change a zero-shot evaluation
 
 
@@ -228,11 +228,11 @@ def plan(spec: SweepSpec) -> list[PlannedRun]:
 
 
 def config_differences(planned: Config, saved: Config) -> list[str]:
-    """Options (other than execution ones) whose saved value differs from the planned one."""
+    """Options (other than runtime ones: how a run runs) whose saved value differs from the planned one."""
     a, b = flatten(to_dict(with_absolute_paths(planned))), flatten(to_dict(with_absolute_paths(saved)))  # as saved
     diffs = []
     for key in sorted(set(a) | set(b)):
-        if key in EXECUTION_KEYS:
+        if key in RUNTIME_KEYS:
             continue
         va, vb = a.get(key), b.get(key)
         if isinstance(va, float) and isinstance(vb, (int, float)) and math.isclose(va, vb, rel_tol=1e-12):

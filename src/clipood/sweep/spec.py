@@ -95,7 +95,8 @@ def _dataset(entry: Any, where: str) -> DatasetSpec:
         raise ConfigError(f"{where}: a dataset's 'holdout_overrides' maps a held-out domain to config sections, "
                           f"e.g. {{openmoji: {{model: {{pretrained: emoji-without-openmoji}}}}}}")
     return DatasetSpec(name=str(name), root=None if root is None else str(root), holdout=entry.get("holdout"),
-                       overrides=overrides, holdout_overrides={str(k): copy.deepcopy(v) for k, v in per_holdout.items()})
+                       overrides=overrides,
+                       holdout_overrides={str(k): copy.deepcopy(v) for k, v in per_holdout.items()})
 
 
 def _seeds(value: Any, where: str) -> list[int]:
@@ -151,7 +152,7 @@ def spec_from_dict(data: dict, where: str = "sweep spec") -> SweepSpec:
     for m in list(spec.methods) + list(mo):
         get_method(m)
     base = get_method(spec.wise_ft_base)
-    if base.kind != TRAIN or base.loss_averaging[0] == "linear":
+    if base.kind != TRAIN or base.linear_head:
         raise ConfigError(f"{where}: 'wise_ft_base' must be a training method with the class-text head (e.g. "
                           f"finetune, clipood), got {spec.wise_ft_base!r}")
     return spec

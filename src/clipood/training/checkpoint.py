@@ -8,47 +8,28 @@ whose checksum is missing or wrong is never resumed from: the newest good one is
 the run says which and why. ``torch.load`` with ``weights_only=True`` accepts only
 tensors and plain containers.
 
-A checkpoint also records the options the run was started with (``config_record``: every
-option but those of how it runs, ``execution`` in the config fields), so a resumed run
+A checkpoint also records the options the run was started with (``config.config_record``: every
+option but those of how it runs), so a resumed run
 refuses a ``config.yaml`` edited since (``check_same_config``): the record, the report and
 the optimiser state would otherwise tell three different stories.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
 import torch
 
+from ..config import changed_options, config_record, moved_keys
 from ..console import note
 from ..errors import ClipoodError
 from ..io import atomic_path, sha256_file, write_text
+from ..rundir import checkpoint_dir, checksum_path, list_checkpoints
 
-__all__ = ["CHECKSUM", "CONFIG_RECORD", "PATTERN", "changed_options", "check_same_config", "checkpoint_dir", "checksum_path", "config_record",
-           "list_checkpoints", "load_latest", "not_fitting", "remove_checkpoints", "restore_optimisation", "rng_state",
-           "save_checkpoint", "set_rng_state"]
-
-PATTERN = re.compile(r"^step-(\d+)\.pt$")
-CHECKSUM = ".sha256"
-CONFIG_RECORD = ".config-record.json"  # RUN/: the options a run started with (config_record), for a resume
-# that finds no checkpoint to compare with
-
-
-def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints"
-
-
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    d = checkpoint_dir(run_dir)
-    if not d.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := PATTERN.match(p.name))]
-    return sorted(found)
+__all__ = ["check_same_config", "load_latest", "not_fitting", "restore_optimisation", "rng_state", "save_checkpoint",
+           "set_rng_state"]
 
 
 def rng_state() -> dict:
@@ -96,27 +77,11 @@ def not_fitting(state: dict, flag: str = "--resume") -> Iterator[None]:
 CHECKED_BY_CONTENT = ("data.root", "data.csv")
 
 
-def config_record(cfg) -> dict:
-    """The options that decide what a run computes (all but the ``execution`` ones), paths absolute, and
-    their SHA-256: what a checkpoint keeps of the config it was made with."""
-    from ..config import execution_keys, flatten, to_dict, with_absolute_paths
-    skip = execution_keys(type(cfg))
-    options = {k: v for k, v in sorted(flatten(to_dict(with_absolute_paths(cfg))).items()) if k not in skip}
-    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=repr).encode()).hexdigest()
-    return {"options": options, "sha256": digest}
-
-
 def _flag(cfg, key: str) -> str:
     from ..config import flag_name, iter_fields
     sec, name = key.split(".", 1)
     f = next((f for s, _, f in iter_fields(type(cfg)) if s == sec and f.name == name), None)
     return f"--{flag_name(f)} ({key})" if f is not None else key
-
-
-def changed_options(saved: dict, cfg) -> list[str]:
-    """'section.field' of every option whose value differs between a config record and ``cfg``."""
-    before, after, missing = saved.get("options") or {}, config_record(cfg)["options"], object()
-    return [k for k in sorted(set(before) | set(after)) if before.get(k, missing) != after.get(k, missing)]
 
 
 def check_same_config(saved: Optional[dict], cfg, flag: str = "--resume") -> None:
@@ -128,7 +93,7 @@ def check_same_config(saved: Optional[dict], cfg, flag: str = "--resume") -> Non
     now = config_record(cfg)
     if now["sha256"] == saved.get("sha256"):
         return
-    before, after = saved["options"], now["options"]
+    before, after = moved_keys(saved["options"]), now["options"]
     changed = changed_options(saved, cfg)
     for key in [k for k in changed if k in CHECKED_BY_CONTENT]:
         note(f"{flag}: {_flag(cfg, key)} moved from {before.get(key)} to {after.get(key)}; the data there is checked "
@@ -143,10 +108,6 @@ def check_same_config(saved: Optional[dict], cfg, flag: str = "--resume") -> Non
                        f"options of how it runs may change, e.g. --workers, --device, --log-every)")
 
 
-def checksum_path(path: Path) -> Path:
-    return path.with_name(path.name + CHECKSUM)
-
-
 def save_checkpoint(run_dir: Path, step: int, state: dict, keep: int) -> Path:
     """Write checkpoints/step-N.pt and its checksum atomically, then drop all but the newest ``keep``."""
     path = checkpoint_dir(run_dir) / f"step-{step:08d}.pt"
@@ -158,17 +119,6 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, keep: int) -> Path:
         old.unlink(missing_ok=True)
         checksum_path(old).unlink(missing_ok=True)
     return path
-
-
-def remove_checkpoints(run_dir: Path) -> None:
-    d = checkpoint_dir(run_dir)
-    if not d.is_dir():
-        return
-    for p in d.iterdir():
-        if PATTERN.match(p.name) or p.name.endswith(CHECKSUM) or p.name.endswith(".tmp"):
-            p.unlink(missing_ok=True)
-    if not any(d.iterdir()):
-        d.rmdir()
 
 
 def _why_unusable(path: Path) -> Optional[str]:
@@ -190,11 +140,12 @@ def _why_unusable(path: Path) -> Optional[str]:
 
 
 def load_latest(run_dir: Path, map_location="cpu", *, flag: str = "--resume",
-                required: tuple[str, ...] = ("step",)) -> Optional[dict]:
+                required: tuple[str, ...] = ("step",), renamed: Optional[dict[str, str]] = None) -> Optional[dict]:
     """The newest intact checkpoint; a newer unusable one is reported and skipped. None if there are none.
 
     ``required``: the keys this kind of run writes; a checkpoint without them (of another kind of run, or
-    another program's) is unusable. The file's name is in the state as ``"file"``."""
+    another program's) is unusable; ``renamed`` (old key -> key) reads an older checkpoint's keys as this run's.
+    The file's name is in the state as ``"file"``."""
     run_dir = Path(run_dir)
     found = list_checkpoints(run_dir)
     if not found:
@@ -211,6 +162,9 @@ def load_latest(run_dir: Path, map_location="cpu", *, flag: str = "--resume",
             except Exception as e:  # intact bytes that torch cannot read: a foreign file
                 reason = f"unreadable ({type(e).__name__})"
             else:
+                for old, new in (renamed or {}).items():
+                    if isinstance(state, dict) and old in state and new not in state:
+                        state[new] = state.pop(old)
                 missing = [k for k in required if k not in state] if isinstance(state, dict) else list(required)
                 if missing:
                     reason = f"not a checkpoint of this kind of run (no {', '.join(map(repr, missing[:3]))})"

@@ -42,8 +42,8 @@ from torch import nn
 from ..errors import ClipoodError, ConfigError
 from ..rundir import RunDir
 
-__all__ = ["DistContext", "ENV_VARS", "FollowerRun", "SINGLE", "create_run", "env_world_size", "follower_view", "init",
-           "no_sync", "session", "wrap"]
+__all__ = ["DistContext", "ENV_VARS", "FollowerRun", "SINGLE", "env_world_size", "follower_view", "init", "no_sync",
+           "session", "shared_run", "wrap"]
 
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -230,7 +230,7 @@ class FollowerRun(RunDir):
         pass
 
 
-def create_run(ctx: DistContext, create: Callable[[], RunDir]) -> RunDir:
+def shared_run(ctx: DistContext, create: Callable[[], RunDir]) -> RunDir:
     """Rank 0 creates the run directory and broadcasts its path (or its error) to the others."""
     if not ctx.enabled:
         return create()

@@ -1,35 +1,39 @@
-"""Everything a run builds from its config before step 1.
+"""Everything a run builds from its config before step 1, in two parts.
 
-Data index and splits, the backbone, the class-text embeddings (encoded once, under
-no_grad), the classifier over the training classes, the loss, the optimiser, schedule
-and averager. Kept apart from the loop so that the loop reads like Algorithm 1.
+``build_model``: the data index and splits, the backbone, the class-text embeddings (encoded
+once, under no_grad), the classifier over the training classes and the transforms: all that
+evaluation, zero-shot, WiSE-FT and export use. ``build_training``: which weights train, the
+loss, the averager, the optimiser and its schedule. Kept apart from the loop so that the loop
+reads like Algorithm 1.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
 
-from ..averaging import WeightAverage, averaged_tensors, build_averager
+from ..averaging import AVERAGERS, WeightAverage, averaged_tensors, build_averager
 from ..config import Config
-from ..data.datasets import prepare_benchmark, prompt_template
-from ..data.folder import ImageIndex, scan
-from ..data.splits import Splits, make_splits
+from ..data.datasets import prepare_dataset, prompt_template
+from ..data.folder import ImageIndex
+from ..data.splits import Splits
 from ..data.transforms import train_transform
 from ..errors import ConfigError
 from ..evaluation import ClassWeights
-from ..losses import build_loss
+from ..losses import LOSSES, build_loss
 from ..model import Backbone, ImageClassifier, LinearHead, TextHead, encode_class_texts, load_backbone, set_trainable
 from ..templates import expand_templates
 from .device import resolve_device, resolve_precision
 from .distributed import SINGLE, DistContext, wrap
-from .execution import apply_execution_options
 from .optim import build_optimizer, build_scheduler
+from .speed import apply_speed_options
 from .storage import fp16_stored, round_to_fp16_
 
-__all__ = ["Experiment", "build_experiment", "prepare_data", "resolve_temperature", "shot_seed"]
+__all__ = ["Experiment", "Model", "build_experiment", "build_model", "build_training", "prepare_data",
+           "resolve_temperature", "shot_seed"]
 
 
 def resolve_temperature(temperature: Optional[float], backbone: Backbone) -> float:
@@ -44,17 +48,12 @@ def resolve_temperature(temperature: Optional[float], backbone: Backbone) -> flo
 
 
 def prepare_data(cfg: Config, training: bool = True) -> tuple[ImageIndex, Splits]:
+    """The index and splits of the data: a named dataset (--dataset) or the folder --root, read alike."""
     d = cfg.data
-    if d.dataset is not None:  # a named benchmark: its own layout, class names and splits
-        return prepare_benchmark(d.dataset, d.root, training=training, holdout_domains=d.holdout_domains,
-                                 val_fraction=d.val_fraction, split_seed=d.split_seed, base_to_new=d.base_to_new,
-                                 shots=d.shots, shot_seed=shot_seed(cfg), class_names_file=d.class_names,
-                                 protocol=d.protocol)
-    index = scan(d.root, d.layout, d.class_names)
-    splits = make_splits(index, holdout_domains=d.holdout_domains, val_fraction=d.val_fraction,
-                         split_seed=d.split_seed, base_to_new=d.base_to_new, shots=d.shots,
-                         shot_seed=shot_seed(cfg), protocol=d.protocol)
-    return index, splits
+    return prepare_dataset(d.dataset, d.root, layout=d.layout, training=training, holdout_domains=d.holdout_domains,
+                           val_fraction=d.val_fraction, split_seed=d.split_seed, base_to_new=d.base_to_new,
+                           shots=d.shots, shot_seed=shot_seed(cfg), class_names_file=d.class_names,
+                           protocol=d.protocol)
 
 
 def shot_seed(cfg: Config) -> int:
@@ -62,8 +61,11 @@ def shot_seed(cfg: Config) -> int:
     return cfg.data.shot_seed if cfg.data.shot_seed is not None else cfg.train.seed
 
 
-@dataclass
-class Experiment:
+@dataclass(kw_only=True)
+class Model:
+    """A model without a trainer: the data, the backbone, the class texts and the classifier (head) with its
+    transforms. What evaluation, zero-shot, WiSE-FT and export need; ``build_training`` adds the trainer."""
+
     cfg: Config
     device: torch.device
     autocast_dtype: Optional[torch.dtype]
@@ -74,22 +76,11 @@ class Experiment:
     text_features: torch.Tensor  # (C_all, D), all classes, computed once
     temperature: float  # tau: --temperature, or 1 / the backbone's learned logit scale
     classifier: ImageClassifier  # image tower + head over the training classes
-    loss_fn: torch.nn.Module
     label_map: torch.Tensor  # global label -> position among the training classes
-    trained: list  # the tensors the averager tracks
-    averager: WeightAverage
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    scaler: Optional[torch.amp.GradScaler]
     train_transform: Callable
     dist: DistContext = SINGLE
-    train_model: Optional[torch.nn.Module] = None  # what a step runs: the classifier, DDP-wrapped with N processes
     channels_last: bool = False  # images go to the device in channels_last format
-    fp16_weights: list = field(default_factory=list)  # rounded to fp16 after each step (--master-weights fp16)
-
-    def __post_init__(self):
-        if self.train_model is None:
-            self.train_model = self.classifier
+    fp16_stored: list = field(default_factory=list)  # held at fp16 values (--master-weights fp16)
 
     def class_weights(self) -> ClassWeights:
         """Scores over all classes with the current weights (for evaluation)."""
@@ -104,10 +95,31 @@ class Experiment:
         return ClassWeights(self.text_features.cpu())
 
 
-def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None,
-                     dist: DistContext = SINGLE) -> Experiment:
-    device = resolve_device(cfg.train.device, dist)
-    amp = resolve_precision(cfg.train.precision, device)
+@dataclass(kw_only=True)
+class Experiment(Model):
+    """A model and its trainer: the loss, the tensors the averager tracks, the averager, the optimiser and its
+    schedule; what Algorithm 1 (``loop.fit``) runs."""
+
+    loss_fn: torch.nn.Module
+    tracked: list  # the tensors the averager tracks and checkpoints save: trained parameters and BatchNorm statistics
+    averager: WeightAverage
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: Optional[torch.amp.GradScaler]
+    train_model: Optional[torch.nn.Module] = None  # what a step runs: the classifier, DDP-wrapped with N processes
+    fp16_weights: list = field(default_factory=list)  # rounded to fp16 after each step (--master-weights fp16)
+
+    def __post_init__(self):
+        if self.train_model is None:
+            self.train_model = self.classifier
+
+
+def build_model(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None,
+                dist: DistContext = SINGLE) -> Model:
+    """The backbone, the class texts (encoded once), the head over the training classes and the transforms;
+    no optimiser, no averager."""
+    device = resolve_device(cfg.compute.device, dist)
+    amp = resolve_precision(cfg.compute.precision, device)
     index, splits = data or prepare_data(cfg)
     torch.manual_seed(cfg.train.seed)  # only a random head init draws from it
 
@@ -116,42 +128,57 @@ def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] =
     model = backbone.model
     templates = expand_templates(cfg.model.templates, prompt_template(cfg.data.dataset))
     text_features = encode_class_texts(model, backbone.tokenizer, index.class_names, templates)
-    params = set_trainable(model, cfg.model.trainable)
-
     tau = resolve_temperature(cfg.loss.temperature, backbone)
 
     train_text = text_features[splits.train_classes]
-    if cfg.loss.name == "linear":
-        head = LinearHead(train_text, tau, cfg.loss.head_init).to(device)
-        params = params + list(head.parameters())
+    if LOSSES[cfg.loss.name].head == "linear":  # the loss scores a linear head's logits (ERM, Eq. 1)
+        head = LinearHead(train_text, tau, cfg.model.head_init).to(device)
     else:
         head = TextHead(train_text)
-    frozen_norms = cfg.train.norm_layers == "frozen"
-    classifier = ImageClassifier(model.visual, head, frozen_norms=frozen_norms).to(device)
-    done = apply_execution_options(model.visual, cfg.train, device)  # before theta_0 is copied
-    loss_fn = build_loss(cfg.loss.name, train_text, cfg.loss.margin_lambda, tau).to(device)
+    classifier = ImageClassifier(model.visual, head, frozen_norms=cfg.train.norm_layers == "frozen").to(device)
+    done = apply_speed_options(model.visual, device, channels_last=cfg.compute.channels_last,  # before theta_0's copy
+                               grad_checkpointing=cfg.train.grad_checkpointing, compile=cfg.train.compile)
 
     label_map = torch.full((index.num_classes,), -1, dtype=torch.long)
     label_map[torch.as_tensor(splits.train_classes)] = torch.arange(len(splits.train_classes))
 
     stored16 = fp16_stored(model.visual) if cfg.train.master_weights == "fp16" else []
     round_to_fp16_(stored16)  # theta_0 as the official code holds it (--master-weights fp16)
-    trained = averaged_tensors(model.visual, buffers=not frozen_norms) + [p for p in head.parameters() if p.requires_grad]
-    half = None
-    if cfg.averaging.precision == "fp16" and cfg.averaging.name in ("bma", "uniform"):
-        official16 = {id(t) for t in (stored16 or fp16_stored(model.visual))}
-        half = [id(t) in official16 for t in trained]
-    averager = build_averager(cfg.averaging.name, trained, cfg.train.steps, beta=cfg.averaging.beta,
-                              ema_decay=cfg.averaging.ema_decay, every=cfg.averaging.every, half=half)
+    return Model(cfg=cfg, device=device, autocast_dtype=amp, index=index, splits=splits, backbone=backbone,
+                 templates=templates, text_features=text_features, temperature=tau, classifier=classifier,
+                 label_map=label_map, train_transform=train_transform(backbone.preprocess_cfg), dist=dist,
+                 channels_last=done["channels_last"], fp16_stored=stored16)
+
+
+def build_training(m: Model) -> Experiment:
+    """The trainer of a model: which weights train, the loss, the averager (theta_0 now), AdamW and its schedule."""
+    cfg, device = m.cfg, m.device
+    visual, head = m.classifier.visual, m.classifier.head
+    params = set_trainable(m.backbone.model, cfg.model.trainable) + [p for p in head.parameters() if p.requires_grad]
+    train_text = m.text_features[m.splits.train_classes]
+    loss_fn = build_loss(cfg.loss.name, train_text, m.temperature, **LOSSES.section_arguments(cfg.loss)).to(device)
+
+    frozen_norms = cfg.train.norm_layers == "frozen"
+    tracked = averaged_tensors(visual, buffers=not frozen_norms) + [p for p in head.parameters() if p.requires_grad]
+    averaging = AVERAGERS.section_arguments(cfg.averaging)
+    fp16 = None
+    if averaging.get("precision") == "fp16":  # the tensors the official code stores in fp16 are averaged in fp16
+        official16 = {id(t) for t in (m.fp16_stored or fp16_stored(visual))}
+        fp16 = [id(t) in official16 for t in tracked]
+    averager = build_averager(cfg.averaging.name, tracked, cfg.train.steps, fp16=fp16, **averaging)
     o = cfg.optim
     optimizer = build_optimizer(params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas, eps=o.eps,
                                 device=device)
     scheduler = build_scheduler(optimizer, total_steps=cfg.train.steps, warmup_steps=o.warmup_steps,
                                 min_lr_ratio=o.min_lr_ratio)
-    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
-    return Experiment(cfg=cfg, device=device, autocast_dtype=amp, index=index, splits=splits, backbone=backbone,
-                      templates=templates, text_features=text_features, temperature=tau, classifier=classifier, loss_fn=loss_fn, label_map=label_map,
-                      trained=trained, averager=averager, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                      train_transform=train_transform(backbone.preprocess_cfg), dist=dist,
-                      train_model=wrap(classifier, dist, device), channels_last=done["channels_last"],
-                      fp16_weights=[t for t in stored16 if t.requires_grad])
+    scaler = torch.amp.GradScaler(device.type) if m.autocast_dtype == torch.float16 else None
+    return Experiment(**{f.name: getattr(m, f.name) for f in dataclasses.fields(Model)}, loss_fn=loss_fn,
+                      tracked=tracked, averager=averager, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                      train_model=wrap(m.classifier, m.dist, device),
+                      fp16_weights=[t for t in m.fp16_stored if t.requires_grad])
+
+
+def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None,
+                     dist: DistContext = SINGLE) -> Experiment:
+    """``build_model`` and its ``build_training``: everything a run builds before step 1."""
+    return build_training(build_model(cfg, data=data, dist=dist))

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..config import config_record
 from ..data.bad_images import BadImages
 from ..data.folder import check_same_data, fingerprint
 from ..data.loading import ImageDataset, collate
@@ -27,21 +28,22 @@ from ..errors import ClipoodError, ConfigError, DataError
 from ..rundir import RunDir
 from . import checkpoint as ckpt
 from .distributed import no_sync
-from .execution import micro_batches, to_device
 from .experiment import Experiment
 from .housekeeping import Housekeeping
 from .optim import apply_gradients
+from .speed import micro_batches, to_device
 from .storage import round_to_fp16_
 
-__all__ = ["STATE_KEYS", "fit", "train_loader", "train_step"]
+__all__ = ["RENAMED_KEYS", "STATE_KEYS", "fit", "train_loader", "train_step"]
 
 
-STATE_KEYS = ("step", "trained", "optimizer", "scheduler", "averager", "rng")  # what restore_state reads
+STATE_KEYS = ("step", "tracked", "optimizer", "scheduler", "averager", "rng")  # what restore_state reads
+RENAMED_KEYS = {"trained": "tracked"}  # keys of older checkpoints (load_latest reads them as the new ones)
 
 
 def training_state(exp: Experiment, bad: BadImages) -> dict:
     return {
-        "trained": [t.detach().cpu().clone() for t in exp.trained],
+        "tracked": [t.detach().cpu().clone() for t in exp.tracked],
         "optimizer": exp.optimizer.state_dict(),
         "scheduler": exp.scheduler.state_dict(),
         "averager": exp.averager.state_dict(),
@@ -49,7 +51,7 @@ def training_state(exp: Experiment, bad: BadImages) -> dict:
         "rng": ckpt.rng_state(),
         "bad_images": [[p, r] for p, r in bad.items()],
         "data_fingerprint": fingerprint(exp.index.paths, exp.index.root),
-        "config": ckpt.config_record(exp.cfg),
+        "config": config_record(exp.cfg),
     }
 
 
@@ -58,14 +60,14 @@ def restore_state(exp: Experiment, state: dict, bad: BadImages, allow_changed_da
     check_same_data(state.get("data_fingerprint"), exp.index.paths, exp.index.root, allow_changed_data)
     with ckpt.not_fitting(state), torch.no_grad():
         average = state["averager"].get("average") or []
-        for what, saved, live in (("trained", state["trained"], exp.trained),
+        for what, saved, live in (("tracked", state["tracked"], exp.tracked),
                                   ("averaged", average, exp.averager.average)):
             shapes = [tuple(t.shape) for t in saved], [tuple(t.shape) for t in live]
             if shapes[0] != shapes[1]:  # copy_ would broadcast a tensor of another shape without a word
                 raise ClipoodError(f"--resume: {state.get('file', 'the checkpoint')} does not match this model (its "
                                    f"{what} tensors have other shapes or number: {len(shapes[0])} then, "
                                    f"{len(shapes[1])} now)")
-        for dst, src in zip(exp.trained, state["trained"]):
+        for dst, src in zip(exp.tracked, state["tracked"]):
             dst.copy_(src)
         exp.averager.load_state_dict(state["averager"])
     return ckpt.restore_optimisation(state, exp.optimizer, exp.scheduler, exp.scaler, bad.seen)

@@ -15,17 +15,18 @@ from pathlib import Path
 from typing import Optional
 
 from ...errors import ConfigError
-from ..folder import ImageIndex
+from ..folder import AUTO, ImageIndex
 from ..splits import Splits
 from . import coop, domainbed, imagenet
 from .base import DOCS, Benchmark, Predefined, fixed_splits
+from .plain import Folder, folders_markdown
 
 # Listing order: DomainBed, ImageNet, CoOp.
 REGISTRY: dict[str, type[Benchmark]] = {cls.name: cls for cls in (*domainbed.DATASETS, *imagenet.DATASETS,
                                                                    *coop.DATASETS)}
 
-__all__ = ["Benchmark", "DOCS", "Predefined", "REGISTRY", "datasets_markdown", "fixed_splits", "get", "names",
-           "prepare_benchmark", "prompt_template", "splits_by_domain", "status_rows"]
+__all__ = ["Benchmark", "DOCS", "Folder", "Predefined", "REGISTRY", "dataset", "datasets_markdown", "fixed_splits",
+           "get", "names", "prepare_dataset", "prompt_template", "splits_by_domain", "status_rows"]
 
 
 def _key(name: str) -> str:
@@ -46,20 +47,27 @@ def get(name: str) -> Benchmark:
     raise ConfigError(f"--dataset: unknown dataset {name!r}; known: {', '.join(REGISTRY)}")
 
 
-def splits_by_domain(dataset: Optional[str]) -> bool:
+def dataset(name: Optional[str], layout: str = AUTO) -> Benchmark:
+    """The dataset ``--dataset NAME`` names, or without a name the folder ``--root`` itself (laid out as ``layout``)."""
+    return Folder(layout) if name is None else get(name)
+
+
+def splits_by_domain(name: Optional[str]) -> bool:
     """Whether data is split by domain (a folder, or one of DomainBed's datasets) rather than by its own files
     (CoOp's split files, ImageNet's val and shift sets): the two kinds the official code reads differently."""
-    return dataset is None or get(dataset).family == "DomainBed"
+    return dataset(name).domain_split
 
 
-def prompt_template(dataset: Optional[str]) -> str:
+def prompt_template(name: Optional[str]) -> str:
     """The prompt the paper's official code uses for the data (``--template auto``)."""
-    return Benchmark.template if dataset is None else get(dataset).template
+    return dataset(name).template
 
 
-def prepare_benchmark(name: str, root: str | Path, *, training: bool = True, **options) -> tuple[ImageIndex, Splits]:
-    """``--dataset NAME --root ROOT``: the index and splits of a named dataset (a test-only one cannot train)."""
-    bench = get(name)
+def prepare_dataset(name: Optional[str], root: str | Path, *, layout: str = AUTO, training: bool = True,
+                    **options) -> tuple[ImageIndex, Splits]:
+    """The index and splits of ``--dataset NAME --root ROOT``, or of the folder ROOT without a name (a test-only
+    dataset cannot train)."""
+    bench = dataset(name, layout)
     if training and bench.test_only:
         raise ConfigError(f"--dataset: {bench.name} is a test set only (use it with 'clipood zeroshot' or "
                           f"'clipood eval'); train on 'imagenet', which evaluates its shift sets too")
@@ -96,8 +104,8 @@ CoOp's `DATASETS.md`, so existing copies work as they are; symbolic links are fi
 Names are case-insensitive and ignore `-` and `_` (`OfficeHome`, `office_home`).
 `clipood datasets --root DIR` lists every dataset and whether it was found under `DIR`.
 When a dataset is missing, the error names the path that was expected, the layout and
-where to download it. Without `--dataset`, `--root` is one dataset folder scanned
-generically (`ROOT/<domain>/<class>/<image>` or `ROOT/<class>/<image>`).
+where to download it. Without `--dataset`, `--root` is one dataset folder read with a
+folder layout ([below](#folders)).
 
 Protocols:
 
@@ -147,6 +155,6 @@ def datasets_markdown() -> str:
                 extra.append(f"name aliases: {', '.join(f'`{a}`' for a in b.aliases)}")
             lines.append(f"- Also: {'; '.join(extra)}")
         lines += ["", "```text", b.tree.strip("\n"), "```"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + folders_markdown()) + "\n"
 
 

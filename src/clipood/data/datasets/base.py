@@ -50,6 +50,9 @@ class Benchmark:
     split_doc: ClassVar[str]  # how train / val / test are made (docs)
     aliases: ClassVar[tuple[str, ...]] = ()
     test_only: ClassVar[bool] = False  # evaluation only (ImageNet shift sets)
+    # split by domain (clipood's in/out protocol, which --profile official reads the official code's way) rather than
+    # by the dataset's own files (CoOp's split files, ImageNet's val and shift sets)
+    domain_split: ClassVar[bool] = False
     # the prompt the paper's official code uses for this dataset (--template auto): CoOp's per-dataset
     # templates (its CUSTOM_TEMPLATES, which the official converter_dassl.py takes) and 'a photo of a {}.'
     # for DomainBed's datasets and ImageNet
@@ -88,14 +91,20 @@ class Benchmark:
         """The image index, and the dataset's own splits (None: clipood's in/out protocol)."""
         raise NotImplementedError
 
-    def prepare(self, root: str | Path, *, holdout_domains: list[str], val_fraction: float, split_seed: int,
-                base_to_new: bool = False, shots: Optional[int] = None, shot_seed: int = 0,
-                class_names_file: Optional[str | Path] = None, protocol: str = "clipood") -> tuple[ImageIndex, Splits]:
-        """Index and protocol splits, as ``scan`` + ``make_splits`` give for a plain folder."""
-        self.check(root)
+    def index(self, root: str | Path, class_names_file: Optional[str | Path] = None
+              ) -> tuple[ImageIndex, Optional[Predefined]]:
+        """``load``, with the readable class names of ``class_names_file`` (--class-names) when given."""
         index, predefined = self.load(root)
         if class_names_file:
             index.class_names = read_class_names(Path(class_names_file), index.class_folders)
+        return index, predefined
+
+    def prepare(self, root: str | Path, *, holdout_domains: list[str], val_fraction: float, split_seed: int,
+                base_to_new: bool = False, shots: Optional[int] = None, shot_seed: int = 0,
+                class_names_file: Optional[str | Path] = None, protocol: str = "clipood") -> tuple[ImageIndex, Splits]:
+        """Index and protocol splits: clipood's (``make_splits``) or the dataset's own (``fixed_splits``)."""
+        self.check(root)
+        index, predefined = self.index(root, class_names_file)
         if predefined is None:
             splits = make_splits(index, holdout_domains=holdout_domains, val_fraction=val_fraction,
                                  split_seed=split_seed, base_to_new=base_to_new, shots=shots, shot_seed=shot_seed,

@@ -25,6 +25,7 @@ SPLIT_DOC = ("clipood's DomainBed protocol: leave-one-domain-out (`--holdout-dom
 
 class DomainBedDataset(Benchmark):
     family: ClassVar[str] = "DomainBed"
+    domain_split: ClassVar[bool] = True
     split_doc: ClassVar[str] = SPLIT_DOC
     class_source: ClassVar[str] = "the class folder names with `_` read as a space"
     # canonical domain name -> accepted folder names (canonical first)

@@ -12,7 +12,7 @@ import pytest
 from fakes import PACS, _domainbed_runs, _entry, _write_run
 
 from clipood.reporting import build_report
-from clipood.reporting.latex import escape
+from clipood.reporting.render import escape
 
 
 def test_escape_prints_text_verbatim():

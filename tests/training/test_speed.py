@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from clipood.commands import train as run_train
 from clipood.config import Config
 from clipood.errors import ConfigError
-from clipood.training import execution
+from clipood.training import speed
 from clipood.training.experiment import build_experiment
 from clipood.training.loop import train_step
 
@@ -20,14 +20,14 @@ def _config(root, pretrained, out, name, **train) -> Config:
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{pretrained}", "auto"
     cfg.data.root, cfg.data.workers, cfg.data.holdout_domains = str(root), 0, ["sketch"]
     cfg.train.steps, cfg.train.batch_size, cfg.train.checkpoint_every = 3, 3, 0
-    cfg.train.device = "cpu"
+    cfg.compute.device = "cpu"
     # lr-sized Adam steps on elements whose true gradient is 0 would turn round-off into
     # visible differences; a larger eps keeps the update a smooth function of the gradient.
     cfg.optim.lr, cfg.optim.eps = 1e-3, 1e-4
     cfg.eval.zeroshot, cfg.eval.batch_size = False, 64
     cfg.run.output_dir, cfg.run.name = str(out), name
     for k, v in train.items():
-        setattr(cfg.train, k, v)
+        setattr(cfg.compute if k == "precision" else cfg.train, k, v)
     return cfg
 
 
@@ -61,7 +61,7 @@ def test_compile_option_trains_through_dynamo(baseline, shapes_root, tiny_pretra
     from torch._dynamo.utils import counters
     torch._dynamo.reset()
     counters.clear()
-    monkeypatch.setattr(execution, "COMPILE_OPTIONS", {"backend": "eager"})
+    monkeypatch.setattr(speed, "COMPILE_OPTIONS", {"backend": "eager"})
     got = _weights(_config(shapes_root, tiny_pretrained, tmp_path, "compiled", compile=True))
     assert counters["stats"]["unique_graphs"] >= 1, "dynamo captured the image tower"
     for k in baseline:
@@ -89,7 +89,7 @@ def test_grad_checkpointing_recomputes_blocks_in_backward(shapes_root, tiny_pret
 def test_micro_batches_cover_the_batch_in_order():
     for n in range(1, 30):
         for k in range(1, 9):
-            parts = execution.micro_batches(n, k)
+            parts = speed.micro_batches(n, k)
             sizes = [s.stop - s.start for s in parts]
             expected = [len(a) for a in np.array_split(np.arange(n), min(n, k))]
             assert sizes == expected and parts[0].start == 0 and parts[-1].stop == n
@@ -101,12 +101,12 @@ def test_channels_last_auto_only_for_convolutional_towers():
     vit = VisionTransformer(image_size=32, patch_size=8, width=32, layers=1, heads=2, mlp_ratio=2.0, output_dim=16)
     rn = ModifiedResNet(layers=(1, 1, 1, 1), output_dim=16, heads=2, image_size=64, width=8)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert not execution.is_convolutional(vit) and execution.is_convolutional(rn)
-    assert execution.use_channels_last("auto", rn, cuda) and execution.use_channels_last("auto", rn, cpu)
-    assert not execution.use_channels_last("auto", vit, cuda) and not execution.use_channels_last("auto", vit, cpu)
-    assert execution.use_channels_last("on", vit, cpu) and not execution.use_channels_last("off", rn, cuda)
+    assert not speed.is_convolutional(vit) and speed.is_convolutional(rn)
+    assert speed.use_channels_last("auto", rn, cuda) and speed.use_channels_last("auto", rn, cpu)
+    assert not speed.use_channels_last("auto", vit, cuda) and not speed.use_channels_last("auto", vit, cpu)
+    assert speed.use_channels_last("on", vit, cpu) and not speed.use_channels_last("off", rn, cuda)
     with pytest.raises(ConfigError, match="--grad-checkpointing: the image tower \\(ModifiedResNet\\)"):
-        execution.enable_grad_checkpointing(rn)
+        speed.enable_grad_checkpointing(rn)
 
 
 def test_accumulation_larger_than_the_batch_is_a_config_error(shapes_root, tiny_pretrained, tmp_path):

@@ -21,7 +21,7 @@ from ..console import progress_bar, write
 from ..errors import ClipoodError, ConfigError, Interrupted
 from ..io import write_json, write_text
 from ..methods import TRAIN, WISE_FT, ZEROSHOT
-from ..rundir import RunDir
+from ..rundir import RunDir, list_checkpoints
 from .launchers import GpuSlots, SlurmOptions, check_launcher, submit, visible_gpus
 from .plan import SIDECAR, PlannedRun, check_same, plan
 from .spec import SweepSpec, spec_to_dict
@@ -43,8 +43,7 @@ class SweepOutcome:
 
 def _prepare_unfinished(run: PlannedRun) -> bool:
     """Before resuming: True when a checkpoint exists; otherwise the run restarts in place."""
-    from ..training import checkpoint as ckpt
-    has_ckpt = bool(ckpt.list_checkpoints(run.path))
+    has_ckpt = bool(list_checkpoints(run.path))
     if not has_ckpt:
         RunDir(run.path).truncate_metrics(0)  # events of steps that will run again
     return has_ckpt

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import ConfigError
 
-__all__ = ["COMPILE_OPTIONS", "apply_execution_options", "enable_grad_checkpointing", "is_convolutional",
+__all__ = ["COMPILE_OPTIONS", "apply_speed_options", "enable_grad_checkpointing", "is_convolutional",
            "micro_batches", "to_device", "use_channels_last"]
 
 # Keyword arguments of the image tower's torch.compile (tests swap in backend='eager').
@@ -43,16 +43,17 @@ def enable_grad_checkpointing(visual: nn.Module) -> None:
                           f"activation checkpointing; drop the flag or use a ViT tower")
 
 
-def apply_execution_options(visual: nn.Module, train_cfg, device: torch.device) -> dict:
+def apply_speed_options(visual: nn.Module, device: torch.device, *, channels_last: str, grad_checkpointing: bool,
+                        compile: bool) -> dict:
     """Apply --channels-last, --grad-checkpointing and --compile to the tower; returns what was done."""
     done = {"channels_last": False, "grad_checkpointing": False, "compile": False}
-    if use_channels_last(train_cfg.channels_last, visual, device):
+    if use_channels_last(channels_last, visual, device):
         visual.to(memory_format=torch.channels_last)  # 4-D weights only; Parameters keep their identity
         done["channels_last"] = True
-    if train_cfg.grad_checkpointing:
+    if grad_checkpointing:
         enable_grad_checkpointing(visual)
         done["grad_checkpointing"] = True
-    if train_cfg.compile:
+    if compile:
         visual.compile(**COMPILE_OPTIONS)  # in place: parameter names and state_dict keys unchanged
         done["compile"] = True
     return done
