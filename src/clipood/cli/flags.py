@@ -28,8 +28,8 @@ from ..console import warn
 from ..data.folder import layout_names
 from ..errors import ClipoodError
 
-__all__ = ["add_config_flags", "config_from_args", "flag_of", "flag_overrides", "resume_overrides",
-           "warn_inapplicable"]
+__all__ = ["MODEL_CHOICE_KEYS", "add_config_flags", "check_model_or_arch", "config_from_args", "flag_of",
+           "flag_overrides", "option_help", "resume_overrides", "warn_inapplicable"]
 
 # Options whose values a registry above the config layer holds (the config cannot import it): the parser offers them.
 REGISTERED_CHOICES = {"data.layout": layout_names}  # 'train' options for commands that take only how to run
@@ -123,6 +123,25 @@ def warn_inapplicable(cfg, given: set[str], root=Config) -> None:
     for key, why in sorted(irrelevant_keys(cfg).items()):
         if key in given:
             warn(f"{flag_of(key, root)} does not apply {why}; it is ignored")
+
+
+# The options that say which CLIP to load; a model folder given as --model, MODEL_A carries its own.
+MODEL_CHOICE_KEYS = ("model.arch", "model.pretrained", "model.activation", "model.interpolation")
+
+
+def check_model_or_arch(given: set[str], what: str) -> None:
+    """A model folder (``what``: --model, MODEL_A) and --arch/--pretrained both name the model: one line, not a
+    silent choice of one of them."""
+    both = [flag_of(k) for k in MODEL_CHOICE_KEYS if k in given]
+    if both:
+        raise ClipoodError(f"{both[0]}: does not apply with {what}, a model folder that carries its own architecture "
+                           f"and weights; give {what} or --arch/--pretrained, not both")
+
+
+def option_help(key: str, root=Config) -> str:
+    """The help text of option 'section.field' (one source for a flag that a command adds by hand)."""
+    sec, name = key.split(".", 1)
+    return next(f.metadata["help"] for s, _, f in iter_fields(root) if s == sec and f.name == name)
 
 
 def resume_overrides(args: argparse.Namespace, cfg, root=Config):

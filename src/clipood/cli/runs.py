@@ -12,7 +12,7 @@ from ..config import DEFAULT_PROFILE, PROFILES, SECTIONS
 from ..errors import ClipoodError
 from ..pretraining.config import PretrainConfig
 from .command import Command, progress
-from .flags import add_config_flags, config_from_args, resume_overrides, warn_inapplicable
+from .flags import add_config_flags, check_model_or_arch, config_from_args, resume_overrides, warn_inapplicable
 
 __all__ = ["COMMANDS", "print_results", "report_run"]
 
@@ -102,15 +102,18 @@ def _zeroshot(args: argparse.Namespace) -> int:
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
     _add_common(p)
-    p.add_argument("--model", required=True, metavar="DIR",
-                   help="exported model folder (runs/NAME/model) or its run folder.")
+    p.add_argument("--model", metavar="DIR", help="exported model folder (runs/NAME/model), its run folder, or a "
+                   "plain open_clip folder; without it, the CLIP --arch and --pretrained name is evaluated.")
     p.add_argument("--out", metavar="JSON", help="also write the results to this file.")
     add_config_flags(p, "eval")
 
 
 def _eval(args: argparse.Namespace) -> int:
     from .. import commands
-    results = commands.evaluate(config_from_args(args)[0], Path(args.model), Path(args.out) if args.out else None,
+    cfg, given = config_from_args(args)
+    if args.model:
+        check_model_or_arch(given, "--model")
+    results = commands.evaluate(cfg, Path(args.model) if args.model else None, Path(args.out) if args.out else None,
                                 progress=progress(args))
     print_results(results)
     return 0
@@ -150,9 +153,10 @@ COMMANDS = [
     Command("zeroshot", "evaluate the pre-trained model zero-shot (no training).",
             "Zero-shot accuracy of the pre-trained model on every split of the protocol.", _zeroshot_arguments,
             _zeroshot),
-    Command("eval", "evaluate a saved model (RUN_DIR/model) on a dataset.",
-            "Evaluate an exported model folder (RUN_DIR/model, an open_clip local-dir folder) on --root with the "
-            "given protocol.", _eval_arguments, _eval),
+    Command("eval", "evaluate a saved model (RUN_DIR/model) or any CLIP on a dataset.",
+            "Evaluate an exported model folder (RUN_DIR/model, an open_clip local-dir folder), a plain open_clip "
+            "folder (--model FOLDER) or any CLIP by name (--arch NAME --pretrained TAG, or --arch local-dir:PATH) on "
+            "--root with the given protocol.", _eval_arguments, _eval),
     Command("pretrain", "contrastive image-text pretraining (CLIP's loss) of a small backbone, offline.",
             "Pretrain an open_clip model with CLIP's contrastive loss on an image-caption table (open_clip's CSV "
             "convention), leaving out --exclude-domain rows; write an open_clip folder that --arch local-dir:RUN/model "

@@ -6,15 +6,18 @@ import argparse
 from pathlib import Path
 
 from .command import Command, progress
-from .flags import add_config_flags
+from .flags import add_config_flags, option_help
 
 __all__ = ["COMMANDS"]
 
 
 def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or list files.")
-    p.add_argument("--model", required=True, metavar="DIR",
-                   help="exported model folder (runs/NAME/model) or its run folder.")
+    p.add_argument("--model", metavar="DIR", help="exported model folder (runs/NAME/model), its run folder, or a plain "
+                   "open_clip folder (which needs --classes); or give --arch instead.")
+    p.add_argument("--arch", metavar="NAME", help="instead of --model, any CLIP (needs --classes): "
+                   + option_help("model.arch"))
+    p.add_argument("--pretrained", metavar="TAG", help="with --arch: " + option_help("model.pretrained"))
     p.add_argument("--classes", metavar="A,B,C", help="comma-separated class names to score.")
     p.add_argument("--classes-file", metavar="FILE", help="class names, one per line ('#' lines skipped).")
     p.add_argument("--template", action="append", metavar="VALUE", help="prompt template(s) for --classes: a "
@@ -34,7 +37,8 @@ def _predict(args: argparse.Namespace) -> int:
     from ..commands.predict import predict, read_classes, write_predictions
     pred = predict(args.model, args.inputs, classes=read_classes(args.classes, args.classes_file),
                    templates=args.template, top_k=args.top_k, batch_size=args.batch_size, workers=args.workers,
-                   device=args.device, bad_images=args.bad_images, progress=progress(args))
+                   device=args.device, bad_images=args.bad_images, progress=progress(args), arch=args.arch,
+                   pretrained=args.pretrained)
     out = write_predictions(pred, args.out, args.top_k)
     print(pred.summary())
     print(f"predictions: {out}")
@@ -42,27 +46,31 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _wise_ft_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model_a", metavar="MODEL_A",
-                   help="exported model folder (or its run folder) at alpha = 0 (e.g. a zero-shot model).")
-    p.add_argument("model_b", metavar="MODEL_B",
-                   help="exported model folder (or its run folder) at alpha = 1 (e.g. a fine-tuned one).")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="MODEL_A MODEL_B: model folders (exported, their run "
+                   "folders, or plain open_clip folders) at alpha = 0 (e.g. a zero-shot model) and alpha = 1 (e.g. a "
+                   "fine-tuned one); or MODEL_B alone, with model A the CLIP --arch and --pretrained name.")
     p.add_argument("--alphas", default="0:1:0.1", help="START:STOP:STEP (stop included) or a list 0,0.5,1.")
     p.add_argument("--output-dir", default="runs", metavar="DIR", help="parent folder of the WiSE-FT run.")
     p.add_argument("--name", metavar="NAME", help="run folder name (default: wise-ft-<time>).")
-    p.add_argument("--template", action="append", metavar="VALUE", help="prompt template(s) when MODEL_A has no "
-                   "clipood.json (a template, a preset or a file; default 'a photo of a {}.').")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars.")
     add_config_flags(p, "eval")
 
 
 def _wise_ft(args: argparse.Namespace) -> int:
     from ..commands.wise_ft import alpha_plot, parse_alphas, wise_ft_models, wise_ft_table
-    from .flags import config_from_args
-    cfg = config_from_args(args)[0]
+    from ..errors import ClipoodError
+    from .flags import check_model_or_arch, config_from_args
+    cfg, given = config_from_args(args)
+    if len(args.models) > 2:
+        raise ClipoodError(f"wise-ft: {len(args.models)} models given; give MODEL_A MODEL_B, or MODEL_B with --arch")
+    if len(args.models) == 2:
+        check_model_or_arch(given, "MODEL_A")
+    elif "model.arch" not in given:
+        raise ClipoodError("wise-ft: one model given; give MODEL_A MODEL_B, or MODEL_B with model A named by --arch "
+                           "NAME --pretrained TAG (e.g. the pre-trained CLIP that MODEL_B was fine-tuned from)")
     cfg.run.output_dir, cfg.run.name = args.output_dir, args.name or cfg.run.name
-    if args.template:
-        cfg.model.templates = args.template
-    run, results = wise_ft_models(Path(args.model_a), Path(args.model_b), cfg, parse_alphas(args.alphas),
+    model_a = Path(args.models[0]) if len(args.models) == 2 else None
+    run, results = wise_ft_models(model_a, Path(args.models[-1]), cfg, parse_alphas(args.alphas),
                                   progress=progress(args))
     print(wise_ft_table(results))
     plot = alpha_plot(results, run.path / "wise_ft.png")
@@ -90,14 +98,16 @@ def _export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [
-    Command("predict", "classify images with an exported model over class names given now.",
+    Command("predict", "classify images with an exported model or any CLIP over class names given now.",
             "Classify image files, folders (every image below) or list files (.txt/.lst, a path per line) with an "
-            "exported model (RUN_DIR/model). Class names are given now (--classes / --classes-file): new classes need "
-            "no training, since the text tower is frozen; without them the model's own classes and head are used. "
+            "exported model (RUN_DIR/model) or any CLIP (a plain open_clip folder as --model, or --arch NAME "
+            "--pretrained TAG). Class names are given now (--classes / --classes-file): new classes need "
+            "no training, since the text tower is frozen; without them an export's own classes and head are used. "
             "Writes a CSV (path, top-k labels and softmax scores, error) and prints a summary.",
             _predict_arguments, _predict),
     Command("wise-ft", "interpolate the weights of two exported models and evaluate each mix.",
-            "WiSE-FT (Wortsman et al., 2022) between any two exported models of one architecture: theta(alpha) = "
+            "WiSE-FT (Wortsman et al., 2022) between any two models of one architecture (exported or plain open_clip "
+            "folders; model A may be a CLIP by name, --arch NAME --pretrained TAG): theta(alpha) = "
             "(1 - alpha) MODEL_A + alpha MODEL_B for each --alphas value, evaluated on a dataset with the given "
             "protocol; alpha chosen by training-domain validation, that model exported, a table printed and a plot "
             "written (RUN_DIR/wise_ft.png).", _wise_ft_arguments, _wise_ft),

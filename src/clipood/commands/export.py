@@ -5,7 +5,8 @@
     MODEL/clipood.json                                         class names, templates, tau, head type
     MODEL/clipood_head.safetensors                             a linear head (ERM) when there is one
 
-``load_classifier`` gives back what a user's code needs to classify with it.
+``load_classifier`` gives back what a user's code needs to classify with it; ``zero_shot_classifier`` makes one
+of any CLIP (an open_clip folder without clipood.json, a named architecture) over class names given now.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from safetensors.torch import save_file
@@ -25,11 +26,12 @@ from ..model import Backbone, LinearHead, load_backbone
 from ..model.backbones import save_open_clip_folder
 from ..model.finite import load_weights
 from ..model.heads import encode_class_texts
-from ..templates import is_template
+from ..model.weights import EXPORT_CONFIG, EXPORT_WEIGHTS, weights_file
+from ..templates import DEFAULT_TEMPLATE, expand_templates, is_template
 from ..training.experiment import Model
 
-__all__ = ["Classifier", "HEAD_FILE", "META_FILE", "export_model", "exported_model_dir", "load_classifier",
-           "load_exported_head", "read_model_meta"]
+__all__ = ["Classifier", "HEAD_FILE", "META_FILE", "export_model", "exported_model_dir", "is_export", "load_classifier",
+           "load_exported_head", "read_model_meta", "zero_shot_classifier"]
 
 HEAD_FILE = "clipood_head.safetensors"
 META_FILE = "clipood.json"
@@ -129,14 +131,23 @@ class Classifier:
 
 
 def exported_model_dir(path: str | Path, option: str = "--model") -> Path:
-    """RUN_DIR or RUN_DIR/model -> the exported model folder, or one line naming ``option`` and what to pass."""
+    """RUN_DIR, RUN_DIR/model or a plain open_clip folder -> the model folder, or one line naming ``option`` and
+    what to pass."""
     path = Path(path)
-    if (path / "model" / "open_clip_config.json").is_file():
+    if (path / "model" / EXPORT_CONFIG).is_file():
         path = path / "model"
-    if not (path / "open_clip_config.json").is_file() or not (path / "open_clip_model.safetensors").is_file():
-        raise ModelError(f"{option}: {path} is not an exported model folder (open_clip_config.json and "
-                         f"open_clip_model.safetensors); pass RUN_DIR or RUN_DIR/model")
+    if not (path / EXPORT_CONFIG).is_file() or weights_file(path) is None:
+        raise ModelError(f"{option}: {path} is not an exported model folder nor an open_clip one ({EXPORT_CONFIG} "
+                         f"and its weights, e.g. {EXPORT_WEIGHTS}); pass RUN_DIR, RUN_DIR/model or an open_clip folder"
+                         + ("; for a CLIP by name pass --arch NAME --pretrained TAG instead" if option == "--model"
+                            else ""))
     return path
+
+
+def is_export(model_dir: Path) -> bool:
+    """Whether a model folder is clipood's export (it has clipood.json: class names, templates, head), not a plain
+    open_clip folder."""
+    return (Path(model_dir) / META_FILE).is_file()
 
 
 def _head_weights(model_dir: Path, rows: int, dim: int) -> dict[str, torch.Tensor]:
@@ -153,15 +164,32 @@ def _head_weights(model_dir: Path, rows: int, dim: int) -> dict[str, torch.Tenso
     return sd
 
 
+def zero_shot_classifier(backbone: Backbone, names: Sequence[str], templates: Sequence[str],
+                         temperature: Optional[float] = None) -> Classifier:
+    """Any CLIP as a classifier over ``names``: cosine similarity to their class texts, divided by tau (the given one,
+    else 1 / the model's learned logit scale)."""
+    if temperature is None:
+        if not backbone.logit_scale:
+            raise ModelError(f"{backbone.arch} has no learned logit scale to take tau from; it cannot score classes "
+                             f"as a CLIP does")
+        temperature = 1.0 / backbone.logit_scale
+    backbone.model.eval()
+    text = encode_class_texts(backbone.model, backbone.tokenizer, list(names), expand_templates(templates))
+    return Classifier(backbone.model, backbone.preprocess_val, list(names), text, None, float(temperature), backbone)
+
+
 def load_classifier(model_dir: str | Path, *, device: str | torch.device = "cpu") -> Classifier:
     """The model, its preprocessing, class names and head of an exported run (``RUN`` or ``RUN/model``)."""
     model_dir = exported_model_dir(model_dir)
+    if not is_export(model_dir):
+        raise ModelError(f"--model: {model_dir} has no {META_FILE}: it is a plain open_clip model, which has no "
+                         f"classes of its own; name the classes to score with --classes A,B,C (or --classes-file FILE)")
     backbone = load_backbone(f"local-dir:{model_dir}", device=device)
     meta = read_model_meta(model_dir)
     names = list(meta.get("class_names", []))
     tau = float(meta.get("temperature") or 1.0 / (backbone.logit_scale or 100.0))
     backbone.model.eval()
-    text = encode_class_texts(backbone.model, backbone.tokenizer, names, meta.get("templates", ["a photo of a {}."]))
+    text = encode_class_texts(backbone.model, backbone.tokenizer, names, meta.get("templates", [DEFAULT_TEMPLATE]))
     head, bias = text, None
     if meta.get("head") == "linear":
         sd = _head_weights(model_dir, len(meta["train_classes"]), text.shape[1])

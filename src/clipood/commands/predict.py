@@ -1,8 +1,10 @@
-"""``clipood predict``: classify images with an exported model, over class names given now.
+"""``clipood predict``: classify images with an exported model or any CLIP, over class names given now.
 
 This is what CLIPood is for: the text tower is frozen, so any class set can be scored by
 encoding its names (with the model's templates, or ``--template``'s), with no training. Without
-``--classes`` the model's own classes are used, with its own head (a linear head included).
+``--classes`` the model's own classes are used, with its own head (a linear head included). Any CLIP
+predicts too, open-vocabulary: a plain open_clip folder (``--model FOLDER`` without clipood.json) or a
+model by name (``--arch NAME --pretrained TAG``), with ``--classes``.
 Scores are the softmax over the classes of the logits S / tau, tau being the model's.
 """
 
@@ -24,10 +26,12 @@ from ..data.images import is_image_file, not_a_regular_file
 from ..data.loading import PathDataset, collate
 from ..errors import ConfigError, DataError
 from ..io import atomic_path, read_user_text
+from ..model import load_backbone
 from ..model.heads import encode_class_texts
-from ..templates import expand_templates
+from ..model.weights import AUTO, check_arch
+from ..templates import DEFAULT_TEMPLATE, expand_templates
 from ..training.device import resolve_device
-from .export import Classifier, exported_model_dir, load_classifier, read_model_meta
+from .export import Classifier, exported_model_dir, is_export, load_classifier, read_model_meta, zero_shot_classifier
 
 __all__ = ["LIST_SUFFIXES", "Predictions", "image_paths", "predict", "read_classes", "write_predictions"]
 
@@ -119,10 +123,40 @@ def with_classes(clf: Classifier, names: list[str], templates: Sequence[str]) ->
     return replace(clf, class_names=names, head=text.to(clf.head.device), bias=None)
 
 
+def _classifier(model_dir: Optional[str | Path], arch: Optional[str], pretrained: Optional[str],
+                classes: Optional[list[str]], templates: Optional[Sequence[str]], dev: torch.device) -> Classifier:
+    """The classifier to predict with: an export's own (its classes and head, or its class texts for ``classes``),
+    or any CLIP (a plain open_clip folder, ``--arch``) scoring ``classes`` by their class texts."""
+    if (model_dir is None) == (arch is None):
+        raise ConfigError("--model / --arch: give one of them: --model DIR (an exported model or an open_clip "
+                          "folder) or --arch NAME [--pretrained TAG|FILE] (any CLIP, e.g. --arch ViT-B-16 "
+                          "--pretrained openai, or --arch local-dir:PATH)")
+    if arch is None and pretrained is not None:
+        raise ConfigError("--pretrained: applies with --arch (an exported --model carries its own weights)")
+    if arch is not None:
+        if classes is None:
+            raise ConfigError(f"--arch {arch}: a pre-trained CLIP has no classes of its own; name the classes to score "
+                              f"with --classes A,B,C (or --classes-file FILE)")
+        check_arch(arch, pretrained or AUTO)  # an unknown name or tag is named before any folder is scanned
+        return zero_shot_classifier(load_backbone(arch, pretrained or AUTO, device=dev), classes,
+                                    templates or [DEFAULT_TEMPLATE])
+    model_dir = exported_model_dir(model_dir)  # a wrong --model is named before any folder is scanned
+    if not is_export(model_dir) and classes is not None:  # a plain open_clip folder: any CLIP, zero-shot
+        return zero_shot_classifier(load_backbone(f"local-dir:{model_dir}", device=dev), classes,
+                                    templates or [DEFAULT_TEMPLATE])
+    clf = load_classifier(model_dir, device=dev)
+    if classes is not None:
+        clf = with_classes(clf, classes, templates or read_model_meta(model_dir).get("templates") or [DEFAULT_TEMPLATE])
+    return clf
+
+
 @torch.no_grad()
-def predict(model_dir: str | Path, inputs: Sequence[str | Path], *, classes: Optional[list[str]] = None,
+def predict(model_dir: Optional[str | Path], inputs: Sequence[str | Path], *, classes: Optional[list[str]] = None,
             templates: Optional[Sequence[str]] = None, top_k: int = 5, batch_size: int = 64, workers: int = 0,
-            device: str = "auto", bad_images: str = "fail", progress: bool = True) -> Predictions:
+            device: str = "auto", bad_images: str = "fail", progress: bool = True, arch: Optional[str] = None,
+            pretrained: Optional[str] = None) -> Predictions:
+    """Classify ``inputs`` with an exported model or plain open_clip folder (``model_dir``), or with any CLIP by
+    name (``arch`` and ``pretrained``, model_dir None); ``classes``: the names to score (None: the export's own)."""
     if top_k < 1:
         raise ConfigError(f"--top-k: {top_k} is out of range; allowed: an integer >= 1")
     if batch_size < 1:
@@ -133,12 +167,8 @@ def predict(model_dir: str | Path, inputs: Sequence[str | Path], *, classes: Opt
         raise ConfigError("--template: applies with --classes or --classes-file (the model's own classes keep "
                           "its own head)")
     dev = resolve_device(device)
-    model_dir = exported_model_dir(model_dir)  # a wrong --model is named before any folder is scanned
-    clf = load_classifier(model_dir, device=dev)
+    clf = _classifier(model_dir, arch, pretrained, classes, templates, dev)
     paths = image_paths(inputs)
-    if classes is not None:
-        clf = with_classes(clf, classes, templates or read_model_meta(model_dir).get("templates")
-                           or ["a photo of a {}."])
     loader = torch.utils.data.DataLoader(PathDataset(paths, clf.preprocess), batch_size=batch_size,
                                          num_workers=workers, collate_fn=collate)
     bad = BadImages(bad_images, paths)

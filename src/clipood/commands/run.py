@@ -23,11 +23,12 @@ from ..io import DiskFull, read_json, write_json
 from ..model.backbones import planned_activation
 from ..model.weights import check_arch
 from ..rundir import CONFIG_RECORD, RunDir, default_name
+from ..templates import AUTO
 from ..training import checkpoint as ckpt
 from ..training import distributed
 from ..training.experiment import Model, build_experiment, build_model, prepare_data
 from ..training.loop import RENAMED_KEYS, STATE_KEYS, fit
-from .export import META_FILE, export_model, exported_model_dir, load_exported_head, read_model_meta
+from .export import export_model, exported_model_dir, is_export, load_exported_head, read_model_meta
 
 __all__ = ["evaluate", "evaluate_model", "resume_config", "train", "zeroshot"]
 
@@ -256,8 +257,10 @@ def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, d
     return run, results
 
 
-def evaluate(cfg: Config, model_dir: Path, out: Optional[Path] = None, *, progress: bool = True) -> dict:
-    """Evaluate an exported model folder (``RUN/model``) on cfg's dataset and protocol."""
+def evaluate(cfg: Config, model_dir: Optional[Path] = None, out: Optional[Path] = None, *,
+             progress: bool = True) -> dict:
+    """Evaluate a model folder (``RUN/model``, or a plain open_clip folder) on cfg's dataset and protocol; without
+    one, the CLIP that cfg.model names (any architecture and weights, zero-shot over the class texts)."""
     if out is not None and Path(out).is_dir():
         raise ClipoodError(f"--out: {out} is a folder; give the JSON file to write, e.g. {Path(out) / 'eval.json'}")
     cfg = validate(copy.deepcopy(cfg), training=False)
@@ -265,21 +268,30 @@ def evaluate(cfg: Config, model_dir: Path, out: Optional[Path] = None, *, progre
         return _run_eval(cfg, model_dir, out, progress and dist.is_main, dist)
 
 
-def _run_eval(cfg: Config, model_dir: Path, out: Optional[Path], progress: bool,
-              dist: distributed.DistContext) -> dict:
-    model_dir = exported_model_dir(model_dir)
+def use_model_folder(cfg: Config, model_dir: Path) -> None:
+    """cfg's model becomes the folder's: its architecture, weights, activation and interpolation; with 'auto' templates
+    (the default), an export's own templates and tau (clipood.json)."""
     cfg.model.arch, cfg.model.pretrained = f"local-dir:{model_dir}", "auto"
     cfg.model.activation = cfg.model.interpolation = "auto"  # the exported model's own, recorded with it
-    meta = model_dir / META_FILE
-    if meta.is_file():
+    if is_export(model_dir):
         m = read_model_meta(model_dir)
-        cfg.model.templates = m.get("templates", cfg.model.templates)
+        if cfg.model.templates == [AUTO]:
+            cfg.model.templates = m.get("templates", cfg.model.templates)
         cfg.loss.temperature = m.get("temperature", cfg.loss.temperature)
-    exp = build_model(cfg, data=prepare_data(cfg, training=False), dist=dist)
-    load_exported_head(exp, model_dir)
+
+
+def _run_eval(cfg: Config, model_dir: Optional[Path], out: Optional[Path], progress: bool,
+              dist: distributed.DistContext) -> dict:
+    if model_dir is not None:
+        model_dir = exported_model_dir(model_dir)
+        use_model_folder(cfg, model_dir)
+    exp = build_model(cfg, data=preflight(cfg, training=False), dist=dist)
+    if model_dir is not None:
+        load_exported_head(exp, model_dir)
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
-    results = {"kind": "eval", "model": str(model_dir), **results_summary(exp),
-               "final": evaluate_model(exp, bad, progress=progress), "environment": environment(exp)}
+    results = {"kind": "eval", "model": str(model_dir) if model_dir is not None else exp.backbone.weights.about,
+               **results_summary(exp), "final": evaluate_model(exp, bad, progress=progress),
+               "environment": environment(exp)}
     if out is not None and dist.is_main:
         write_json(out, results)
     return results

@@ -5,8 +5,9 @@
 (Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022), a post-hoc step:
 no training, one evaluation per alpha. ``run_wise_ft`` takes A = the zero-shot model and
 B = a finished run's weights (the sweep's 'wise-ft' method); ``wise_ft_models`` takes any
-two exported models (``clipood wise-ft MODEL_A MODEL_B``: zero-shot with fine-tuned,
-CLIPood with zero-shot, ...). It is a baseline the CLIPood paper does not have; BMA is a
+two models (``clipood wise-ft MODEL_A MODEL_B``: zero-shot with fine-tuned, CLIPood with zero-shot,
+...; exported or plain open_clip folders, and A may be any CLIP by name: ``--arch NAME
+--pretrained TAG``). It is a baseline the CLIPood paper does not have; BMA is a
 learned-trajectory relative of it (theta_0 keeps a large weight when beta < 1).
 
 The interpolated model chosen by training-domain validation (the mean accuracy of the
@@ -19,7 +20,7 @@ import copy
 import math
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -27,12 +28,13 @@ from ..config import Config, validate
 from ..data.bad_images import BadImages
 from ..errors import ClipoodError, ModelError
 from ..io import write_json
+from ..model.backbones import planned_model_cfg
 from ..model.finite import load_weights
-from ..model.weights import read_folder_config
+from ..model.weights import check_arch, first_difference, read_folder_config, weights_file
 from ..rundir import RunDir
 from ..training.experiment import build_model
-from .export import META_FILE, export_model, exported_model_dir, read_model_meta
-from .run import environment, evaluate_model, preflight, results_summary
+from .export import export_model, exported_model_dir, is_export, read_model_meta
+from .run import environment, evaluate_model, preflight, results_summary, use_model_folder
 
 __all__ = ["alpha_key", "alpha_plot", "interpolate", "parse_alphas", "run_wise_ft", "validation_score",
            "wise_ft_models", "wise_ft_table"]
@@ -103,41 +105,49 @@ def run_wise_ft(finetuned: Path, cfg: Config, alphas: Sequence[float], *, progre
 
 def _check_model_dir(path: Path, which: str) -> Path:
     path = exported_model_dir(path, which)
-    if (path / META_FILE).is_file() and read_model_meta(path).get("head") == "linear":
+    if is_export(path) and read_model_meta(path).get("head") == "linear":
         raise ModelError(f"{which}: {path} was trained with a linear head; interpolation needs the class-text head "
                          f"(a 'finetune' or CLIPood run, or a zero-shot model)")
     return path
 
 
-def wise_ft_models(model_a: Path, model_b: Path, cfg: Config, alphas: Sequence[float], *, progress: bool = True
-                   ) -> tuple[RunDir, dict]:
+def _architecture(model_dir: Optional[Path], cfg: Config, which: str) -> dict:
+    """The model config a model is built with: a folder's open_clip_config.json, or what cfg.model names. quick_gelu
+    absent means GELU (open_clip's default), so a folder that does not name it equals one that says False."""
+    if model_dir is not None:
+        return {"quick_gelu": False, **read_folder_config(model_dir, which)["model_cfg"]}
+    return {"quick_gelu": False, **planned_model_cfg(cfg.model.arch, cfg.model.pretrained, cfg.model.activation)}
+
+
+def wise_ft_models(model_a: Optional[Path], model_b: Path, cfg: Config, alphas: Sequence[float], *,
+                   progress: bool = True) -> tuple[RunDir, dict]:
     """theta(alpha) = (1 - alpha) A + alpha B for every alpha, evaluated with ``cfg``'s data protocol.
 
-    A gives the architecture, the preprocessing and (from its clipood.json, when it has one) the
-    templates; B must have the same tensors. ``cfg`` names the run (output_dir, name)."""
-    a, b = _check_model_dir(model_a, "MODEL_A"), _check_model_dir(model_b, "MODEL_B")
-    # quick_gelu absent means GELU (open_clip's default), so a folder that does not name it equals one that says False
-    ca, cb = ({"quick_gelu": False, **read_folder_config(m, flag)["model_cfg"]}
-              for m, flag in ((a, "MODEL_A"), (b, "MODEL_B")))
-    if ca != cb:
-        raise ModelError(f"WiSE-FT: {a} and {b} are different architectures (their open_clip_config.json "
-                         f"model_cfg differ); interpolate models of one architecture")
+    A is a model folder, or (``model_a`` None) the CLIP cfg.model names (--arch, --pretrained: e.g. the pre-trained
+    CLIP B was fine-tuned from). A gives the architecture, the preprocessing and (from its clipood.json, when it has
+    one) the templates; B must be of the same architecture. ``cfg`` names the run (output_dir, name)."""
+    b = _check_model_dir(model_b, "MODEL_B")
+    cfg = copy.deepcopy(cfg)
+    if model_a is not None:
+        a = _check_model_dir(model_a, "MODEL_A")
+        use_model_folder(cfg, a)
+        about_a, name_a = str(a.resolve()), str(a)
+    else:
+        check_arch(cfg.model.arch, cfg.model.pretrained)
+        a, name_a = None, f"--arch {cfg.model.arch} --pretrained {cfg.model.pretrained}"
+        about_a = f"{cfg.model.arch} ({cfg.model.pretrained})"
+    diff = first_difference(_architecture(a, cfg, "MODEL_A"), _architecture(b, cfg, "MODEL_B"))
+    if diff:
+        raise ModelError(f"WiSE-FT: {name_a} and {b} are different architectures ({diff.replace('in --arch', 'in B')}"
+                         f"); interpolate models of one architecture")
     if not alphas or any(not (0.0 <= x <= 1.0) for x in alphas):
         raise ClipoodError(f"--alphas: alphas must be in [0, 1], got {list(alphas)}")
-    cfg = copy.deepcopy(cfg)
-    cfg.model.arch, cfg.model.pretrained = f"local-dir:{a}", "auto"
-    cfg.model.activation = cfg.model.interpolation = "auto"  # model A's own, recorded with it
     cfg.run.name = cfg.run.name or f"wise-ft-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (a / META_FILE).is_file():
-        meta = read_model_meta(a)
-        cfg.model.templates = meta.get("templates", cfg.model.templates)
-        cfg.loss.temperature = meta.get("temperature", cfg.loss.temperature)
     cfg = validate(cfg, training=False)
     data = preflight(cfg, training=False)
     run = RunDir.create(cfg)
     try:
-        return _wise_ft_in(run, b, {"model_a": str(a.resolve()), "model_b": str(b.resolve())}, cfg, data, alphas,
-                           progress)
+        return _wise_ft_in(run, b, {"model_a": about_a, "model_b": str(b.resolve())}, cfg, data, alphas, progress)
     finally:
         run.release()
 
@@ -147,7 +157,7 @@ def _wise_ft_in(run: RunDir, model_b: Path, about: dict, cfg: Config, data, alph
     exp = build_model(cfg, data=data)
     model = exp.backbone.model
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    theta1 = load_weights(model_b / "open_clip_model.safetensors", str(exp.device))
+    theta1 = load_weights(weights_file(model_b), str(exp.device))
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     per_alpha: dict[str, dict] = {}
     for alpha in alphas:

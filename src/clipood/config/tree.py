@@ -30,8 +30,9 @@ class ModelConfig:
         "ViT-B-16",
         "open_clip architecture name (e.g. ViT-B-16), 'local-dir:PATH' (a folder with "
         "open_clip_config.json and weights), 'hf-hub:ORG/REPO' (online only), or a bundled "
-        "tiny config such as clipood-tiny (tests).",
-        scope=("train", "zeroshot"),
+        "tiny config such as clipood-tiny (tests). eval and wise-ft take any CLIP this way (eval: instead of "
+        "--model; wise-ft: as its model A).",
+        scope=ALL_COMMANDS,
     )
     pretrained: Optional[str] = opt(
         "auto",
@@ -40,7 +41,7 @@ class ModelConfig:
         "(open_clip's, downloaded when online, or clipood's: 'clipood models --tags'), a local checkpoint file "
         "(.pt/.bin/.safetensors) or model folder of --arch's architecture (another one is an error), or 'none' "
         "for random weights.",
-        scope=("train", "zeroshot"),
+        scope=ALL_COMMANDS,
     )
     trainable: str = opt(
         "all",
@@ -58,7 +59,7 @@ class ModelConfig:
         "a text file with one template per line. Several give an ensemble (the renormalised mean of the "
         "normalised embeddings).",
         flag="template",
-        scope=("train", "zeroshot"),
+        scope=ALL_COMMANDS,
     )
     activation: str = opt(
         "auto",
@@ -68,7 +69,7 @@ class ModelConfig:
         "were not trained with is built as asked, with a warning. results.json records the one built "
         "(backbone.activation).",
         choices=("auto", "gelu", "quick_gelu"),
-        scope=("train", "zeroshot"),
+        scope=ALL_COMMANDS,
     )
     interpolation: str = opt(
         "auto",
@@ -76,7 +77,7 @@ class ModelConfig:
         "CLIP), 'bicubic' or 'bilinear' (the official code's torchvision defaults: --profile official). The "
         "exported model keeps it.",
         choices=("auto", "bicubic", "bilinear"),
-        scope=("train", "zeroshot"),
+        scope=ALL_COMMANDS,
     )
     head_init: str = opt(
         "zeroshot",
@@ -86,7 +87,7 @@ class ModelConfig:
         applies={"loss.name": tuple(n for n, e in LOSSES.items() if e.head == "linear")},
         scope=("train",))
     cache_dir: Optional[str] = opt(None, "where open_clip caches downloaded weights.", runtime=True,
-                                   scope=("train", "zeroshot"))
+                                   scope=ALL_COMMANDS)
 
 
 @dataclass

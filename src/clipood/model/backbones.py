@@ -44,8 +44,8 @@ from .finite import check_finite
 from .weights import AUTO, EXPORT_CONFIG, EXPORT_WEIGHTS, Weights, read_folder_config, resolve_weights, tag_quick_gelu
 
 __all__ = ["ACTIVATIONS", "BUNDLED_CONFIGS", "Backbone", "IMAGENET_PREPROCESS", "activation_name", "export_config",
-           "list_architectures", "load_backbone", "one_line", "planned_activation", "resolve_activation",
-           "save_open_clip_folder", "set_trainable"]
+           "list_architectures", "load_backbone", "one_line", "planned_activation", "planned_model_cfg",
+           "resolve_activation", "save_open_clip_folder", "set_trainable"]
 
 ACTIVATIONS = ("auto", "gelu", "quick_gelu")  # --activation
 
@@ -141,6 +141,15 @@ def planned_activation(arch: str, pretrained: Optional[str] = AUTO, choice: str 
     """The activation ``load_backbone`` will build, decided before anything is built (for a run's record)."""
     w = resolve_weights(arch, pretrained)
     return activation_name(resolve_activation(w, _base_model_cfg(w), choice))
+
+
+def planned_model_cfg(arch: str, pretrained: Optional[str] = AUTO, activation: str = AUTO) -> dict:
+    """The model config ``load_backbone`` will build (its activation included), decided before anything is built:
+    to compare architectures (WiSE-FT) without loading weights."""
+    w = resolve_weights(arch, pretrained)
+    cfg = _resolved_cfg(w, None)
+    cfg["quick_gelu"] = resolve_activation(w, cfg, activation)
+    return cfg
 
 
 def _merge(base: dict, overrides: Optional[dict]) -> dict:

@@ -32,11 +32,18 @@ def check_finite(tensors: Mapping[str, torch.Tensor], what: str) -> None:
 
 
 def load_weights(path, device: str = "cpu") -> dict[str, torch.Tensor]:
-    """A safetensors file of weights, checked: a damaged file or non-finite weights is one line naming it."""
+    """A weights file (safetensors, or open_clip's torch-saved .bin/.pth state dict, read with weights_only), checked:
+    a damaged file or non-finite weights is one line naming it."""
     from safetensors.torch import load_file
     try:
-        tensors = load_file(str(path), device=device)
-    except Exception as e:  # safetensors' SafetensorError (truncated, not safetensors), an OSError
+        if str(path).endswith(".safetensors"):
+            tensors = load_file(str(path), device=device)
+        else:
+            tensors = torch.load(str(path), map_location=device, weights_only=True)
+            tensors = tensors.get("state_dict", tensors) if isinstance(tensors, dict) else tensors
+            if not isinstance(tensors, dict) or not all(torch.is_tensor(v) for v in tensors.values()):
+                raise ValueError("not a state dict of tensors")
+    except Exception as e:  # safetensors' SafetensorError (truncated, not safetensors), pickle errors, an OSError
         raise ModelError(f"{path}: not a readable weights file ({' '.join(str(e).split())[:200]}); export the "
                          f"model again") from None
     check_finite(tensors, str(path))

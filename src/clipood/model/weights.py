@@ -23,8 +23,9 @@ from ..errors import ModelError
 from . import towers as shipped
 
 __all__ = ["AUTO", "CLIPOOD_TAGS", "ClipoodTag", "DEFAULT_TAGS", "EXPORT_CONFIG", "EXPORT_WEIGHTS", "PAPER_TAG_PREFIX",
-           "RANDOM", "Weights", "check_arch", "clipood_tags", "installed_dir", "installed_weights", "known_tag",
-           "normalise_pretrained", "read_folder_config", "resolve_weights", "tag_quick_gelu"]
+           "RANDOM", "Weights", "check_arch", "clipood_tags", "first_difference", "installed_dir", "installed_weights",
+           "known_tag", "normalise_pretrained", "read_folder_config", "resolve_weights", "tag_quick_gelu",
+           "weights_file"]
 
 PACKAGED_WEIGHTS = Path(__file__).parent / "pretrained"
 EXPORT_CONFIG = "open_clip_config.json"
@@ -117,7 +118,8 @@ def normalise_pretrained(pretrained: Optional[str]) -> str:
     return pretrained.strip()
 
 
-def _weights_file(folder: Path) -> Optional[Path]:
+def weights_file(folder: Path) -> Optional[Path]:
+    """The weights file of an open_clip folder: the first of open_clip's own names (WEIGHT_FILES) it holds."""
     return next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
 
 
@@ -141,10 +143,10 @@ def _folder(folder: Path, pretrained: str, what: str) -> Weights:
     if pretrained == RANDOM:
         return Weights("random", f"local-dir:{folder}", None, folder,
                        f"random weights (--pretrained none) in the architecture of {folder}")
-    weights = _weights_file(folder)
+    weights = weights_file(folder)
     if weights is None:
-        raise ModelError(f"--arch: {folder} holds no weights ({EXPORT_WEIGHTS}); copy them there, or pass "
-                         f"--pretrained none to start from random weights on purpose")
+        raise ModelError(f"--arch: {folder} holds no weights (one of {', '.join(WEIGHT_FILES)}); copy them there, "
+                         f"or pass --pretrained none to start from random weights on purpose")
     quick_gelu = bool(read_folder_config(folder)["model_cfg"].get("quick_gelu", False))
     return Weights("folder", f"local-dir:{folder}", None, folder, f"{what} ({weights})", quick_gelu)
 
@@ -157,14 +159,15 @@ def tag_quick_gelu(name: str, tag: str) -> bool:
 _NOT_ARCHITECTURE = {"hf_model_name", "hf_tokenizer_name", "hf_model_pretrained", "timm_model_pretrained"}
 
 
-def _first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
-    """'key: x in one, y in the other' for the first architecture setting two model configs differ in."""
+def first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
+    """'key is x there, y in --arch' for the first architecture setting two model configs differ in (where a Hugging
+    Face tower's files are and whether towers were pretrained are no architecture setting)."""
     for key in sorted(set(a) | set(b)):
         if key in _NOT_ARCHITECTURE:
             continue
         x, y = a.get(key), b.get(key)
         if isinstance(x, dict) and isinstance(y, dict):
-            found = _first_difference(x, y, f"{prefix}{key}.")
+            found = first_difference(x, y, f"{prefix}{key}.")
             if found:
                 return found
         elif x != y:
@@ -176,7 +179,7 @@ def _folder_of_arch(name: str, folder: Path) -> Weights:
     """--pretrained FOLDER with --arch NAME: the folder's weights, when the folder is a model of NAME."""
     if not folder.is_dir():
         raise ModelError(f"--pretrained: {folder} is neither a file, a model folder nor a tag of {name}")
-    diff = _first_difference(read_folder_config(folder, "--pretrained")["model_cfg"],
+    diff = first_difference(read_folder_config(folder, "--pretrained")["model_cfg"],
                              open_clip.get_model_config(name) or {})
     if diff:
         raise ModelError(f"--pretrained {folder}: a model folder of another architecture than --arch {name} ({diff});"
@@ -233,7 +236,7 @@ def resolve_weights(arch: str, pretrained: Optional[str] = AUTO) -> Weights:
     if os.sep in pretrained or pretrained.startswith(("~", ".")):
         return _folder_of_arch(name, Path(pretrained).expanduser())  # a path, never joined onto the tag folder
     installed = installed_dir(name, pretrained)
-    if (installed / EXPORT_CONFIG).is_file() and _weights_file(installed):
+    if (installed / EXPORT_CONFIG).is_file() and weights_file(installed):
         return _folder(installed, AUTO, f"clipood's '{pretrained}' weights of {name}")
     for path in (PACKAGED_WEIGHTS / name / f"{pretrained}.safetensors", installed / EXPORT_WEIGHTS):
         if path.is_file():
