@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +144,31 @@ def test_the_held_out_table_reads_each_runs_method_not_its_name(tmp_path):
     row = next(line for line in heldout_table(tmp_path, "openmoji").splitlines() if line.startswith("| CLIPood"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "50.0" and cells[-1] == "1"  # one run, the real one
+
+
+def test_a_demo_for_another_held_out_designer_never_rebuilds_the_default_data(tmp_path, monkeypatch):
+    """--holdout-domain twemoji needs five designers; building them into the default's emoji-150 replaced the data
+    of the default demo's runs (and a run on that folder then trained on twemoji too). One folder per designer set."""
+    from clipood import demo as demo_module
+    from clipood.data.emoji import DOMAINS
+    monkeypatch.setenv("CLIPOOD_CACHE", str(tmp_path))
+    roots = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build(root, **kw):
+        roots[holdout] = (Path(root), sorted(kw["domains"]))
+        raise Stop
+
+    monkeypatch.setattr(demo_module, "build_emoji", fake_build)
+    for holdout in [d.name for d in DOMAINS]:
+        with pytest.raises(Stop):
+            run_demo(tmp_path / "runs", DemoSettings(holdout=holdout), progress=False, align_only=True)
+    default_root, default_domains = roots[DemoSettings().holdout]
+    assert default_root == tmp_path / "datasets" / "emoji-150"
+    assert default_domains == ["emojione", "fluent", "fluent-mono", "openmoji"]
+    for holdout, (root, domains) in roots.items():
+        assert holdout in domains
+        assert (root == default_root) == (domains == default_domains), holdout
+    assert len({root for root, _ in roots.values()}) == len({tuple(d) for _, d in roots.values()})

@@ -92,6 +92,16 @@ class DemoSettings:
         return [d.name for d in DOMAINS if d.name != self.holdout and d.name not in self.anchor_domains]
 
     @property
+    def data_name(self) -> str:
+        """The benchmark folder's name: one per designer set, so that a demo holding out another designer
+        (``--holdout-domain D --align-only`` for the leave-one-designer-out table) never rebuilds the data that
+        earlier runs were trained on."""
+        domains = sorted([*self.finetune_domains, self.holdout])
+        default = DemoSettings(classes=self.classes)
+        same = domains == sorted([*default.finetune_domains, default.holdout])
+        return f"emoji-{self.classes}" if same else f"emoji-{self.classes}-{'+'.join(domains)}"
+
+    @property
     def align_domains(self) -> tuple:
         """What the backbone is aligned on: every designer but the held-out one (paper), or the anchors only."""
         if self.regime == "paper":
@@ -295,7 +305,7 @@ def run_demo(out: Path, settings: Optional[DemoSettings] = None, *, data_dir: Op
     from .sweep import run_sweep
     s = settings or DemoSettings()
     s.check()
-    root = Path(data_dir) if data_dir else cache_root() / "datasets" / f"emoji-{s.classes}"
+    root = Path(data_dir) if data_dir else cache_root() / "datasets" / s.data_name
     build = build_emoji(root, max_classes=s.classes, domains=[*s.finetune_domains, s.holdout], progress=progress)
     print(build.summary())
     ensure_backbone(s, build.classes, progress=progress)
