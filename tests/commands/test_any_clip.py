@@ -140,6 +140,9 @@ def test_eval_takes_any_clip(tiny_pretrained, shapes_root, tmp_path, capsys):
     _, zs = zeroshot(cfg, progress=False)
     for split, e in zs["zeroshot"].items():
         assert outs[0]["final"][split]["accuracy"] == outs[1]["final"][split]["accuracy"] == e["accuracy"], split
+    code, err = _cli(capsys, _eval_args(shapes_root))  # neither: not a silent evaluation of the default ViT-B-16
+    assert code == 2 and err.startswith("clipood: error: eval: name the model to evaluate: --model DIR") and \
+        len(err.splitlines()) == 1, err
     code, err = _cli(capsys, _eval_args(shapes_root, "--model", str(tiny_pretrained), "--arch", "clipood-tiny"))
     assert code == 2 and err == ("clipood: error: --arch: does not apply with --model, a model folder that carries "
                                  "its own architecture and weights; give --model or --arch/--pretrained, not both")

@@ -113,6 +113,10 @@ def _eval(args: argparse.Namespace) -> int:
     cfg, given = config_from_args(args)
     if args.model:
         check_model_or_arch(given, "--model")
+    elif "model.arch" not in given:  # never a silent evaluation of the default architecture
+        raise ClipoodError("eval: name the model to evaluate: --model DIR (an exported model, its run folder or an "
+                           "open_clip folder) or --arch NAME [--pretrained TAG] (any CLIP, e.g. --arch ViT-B-16 "
+                           "--pretrained openai)")
     results = commands.evaluate(cfg, Path(args.model) if args.model else None, Path(args.out) if args.out else None,
                                 progress=progress(args))
     print_results(results)
