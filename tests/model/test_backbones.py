@@ -127,3 +127,32 @@ def test_a_weights_folder_of_another_architecture_is_an_error_case7b(tiny_pretra
     assert fits.weights.kind == "folder" and fits.weights.folder == tiny_pretrained
     with pytest.raises(ModelError, match="is neither a file, a model folder nor a tag of clipood-tiny"):
         load_backbone("clipood-tiny", str(tmp_path / "nosuch"))
+
+
+@pytest.mark.parametrize("fails", [True, False])
+def test_open_clips_error_log_is_one_line_of_clipoods(tiny_pretrained, monkeypatch, caplog, capsys, fails):
+    """Offline, open_clip logged 'ERROR:root:Failed to download ...' before clipood's error: two lines. Its error
+    records are held back; a load that fails says them in its one error line, one that goes on in a warning."""
+    import logging
+
+    import open_clip
+
+    from clipood.model import backbones
+    real = open_clip.create_model_and_transforms
+
+    def logging_then(*args, **kwargs):
+        logging.error("Failed to download weights for tag 'x': no connection")
+        if fails:
+            raise RuntimeError("Failed to download weights for tag 'x': no connection")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backbones.open_clip, "create_model_and_transforms", logging_then)
+    with caplog.at_level(logging.WARNING):
+        if fails:
+            with pytest.raises(ModelError, match="Failed to download weights for tag 'x'"):
+                load_backbone(f"local-dir:{tiny_pretrained}")
+        else:
+            load_backbone(f"local-dir:{tiny_pretrained}")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # nothing reached a log handler
+    err = capsys.readouterr().err
+    assert ("clipood: warning: open_clip: Failed to download weights for tag 'x': no connection" in err) != fails

@@ -181,17 +181,30 @@ def _resolved_cfg(w: Weights, overrides: Optional[dict]) -> dict:
 
 @contextlib.contextmanager
 def _quiet_loggers():
-    """open_clip logs (root logger) and transformers warns on every model it builds; clipood reports itself."""
+    """open_clip logs (root logger) and transformers warns on every model it builds; clipood reports itself.
+
+    open_clip's errors (root, e.g. 'Failed to download weights') are held back: when the load then fails, the one
+    error line carries the same text; when it does not, each is said as a clipood warning, never dropped."""
     root = logging.getLogger()
     noisy = [root, logging.getLogger("transformers")]
     levels = [lg.level for lg in noisy]
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
     for lg in noisy:
         lg.setLevel(max(lg.level, logging.ERROR))
+    root.addFilter(hold)
     try:
         yield
     finally:
+        root.removeFilter(hold)
         for lg, level in zip(noisy, levels):
             lg.setLevel(level)
+    for record in held:  # only reached when the load succeeded
+        warn(f"open_clip: {' '.join(record.getMessage().split())}")
 
 
 def one_line(e: BaseException, limit: int = 600) -> str:
