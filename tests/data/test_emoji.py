@@ -176,6 +176,22 @@ def test_rebuild_is_skipped_and_foreign_folder_kept(built, tmp_path):
     assert (foreign / "keep").is_dir()
 
 
+def test_a_rebuild_with_other_options_says_so(built, tmp_path, capsys):
+    """Another designer set into the same folder replaces it (the demo did that to its own data once): one note
+    naming the folder and the option that changed, never a silent replacement."""
+    _, nm = built
+    out = tmp_path / "emoji"
+    build_emoji(out, sources=nm, size=SIZE, classes=["dog"], domains=["noto", "twemoji"], progress=False)
+    assert capsys.readouterr().err == ""
+    build_emoji(out, sources=nm, size=SIZE, classes=["dog"], domains=["noto", "twemoji"], progress=False)
+    assert capsys.readouterr().err == ""  # the same options: skipped, nothing to say
+    report = build_emoji(out, sources=nm, size=SIZE, classes=["dog"], domains=["noto"], progress=False)
+    assert report.domains == ["noto"]
+    err = capsys.readouterr().err.strip()
+    assert err == (f"clipood: note: {out}: built before with other options (parameters.domains: ['noto', 'twemoji'] "
+                   f"then, ['noto'] now); rebuilding it"), err
+
+
 def test_unknown_or_partial_class_is_named(built, tmp_path):
     _, nm = built
     with pytest.raises(DataError, match="no emoji class 'unicorn horn'"):
