@@ -21,8 +21,8 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", metavar="A,B,C", help="comma-separated class names to score.")
     p.add_argument("--classes-file", metavar="FILE", help="class names, one per line ('#' lines skipped).")
     p.add_argument("--template", action="append", metavar="VALUE", help="prompt template(s) for --classes: a "
-                   "template with '{}', a preset (openai-imagenet, simple) or a file; repeatable (default: the "
-                   "model's own templates).")
+                   "template with '{}', a preset (openai-imagenet, simple) or a file; repeatable (default: an "
+                   "export's own templates, else 'a photo of a {}.').")
     p.add_argument("--out", default="predictions.csv", metavar="CSV", help="where the predictions go.")
     p.add_argument("--top-k", type=int, default=5, help="labels per image.")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass.")
@@ -105,7 +105,7 @@ COMMANDS = [
             "no training, since the text tower is frozen; without them an export's own classes and head are used. "
             "Writes a CSV (path, top-k labels and softmax scores, error) and prints a summary.",
             _predict_arguments, _predict),
-    Command("wise-ft", "interpolate the weights of two exported models and evaluate each mix.",
+    Command("wise-ft", "interpolate the weights of two models of one architecture and evaluate each mix.",
             "WiSE-FT (Wortsman et al., 2022) between any two models of one architecture (exported or plain open_clip "
             "folders; model A may be a CLIP by name, --arch NAME --pretrained TAG): theta(alpha) = "
             "(1 - alpha) MODEL_A + alpha MODEL_B for each --alphas value, evaluated on a dataset with the given "
