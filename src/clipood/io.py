@@ -22,10 +22,26 @@ from typing import Any, Iterator
 
 from .errors import ClipoodError
 
-__all__ = ["DiskFull", "TMP_SUFFIX", "USER_ENCODING", "atomic_path", "is_disk_full", "read_json", "read_user_text",
-           "remove_debris", "sha256_file", "umask", "write_json", "write_text"]
+__all__ = ["DiskFull", "TMP_SUFFIX", "USER_ENCODING", "atomic_path", "first_difference", "is_disk_full", "read_json",
+           "read_user_text", "remove_debris", "sha256_file", "umask", "write_json", "write_text"]
 
 TMP_SUFFIX = ".tmp"
+
+
+def first_difference(a: dict, b: dict, skip: frozenset = frozenset(), prefix: str = ""):
+    """('outer.key', x, y) for the first key, in sorted order, where two nested records differ (keys in ``skip``
+    ignored at any depth); None when they agree. Each caller says it in its own words."""
+    for key in sorted(set(a) | set(b)):
+        if key in skip:
+            continue
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            found = first_difference(x, y, skip, f"{prefix}{key}.")
+            if found:
+                return found
+        elif x != y:
+            return f"{prefix}{key}", x, y
+    return None
 _FULL_MARKERS = ("No space left on device", "StorageFull", "file write failed", "enforce fail at inline_container",
                  "Disk quota exceeded")
 

@@ -30,7 +30,7 @@ from ..errors import ClipoodError, ModelError
 from ..io import write_json
 from ..model.backbones import planned_model_cfg
 from ..model.finite import load_weights
-from ..model.weights import check_arch, first_difference, read_folder_config, weights_file
+from ..model.weights import architecture_difference, check_arch, read_folder_config, weights_file
 from ..rundir import RunDir
 from ..training.experiment import build_model
 from .export import export_model, exported_model_dir, is_export, read_model_meta
@@ -136,10 +136,10 @@ def wise_ft_models(model_a: Optional[Path], model_b: Path, cfg: Config, alphas: 
         check_arch(cfg.model.arch, cfg.model.pretrained)
         a, name_a = None, f"--arch {cfg.model.arch} --pretrained {cfg.model.pretrained}"
         about_a = f"{cfg.model.arch} ({cfg.model.pretrained})"
-    diff = first_difference(_architecture(a, cfg, "MODEL_A"), _architecture(b, cfg, "MODEL_B"))
+    diff = architecture_difference(_architecture(a, cfg, "MODEL_A"), _architecture(b, cfg, "MODEL_B"), here="in B")
     if diff:
-        raise ModelError(f"WiSE-FT: {name_a} and {b} are different architectures ({diff.replace('in --arch', 'in B')}"
-                         f"); interpolate models of one architecture")
+        raise ModelError(f"WiSE-FT: {name_a} and {b} are different architectures ({diff}); interpolate models of one "
+                         f"architecture")
     if not alphas or any(not (0.0 <= x <= 1.0) for x in alphas):
         raise ClipoodError(f"--alphas: alphas must be in [0, 1], got {list(alphas)}")
     cfg.run.name = cfg.run.name or f"wise-ft-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -20,12 +20,13 @@ import open_clip
 
 from ..cache import cache_root
 from ..errors import ModelError
+from ..io import first_difference
 from . import towers as shipped
 
 __all__ = ["AUTO", "CLIPOOD_TAGS", "ClipoodTag", "DEFAULT_TAGS", "EXPORT_CONFIG", "EXPORT_WEIGHTS", "PAPER_TAG_PREFIX",
-           "RANDOM", "Weights", "check_arch", "clipood_tags", "first_difference", "installed_dir", "installed_weights",
-           "known_tag", "normalise_pretrained", "read_folder_config", "resolve_weights", "tag_quick_gelu",
-           "weights_file"]
+           "RANDOM", "Weights", "architecture_difference", "check_arch", "clipood_tags", "installed_dir",
+           "installed_weights", "known_tag", "normalise_pretrained", "read_folder_config", "resolve_weights",
+           "tag_quick_gelu", "weights_file"]
 
 PACKAGED_WEIGHTS = Path(__file__).parent / "pretrained"
 EXPORT_CONFIG = "open_clip_config.json"
@@ -156,30 +157,21 @@ def tag_quick_gelu(name: str, tag: str) -> bool:
     return bool(open_clip.get_pretrained_cfg(name, tag).get("quick_gelu", False))
 
 
-_NOT_ARCHITECTURE = {"hf_model_name", "hf_tokenizer_name", "hf_model_pretrained", "timm_model_pretrained"}
+_NOT_ARCHITECTURE = frozenset({"hf_model_name", "hf_tokenizer_name", "hf_model_pretrained", "timm_model_pretrained"})
 
 
-def first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
-    """'key is x there, y in --arch' for the first architecture setting two model configs differ in (where a Hugging
-    Face tower's files are and whether towers were pretrained are no architecture setting)."""
-    for key in sorted(set(a) | set(b)):
-        if key in _NOT_ARCHITECTURE:
-            continue
-        x, y = a.get(key), b.get(key)
-        if isinstance(x, dict) and isinstance(y, dict):
-            found = first_difference(x, y, f"{prefix}{key}.")
-            if found:
-                return found
-        elif x != y:
-            return f"{prefix}{key} is {x!r} there, {y!r} in --arch"
-    return None
+def architecture_difference(a: dict, b: dict, here: str = "in --arch") -> Optional[str]:
+    """'key is x there, y in --arch' (``here``) for the first architecture setting two model configs differ in
+    (where a Hugging Face tower's files are and whether towers were pretrained are no architecture setting)."""
+    found = first_difference(a, b, _NOT_ARCHITECTURE)
+    return None if found is None else f"{found[0]} is {found[1]!r} there, {found[2]!r} {here}"
 
 
 def _folder_of_arch(name: str, folder: Path) -> Weights:
     """--pretrained FOLDER with --arch NAME: the folder's weights, when the folder is a model of NAME."""
     if not folder.is_dir():
         raise ModelError(f"--pretrained: {folder} is neither a file, a model folder nor a tag of {name}")
-    diff = first_difference(read_folder_config(folder, "--pretrained")["model_cfg"],
+    diff = architecture_difference(read_folder_config(folder, "--pretrained")["model_cfg"],
                              open_clip.get_model_config(name) or {})
     if diff:
         raise ModelError(f"--pretrained {folder}: a model folder of another architecture than --arch {name} ({diff});"

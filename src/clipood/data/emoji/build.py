@@ -30,6 +30,7 @@ from typing import Optional, Sequence
 
 from ...console import note, progress_bar
 from ...errors import DataError
+from ...io import first_difference
 from . import catalog
 from .catalog import Emoji
 from .iconify import IconSet
@@ -230,18 +231,6 @@ DEFAULT_SIZE = 128          # image side, px
 DEFAULT_PER_CLASS = 5       # images per class and domain: 4 'in', 1 'out' with DomainBed's 20 % split
 
 
-def _first_change(old: dict, new: dict, prefix: str = "") -> str:
-    """'domains: [a, b] then, [a, b, c] now' for the first build option that differs."""
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            if a != b:
-                return _first_change(a, b, f"{prefix}{k}.")
-        elif a != b:
-            return f"{prefix}{k}: {a} then, {b} now"
-    return "the same options"
-
-
 def build_emoji(out: str | Path, *, sources: Optional[str | Path] = None, size: int = DEFAULT_SIZE,
                 images_per_class: int = DEFAULT_PER_CLASS, max_classes: Optional[int] = None,
                 classes: Optional[Sequence[str]] = None, domains: Optional[Sequence[str]] = None,
@@ -275,8 +264,8 @@ def build_emoji(out: str | Path, *, sources: Optional[str | Path] = None, size: 
                            old["counts"]["images"], 0, 0.0, 0.0, skipped=True)
 
     if old and old.get("build_key") != key:  # a rebuild replaces what runs may have used: said, with why
-        note(f"{out}: built before with other options ({_first_change(old.get('build_key') or {}, key)}); "
-             f"rebuilding it")
+        option, then, now = first_difference(old.get("build_key") or {}, key)  # they differ: never None
+        note(f"{out}: built before with other options ({option}: {then} then, {now} now); rebuilding it")
     emoji = catalog.load_emoji(node_modules)
     sets = {d.name: IconSet(node_modules / d.package) for d in doms}
     all_classes, left_out = plan_classes(emoji, sets)
