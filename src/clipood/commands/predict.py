@@ -133,21 +133,22 @@ def _classifier(model_dir: Optional[str | Path], arch: Optional[str], pretrained
                           "--pretrained openai, or --arch local-dir:PATH)")
     if arch is None and pretrained is not None:
         raise ConfigError("--pretrained: applies with --arch (an exported --model carries its own weights)")
-    if arch is not None:
-        if classes is None:
-            raise ConfigError(f"--arch {arch}: a pre-trained CLIP has no classes of its own; name the classes to score "
-                              f"with --classes A,B,C (or --classes-file FILE)")
+    if arch is None:
+        model_dir = exported_model_dir(model_dir)  # a wrong --model is named before any folder is scanned
+        if is_export(model_dir) or classes is None:  # a plain folder without --classes: load_classifier says so
+            clf = load_classifier(model_dir, device=dev)
+            if classes is not None:
+                clf = with_classes(clf, classes, templates or read_model_meta(model_dir).get("templates")
+                                   or [DEFAULT_TEMPLATE])
+            return clf
+        arch = f"local-dir:{model_dir}"  # a plain open_clip folder: any CLIP, as --arch names one
+    elif classes is None:
+        raise ConfigError(f"--arch {arch}: a pre-trained CLIP has no classes of its own; name the classes to score "
+                          f"with --classes A,B,C (or --classes-file FILE)")
+    else:
         check_arch(arch, pretrained or AUTO)  # an unknown name or tag is named before any folder is scanned
-        return zero_shot_classifier(load_backbone(arch, pretrained or AUTO, device=dev), classes,
-                                    templates or [DEFAULT_TEMPLATE])
-    model_dir = exported_model_dir(model_dir)  # a wrong --model is named before any folder is scanned
-    if not is_export(model_dir) and classes is not None:  # a plain open_clip folder: any CLIP, zero-shot
-        return zero_shot_classifier(load_backbone(f"local-dir:{model_dir}", device=dev), classes,
-                                    templates or [DEFAULT_TEMPLATE])
-    clf = load_classifier(model_dir, device=dev)
-    if classes is not None:
-        clf = with_classes(clf, classes, templates or read_model_meta(model_dir).get("templates") or [DEFAULT_TEMPLATE])
-    return clf
+    return zero_shot_classifier(load_backbone(arch, pretrained or AUTO, device=dev), classes,
+                                templates or [DEFAULT_TEMPLATE])
 
 
 @torch.no_grad()
