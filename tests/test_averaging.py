@@ -71,7 +71,13 @@ def run(averager, tensors, T: int, seed: int = 0, start: int = 1, g=None):
         perturb(tensors, g)
         changed.append(averager.update(step))
         saved.append(snapshot(tensors))
+        if averager.validation_every and step % averager.validation_every == 0:  # SWAD: a segment's loss
+            averager.end_segment(step, VALLEY[step // averager.validation_every % len(VALLEY)])
     return saved, changed
+
+
+# A validation-loss curve with a valley (SWAD's window opens at its minimum and closes when it rises).
+VALLEY = [3.0, 2.0, 1.5, 1.2, 1.0, 1.1, 1.05, 1.15, 1.2, 1.3, 2.5, 3.0]
 
 
 def weighted_sum(saved, weights) -> list[torch.Tensor]:
@@ -277,7 +283,7 @@ def test_memory_is_one_fp32_copy(name):
 @pytest.mark.parametrize("name", AVERAGERS)
 def test_state_dict_round_trip_mid_trajectory_is_bit_exact(name, every):
     T, mid = 20, 8
-    kw = dict(beta=0.3, ema_decay=0.8, every=every)
+    kw = dict(beta=0.3, ema_decay=0.8, every=every, swad_segment=every, swad_n_converge=2, swad_n_tolerance=3)
     net_a = make_net(9)
     a_tensors = averaged_tensors(net_a)
     kw = {k: v for k, v in kw.items() if k in AVERAGERS[name].param_names()}
@@ -475,3 +481,168 @@ def test_swa_start_beyond_the_steps_is_refused_and_the_option_is_everywhere(tmp_
     assert [(n, c.averaging.swa_start) for n, c in runs["clipood"]] == [("d-clipood-sketch-swa-start2-seed0", 2),
                                                                        ("d-clipood-sketch-swa-start4-seed0", 4)]
     assert [n for n, _ in runs["clipood-ema"]] == ["d-clipood-ema-sketch-seed0"]  # EMA reads no K: one run
+
+
+# ---------------------------------------------------------------- SWAD (LossValley)
+
+
+class _Segment:
+    """A segment of the official code's trajectory: its weights are a one-hot vector over segments, so the final
+    average's entries are each segment's weight in it."""
+
+    def __init__(self, index: int, count: int, loss: float):
+        self.params = [1.0 if i == index else 0.0 for i in range(count)]
+        self.end_step, self.end_loss = index, loss
+
+
+class _Averaged:
+    """swa_utils.AveragedModel of the official repository (khanrc/swad), written out: a copy of the model with
+    n_averaged = 0, whose first update replaces it and later ones take running means."""
+
+    def __init__(self, segment):
+        self.params, self.n = list(segment.params), 0
+
+    def update(self, segment):
+        if self.n == 0:
+            self.params = list(segment.params)
+        else:
+            self.params = [a + (b - a) / (self.n + 1) for a, b in zip(self.params, segment.params)]
+        self.n += 1
+
+
+def _official_loss_valley(losses, n_converge, n_tolerance, ratio):
+    """domainbed/swad.py LossValley (update_and_evaluate per segment, then get_final_model), written out over
+    one-hot segments; returns the final weights per segment, or None where it never converged (the official code
+    then returns the last segment)."""
+    from collections import deque
+    count = len(losses)
+    converge_q, smooth_q = deque(maxlen=n_converge), deque(maxlen=n_tolerance)
+    final, converge_step, dead, threshold = None, None, False, None
+    for i, loss in enumerate(losses):
+        if dead:
+            break
+        seg = _Segment(i, count, loss)
+        converge_q.append(seg)
+        smooth_q.append(seg)
+        if converge_step is None:
+            if len(converge_q) < n_converge:
+                continue
+            min_idx = min(range(len(converge_q)), key=lambda j: converge_q[j].end_loss)  # np.argmin: first min
+            if min_idx == 0:
+                converge_step = converge_q[0].end_step
+                final = _Averaged(converge_q[0])
+                threshold = sum(s.end_loss for s in converge_q) / n_converge * (1.0 + ratio)
+                if n_tolerance < n_converge:
+                    for j in range(n_converge - n_tolerance):
+                        final.update(converge_q[1 + j])
+                elif n_tolerance > n_converge:
+                    q = list(smooth_q)[: n_tolerance - n_converge + 1]
+                    start_idx = 0
+                    for j in reversed(range(len(q))):
+                        if q[j].end_loss > threshold:
+                            start_idx = j + 1
+                            break
+                    for s in q[start_idx + 1:]:
+                        final.update(s)
+            continue
+        if smooth_q[0].end_step < converge_step:
+            continue
+        if min(s.end_loss for s in smooth_q) > threshold:
+            dead = True
+            continue
+        final.update(smooth_q[0])
+    if converge_step is None:
+        return None
+    if not dead:
+        smooth_q.popleft()
+        while smooth_q:
+            if min(s.end_loss for s in smooth_q) > threshold:
+                break
+            final.update(smooth_q.popleft())
+    return final.params
+
+
+def _clipood_swad(losses, n_converge, n_tolerance, ratio, k=1):
+    """clipood's DenseWeightAverage over a scalar whose value at step t is its segment's number: the average is
+    then each segment's weight, read back through one-hot vectors."""
+    count = len(losses)
+    value = torch.zeros(count)
+    avg = build_averager("swad", [value], count * k, swad_segment=k, swad_n_converge=n_converge,
+                         swad_n_tolerance=n_tolerance, swad_tolerance_ratio=ratio)
+    for step in range(1, count * k + 1):
+        with torch.no_grad():
+            value.zero_()
+            value[(step - 1) // k] = 1.0
+        avg.update(step)
+        if step % k == 0:
+            avg.end_segment(step, losses[step // k - 1])
+    out = torch.zeros(count)
+    avg.copy_to([out])
+    return avg, out
+
+
+VALLEYS = {
+    "valley": [3.0, 2.0, 1.5, 1.2, 1.0, 1.1, 1.05, 1.15, 1.2, 1.3, 2.5, 3.0, 3.2, 3.5],
+    "early minimum": [1.0, 1.2, 1.3, 1.1, 1.0, 1.05, 1.2, 1.25, 1.3, 1.2, 1.1, 1.0],
+    "rising": [1.0, 1.1, 1.2, 1.4, 1.8, 2.5, 3.0, 4.0, 5.0],
+    "falling": [5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.2, 1.1, 1.0],
+    "late valley": [4.0, 3.0, 2.5, 2.2, 2.0, 1.9, 1.8, 1.7, 1.6, 1.5, 1.4, 1.45, 1.5, 1.46, 2.6, 2.7],
+}
+
+
+@pytest.mark.parametrize("k", (1, 3))
+@pytest.mark.parametrize("shape", (
+    (3, 6, 0.3),  # the official defaults
+    (3, 3, 0.3), (4, 2, 0.1), (2, 5, 0.5), (3, 6, 0.0)))
+@pytest.mark.parametrize("curve", VALLEYS)
+def test_swad_window_and_weights_equal_the_official_rule(curve, shape, k):
+    losses = VALLEYS[curve]
+    want = _official_loss_valley(losses, *shape)
+    avg, got = _clipood_swad(losses, *shape, k=k)
+    if want is None:  # never converged: the official code returns the last segment
+        want = [0.0] * (len(losses) - 1) + [1.0]
+        assert not avg.summary()["converged"]
+    assert got.tolist() == pytest.approx(want, abs=1e-6)
+
+
+def test_swad_on_random_curves_equals_the_official_rule():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(200):
+        n = int(torch.randint(4, 30, (1,), generator=g))
+        losses = (torch.rand(n, generator=g) * 2 + torch.linspace(1, 0, n) ** 2).tolist()
+        shape = (int(torch.randint(1, 5, (1,), generator=g)), int(torch.randint(1, 8, (1,), generator=g)), 0.2)
+        want = _official_loss_valley(losses, *shape)
+        _, got = _clipood_swad(losses, *shape)
+        want = want if want is not None else [0.0] * (n - 1) + [1.0]
+        assert got.tolist() == pytest.approx(want, abs=1e-6), (trial, losses, shape)
+
+
+def test_swad_averages_each_steps_weights_within_a_segment():
+    """Segment means are exact running means of their k steps; each time a segment enters the window (the official
+    rule takes the segment where the loss converged twice) its k steps weigh alike."""
+    losses = VALLEYS["valley"]
+    k, count = 4, len(losses)
+    x = torch.zeros(3)
+    avg = build_averager("swad", [x], k * count, swad_segment=k)
+    seen = []
+    g = torch.Generator().manual_seed(5)
+    for step in range(1, k * count + 1):
+        with torch.no_grad():
+            x.copy_(torch.randn(3, generator=g))
+        seen.append(x.clone())
+        avg.update(step)
+        if step % k == 0:
+            avg.end_segment(step, losses[step // k - 1])
+    out = torch.zeros(3)
+    avg.copy_to([out])
+    window = avg.summary()["window_segments"]
+    assert window == [5, 5, 6, 7, 8, 9, 10]  # converged at 5 (1.0, 1.1, 1.05: threshold 1.365); 11 on stay above it
+    assert avg.summary()["window_steps"] == [(5 - 1) * k + 1, 10 * k]
+    members = [seen[(s - 1) * k + j] for s in window for j in range(k)]
+    assert torch.allclose(out, torch.stack(members).mean(0), atol=1e-6)
+
+
+def test_swad_refuses_fewer_steps_than_its_window_needs():
+    with pytest.raises(ConfigError, match=r"--averaging swad: .*--swad-converge 3 segments of --swad-segment 100 steps"
+                                          r", more than --steps 250"):
+        build_averager("swad", [torch.zeros(2)], 250)

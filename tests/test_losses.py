@@ -318,3 +318,58 @@ def test_focal_mms_is_an_option_of_the_cli_the_docs_and_sweeps(tmp_path, shapes_
     assert [(n, c.loss.focal_gamma) for n, c in runs["clipood"]] == [("d-clipood-sketch-focal-gamma0-seed0", 0.0),
                                                                      ("d-clipood-sketch-focal-gamma2-seed0", 2.0)]
     assert [n for n, _ in runs["finetune"]] == ["d-finetune-sketch-seed0"]  # metric_softmax reads no gamma: one run
+
+
+# ------------------------------------------------------------------ CORAL and FLYP's contrastive loss
+
+
+def _coral_reference(x: list[list[float]], y: list[list[float]]) -> float:
+    """DomainBed's CORAL distance written out with Python floats: mean squared difference of the feature means
+    plus that of the unbiased covariances (np.cov's definition)."""
+    import numpy as np
+    a, b = np.array(x, dtype=np.float64), np.array(y, dtype=np.float64)
+    means = ((a.mean(0) - b.mean(0)) ** 2).mean()
+    covs = ((np.cov(a, rowvar=False, ddof=1) - np.cov(b, rowvar=False, ddof=1)) ** 2).mean()
+    return float(means + covs)
+
+
+@pytest.mark.parametrize("gamma", (0.0, 1.0, 3.5))
+def test_coral_penalty_equals_the_formula_on_a_hand_made_batch(gamma):
+    feats = [[1.0, 0.0, 2.0], [0.5, 1.0, -1.0], [2.0, 2.0, 0.0],  # domain 0
+             [0.0, -1.0, 1.0], [1.5, 0.5, 0.5], [3.0, 1.0, -2.0],  # domain 2
+             [-1.0, 0.0, 0.0], [0.0, 4.0, 1.0]]                     # domain 5
+    domains = torch.tensor([0, 0, 0, 2, 2, 2, 5, 5])
+    g = torch.Generator().manual_seed(0)
+    cos = torch.rand(8, 4, generator=g) * 2 - 1
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    tau = 0.07
+    loss = build_loss("coral", torch.randn(4, DIM), tau, coral_gamma=gamma)
+    got = loss(cos, labels, features=torch.tensor(feats), domains=domains)
+    ce = F.cross_entropy(cos.double() / tau, labels).item()
+    groups = [feats[:3], feats[3:6], feats[6:]]
+    penalty = (_coral_reference(groups[0], groups[1]) + _coral_reference(groups[0], groups[2])
+               + _coral_reference(groups[1], groups[2])) / 3
+    assert got.item() == pytest.approx(ce + gamma * penalty, rel=1e-5)
+    summed = loss(cos, labels, reduction="sum", features=torch.tensor(feats), domains=domains)
+    assert summed.item() == pytest.approx(8 * got.item(), rel=1e-5)
+
+
+def test_coral_with_one_domain_is_the_metric_softmax():
+    cos, labels = torch.rand(4, 3), torch.tensor([0, 1, 2, 0])
+    loss = build_loss("coral", torch.randn(3, DIM), 0.1, coral_gamma=5.0)
+    got = loss(cos, labels, features=torch.randn(4, 5), domains=torch.zeros(4, dtype=torch.long))
+    assert got.item() == pytest.approx(F.cross_entropy(cos / 0.1, labels).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("tau", (0.01, 0.07))
+def test_contrastive_loss_equals_clips_on_the_batch_images_and_prompts(tau):
+    """FLYP's loss: open_clip's ClipLoss between the batch's image embeddings and the embeddings of each image's
+    class prompt (a class twice in the batch is two columns)."""
+    from open_clip.loss import ClipLoss
+    g = torch.Generator().manual_seed(3)
+    images = F.normalize(torch.randn(6, DIM, generator=g), dim=-1)
+    classes = F.normalize(torch.randn(4, DIM, generator=g), dim=-1)
+    labels = torch.tensor([2, 0, 3, 2, 1, 0])
+    got = build_loss("contrastive", classes, tau)(images @ classes.T, labels)
+    want = ClipLoss()(images, classes[labels], logit_scale=1.0 / tau)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)

@@ -15,6 +15,10 @@ which is Eq. 7: theta_bma_t = (A_{t-1}/A_t) theta_bma_{t-1} + (alpha_t/A_t) thet
 * uniform (theta_AVG of Fig. 5): mean of theta_1..theta_T (theta_0 has weight 0).
 * SWA from step K: mean of theta_K..theta_T.
 * EMA: avg <- d * avg + (1 - d) * theta, from theta_0.
+* SWAD (Cha et al., NeurIPS 2021): the uniform mean of the steps inside a window that the
+  validation loss chooses (``LossValley``, the official rule): segments of k steps are averaged
+  one by one; the window opens at the loss's first local minimum and closes where the loss
+  leaves the valley. The loop tells it each segment's validation loss (``validation_every``).
 * none: no copy; the final weights are the result.
 
 With ``every = k`` the average is updated every k steps (and at the last), and the
@@ -43,8 +47,8 @@ import torch
 from .errors import ConfigError
 from .registry import Entry, Param, Range, Registry
 
-__all__ = ["AVERAGERS", "Averager", "BetaMovingAverage", "ExponentialMovingAverage", "NoAverage",
-           "StochasticWeightAverage", "UniformAverage",
+__all__ = ["AVERAGERS", "Averager", "BetaMovingAverage", "DenseWeightAverage", "ExponentialMovingAverage",
+           "LossValley", "NoAverage", "StochasticWeightAverage", "UniformAverage",
            "WeightAverage", "averaged_tensors", "beta_pdf", "beta_weights", "build_averager", "log_beta_pdf"]
 
 
@@ -86,6 +90,7 @@ class WeightAverage:
 
     name: ClassVar[str]
     keeps_copy: ClassVar[bool] = True
+    validation_every: int = 0  # k > 0: the loop calls ``end_segment(step, validation loss)`` every k steps
 
     def __init__(self, tensors: Sequence[torch.Tensor], total_steps: int, every: int = 1,
                  half: Sequence[bool] | None = None):
@@ -200,6 +205,10 @@ class WeightAverage:
     def nbytes(self) -> int:
         return sum(a.numel() * a.element_size() for a in self.average)
 
+    def summary(self) -> dict | None:
+        """What results.json records about the average beyond its settings (SWAD: its window)."""
+        return None
+
 
 class NormalisedAverage(WeightAverage):
     """sum_t alpha_t theta_t / sum_t alpha_t over the members so far (Eq. 7), from alpha_t = member_weight(t)."""
@@ -273,6 +282,196 @@ class ExponentialMovingAverage(WeightAverage):
         return 1.0 - self.decay ** (last - first + 1), total
 
 
+class LossValley:
+    """SWAD's window rule on the validation losses of consecutive segments (the official ``LossValley``), as
+    the segment ids the average takes in, in order. Pure: no tensors.
+
+    Actions: ('start', s) sets the average to segment s with no member counted (the official
+    ``AveragedModel(segment)``: the next 'add' replaces it), ('add', s) adds s as one member. The window
+    opens when, of the last ``n_converge`` segments, the oldest has the lowest loss: it takes in the ones
+    before it back to the last loss above the threshold mean(those n_converge losses) * (1 + ratio); after
+    that, segment s is added ``n_tolerance - 1`` segments later if the lowest loss from s on is under the
+    threshold, and the window closes (dead valley) the first time it is not."""
+
+    def __init__(self, n_converge: int, n_tolerance: int, tolerance_ratio: float):
+        self.n_converge, self.n_tolerance, self.ratio = int(n_converge), int(n_tolerance), float(tolerance_ratio)
+        self.converge_q: list[tuple[int, float]] = []  # (segment, loss), the last n_converge
+        self.smooth_q: list[tuple[int, float]] = []  # the last n_tolerance
+        self.converged_at: int | None = None  # the segment where the loss converged
+        self.threshold: float | None = None
+        self.dead = False
+
+    def observe(self, segment: int, loss: float) -> list[tuple[str, int]]:
+        """The actions after segment ``segment`` ended with validation loss ``loss``."""
+        if self.dead:
+            return []
+        for q, n in ((self.converge_q, self.n_converge), (self.smooth_q, self.n_tolerance)):
+            q.append((segment, float(loss)))
+            del q[:-n]
+        if self.converged_at is None:
+            return self._converge() if len(self.converge_q) == self.n_converge else []
+        if self.smooth_q[0][0] < self.converged_at:
+            return []
+        if min(v for _, v in self.smooth_q) > self.threshold:
+            self.dead = True
+            return []
+        return [("add", self.smooth_q[0][0])]
+
+    def _converge(self) -> list[tuple[str, int]]:
+        losses = [v for _, v in self.converge_q]
+        if losses.index(min(losses)) != 0:
+            return []
+        first = self.converge_q[0][0]
+        self.converged_at = first
+        self.threshold = sum(losses) / len(losses) * (1.0 + self.ratio)
+        actions = [("start", first)]
+        if self.n_tolerance < self.n_converge:
+            return actions + [("add", s) for s, _ in self.converge_q[1:1 + self.n_converge - self.n_tolerance]]
+        if self.n_tolerance > self.n_converge:
+            q = self.smooth_q[:self.n_tolerance - self.n_converge + 1]
+            above = [i for i, (_, v) in enumerate(q) if v > self.threshold]
+            start = above[-1] + 1 if above else 0
+            actions += [("add", s) for s, _ in q[start + 1:]]
+        return actions
+
+    def finish(self) -> list[tuple[str, int]]:
+        """The actions at the end of training: the segments still waiting whose losses stay in the valley."""
+        if self.converged_at is None or self.dead:
+            return []
+        rest, actions = self.smooth_q[1:], []
+        while rest and min(v for _, v in rest) <= self.threshold:
+            actions.append(("add", rest.pop(0)[0]))
+        return actions
+
+    def state_dict(self) -> dict:
+        return {"converge_q": self.converge_q, "smooth_q": self.smooth_q, "converged_at": self.converged_at,
+                "threshold": self.threshold, "dead": self.dead}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.converge_q = [(int(s), float(v)) for s, v in state["converge_q"]]
+        self.smooth_q = [(int(s), float(v)) for s, v in state["smooth_q"]]
+        self.converged_at, self.threshold, self.dead = state["converged_at"], state["threshold"], state["dead"]
+
+
+class DenseWeightAverage(WeightAverage):
+    """SWAD: every step's weights averaged into its segment of k steps (steps 1..k, k+1..2k, ...; the official
+    code's first segment is its step 0 alone); each finished segment's mean waits, with its validation loss,
+    until ``LossValley`` takes it in or lets it go; the result is the mean of the segments taken in, each one
+    member as in the official code (which takes the segment where the loss converged in twice, and, when it
+    converged within the first n_tolerance segments, a few others too; kept, so that the weights are the
+    official rule's). Before the window opens the average is the live model; if it never opens,
+    the result is the last segment's mean (the official code's choice). A last segment shorter than k is left
+    out, as the official code never evaluates it."""
+
+    name = "swad"
+
+    def __init__(self, tensors, total_steps: int, segment: int, n_converge: int, n_tolerance: int,
+                 tolerance_ratio: float):
+        if total_steps < segment * n_converge:
+            raise ConfigError(f"--averaging swad: its window opens after --swad-converge {n_converge} segments of "
+                              f"--swad-segment {segment} steps, more than --steps {total_steps}; shorten the segment "
+                              f"or train longer")
+        super().__init__(tensors, total_steps, 1)
+        self.validation_every = int(segment)
+        self.valley = LossValley(n_converge, n_tolerance, tolerance_ratio)
+        self.in_segment = 0  # steps in the running segment mean (``self.average``)
+        self.waiting: dict[int, list[torch.Tensor]] = {}  # segment means the valley may still take (on the CPU)
+        self.result: list[torch.Tensor] = []  # the window's mean so far
+        self.members = 0  # segments in it
+        self.window: list[int] = []  # the segments taken in (for the record)
+        self.finished = False  # the end-of-training rule applied (once)
+
+    def fraction(self, first: int, last: int, total: float) -> tuple[float, float]:
+        return 1.0 / (self.in_segment + 1), total  # the running mean of the segment's steps
+
+    @torch.no_grad()
+    def update(self, step: int) -> bool:
+        if step <= self.last_step:
+            return False
+        if self.in_segment == 0:
+            torch._foreach_copy_(self.average, [t.float() for t in self.live])
+            self.last_step, self.in_segment = step, 1
+            return True
+        changed = super().update(step)
+        self.in_segment += 1
+        return changed
+
+    @torch.no_grad()
+    def end_segment(self, step: int, val_loss: float) -> None:
+        """Segment number step // k ended with the live model's validation loss ``val_loss``."""
+        if step % self.validation_every:
+            return  # a last, shorter segment: left out
+        segment = step // self.validation_every
+        self.waiting[segment] = [a.detach().cpu().clone() for a in self.average]
+        self.in_segment = 0
+        self._apply(self.valley.observe(segment, val_loss))
+
+    def _apply(self, actions: list[tuple[str, int]]) -> None:
+        for kind, s in actions:
+            mean = self.waiting[s]
+            if kind == "start" or self.members == 0:  # 'start' sets without counting; the first 'add' replaces
+                self.result = [m.to(a.device).clone() for m, a in zip(mean, self.average)]
+                self.members = 0 if kind == "start" else 1
+                self.window = [s]
+            else:
+                self.members += 1
+                torch._foreach_lerp_(self.result, [m.to(r.device) for m, r in zip(mean, self.result)],
+                                     1.0 / self.members)
+                self.window.append(s)
+        keep = {s for s, _ in self.valley.converge_q + self.valley.smooth_q}
+        self.waiting = {s: m for s, m in self.waiting.items() if s in keep}
+
+    @torch.no_grad()
+    def copy_to(self, tensors: Sequence[torch.Tensor] | None = None) -> None:
+        """The window's mean into the live tensors (at the end: the waiting segments the valley still takes in
+        first); if the loss never converged, the last segment's mean, with a warning."""
+        dst = self.live if tensors is None else list(tensors)
+        if not self.finished:
+            self._apply(self.valley.finish())
+            self.finished = True
+        if not self.result:  # never converged: the last segment (there are n_converge or more)
+            last = max(self.waiting)
+            self.result = [m.to(a.device).clone() for m, a in zip(self.waiting[last], self.average)]
+        torch._foreach_copy_(dst, self.result)
+
+    @contextlib.contextmanager
+    def swapped(self) -> Iterator[None]:
+        if not self.result:  # no window yet: the live model stands for it
+            yield
+            return
+        with torch.no_grad():
+            kept = [t.detach().clone() for t in self.live]
+            torch._foreach_copy_(self.live, self.result)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.live, kept)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "in_segment": self.in_segment, "valley": self.valley.state_dict(),
+                "waiting": {s: [m.clone() for m in ms] for s, ms in self.waiting.items()},
+                "result": [r.detach().cpu().clone() for r in self.result], "members": self.members,
+                "window": list(self.window)}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.in_segment = int(state["in_segment"])
+        self.valley.load_state_dict(state["valley"])
+        self.waiting = {int(s): list(ms) for s, ms in state["waiting"].items()}
+        self.result = [r.to(a.device) for r, a in zip(state["result"], self.average)]
+        self.members, self.window = int(state["members"]), list(state["window"])
+
+    def nbytes(self) -> int:
+        return super().nbytes() * (2 + len(self.waiting))
+
+    def summary(self) -> dict:
+        k = self.validation_every
+        steps = [(min(self.window) - 1) * k + 1, max(self.window) * k] if self.window else None
+        return {"window_segments": list(self.window), "window_steps": steps, "segment_steps": k,
+                "converged": self.valley.converged_at is not None, "valley_closed": self.valley.dead}
+
+
 class NoAverage(WeightAverage):
     """No averaging: keeps no copy; the final weights are the result."""
 
@@ -326,6 +525,26 @@ SWA_START = Param("swa_start", 1, "K, the first step whose weights the SWA avera
 AVERAGERS.add(Averager("swa", "stochastic weight averaging from step K: the mean of theta_K..theta_T",
                        (SWA_START, EVERY), build=lambda tensors, T, half, swa_start, every: StochasticWeightAverage(
                            tensors, T, swa_start, every, half)))
+
+SWAD_SEGMENT = Param("swad_segment", 100, "k, the steps of one SWAD segment: the validation loss is measured every k "
+                                          "steps (on the training domains' validation split) and each segment's mean "
+                                          "enters the window as one member (the official checkpoint_freq: 100-300 by "
+                                          "dataset).", within=Range(1, name="k"), label="k (SWAD segment steps)")
+SWAD_CONVERGE = Param("swad_n_converge", 3, "SWAD's n_converge: the window opens when the oldest of the last n "
+                                            "segments has the lowest validation loss (official: 3).",
+                      within=Range(1, name="n"), flag="swad-converge", label="SWAD n_converge")
+SWAD_TOLERANCE = Param("swad_n_tolerance", 6, "SWAD's n_tolerance: a segment is kept while the lowest loss of the n "
+                                              "segments from it stays under the threshold (official: 6).",
+                       within=Range(1, name="n"), flag="swad-tolerance", label="SWAD n_tolerance")
+SWAD_RATIO = Param("swad_tolerance_ratio", 0.3, "SWAD's tolerance_ratio r: the threshold is the mean converged loss "
+                                                "times (1 + r) (official: 0.3).",
+                   within=Range(0, name="r"), flag="swad-ratio", label="SWAD tolerance ratio r")
+AVERAGERS.add(Averager("swad", "SWAD: the dense average of the steps in the validation-loss valley (Cha et al. "
+                               "2021; the official LossValley rule)",
+                       (SWAD_SEGMENT, SWAD_CONVERGE, SWAD_TOLERANCE, SWAD_RATIO),
+                       build=lambda tensors, T, half, swad_segment, swad_n_converge, swad_n_tolerance,
+                       swad_tolerance_ratio: DenseWeightAverage(tensors, T, swad_segment, swad_n_converge,
+                                                                swad_n_tolerance, swad_tolerance_ratio)))
 
 
 def build_averager(name: str, tensors, total_steps: int, *, fp16: Sequence[bool] | None = None,

@@ -4,7 +4,9 @@ A method is what the paper compares (Tables 1-4, Fig. 5): the zero-shot model, t
 linear-head ERM baseline (Eq. 1), vision-language fine-tuning with the plain metric
 softmax (Eq. 2), CLIPood (MMS, Eq. 3-4, with BMA, Eq. 5-7) and its ablations, plus
 WiSE-FT (Wortsman et al., CVPR 2022): the weights interpolated between the zero-shot
-model and the fine-tuned one, a stronger baseline than the paper's.
+model and the fine-tuned one, a stronger baseline than the paper's. The rivals the paper
+compares with and today's baselines are entries too: CORAL (Table 1), CLIPood with SWAD
+(Table 5), LP-FT (Kumar et al., ICLR 2022) and FLYP (Goyal et al., CVPR 2023).
 
 ``Method.configure(cfg)`` returns a copy of ``cfg`` with the method's options set; the
 options the user chose for everything else (data, schedule, lambda, beta) stay. A method's
@@ -21,6 +23,7 @@ from .averaging import AVERAGERS
 from .errors import ConfigError
 from .losses import LOSSES
 from .registry import Param
+from .tuning import TUNINGS
 
 __all__ = ["DEFAULT_WISE_ALPHAS", "METHODS", "Method", "get_method", "infer_method", "method_label", "registered",
            "wise_ft_key"]
@@ -41,17 +44,18 @@ class Method:
     help: str = ""
     loss: Optional[str] = None  # a LOSSES entry (None: the config's, e.g. for zero-shot, which trains nothing)
     averaging: Optional[str] = None  # an AVERAGERS entry
+    tuning: str = "image"  # a TUNINGS entry: what trains
     params: tuple[Param, ...] = ()  # its own hyper-parameters, beside those of its loss and averager
     base: Optional[str] = None  # wise-ft: the method whose exported weights are interpolated
 
     def __post_init__(self):
-        for registry, name in ((LOSSES, self.loss), (AVERAGERS, self.averaging)):
+        for registry, name in ((LOSSES, self.loss), (AVERAGERS, self.averaging), (TUNINGS, self.tuning)):
             if name is not None:
                 registry[name]  # a known entry, or the error names the known ones
 
     def settings(self) -> dict:
-        """The config options this method sets, by section: its loss and averager."""
-        out: dict = {}
+        """The config options this method sets, by section: what trains, its loss and averager."""
+        out: dict = {"tuning": {"name": self.tuning}} if self.kind == TRAIN else {}
         if self.loss is not None:
             out["loss"] = {"name": self.loss}
         if self.averaging is not None:
@@ -67,15 +71,17 @@ class Method:
         return cfg
 
     @property
-    def loss_averaging(self) -> tuple[Optional[str], Optional[str]]:
-        return self.loss, self.averaging
+    def parts(self) -> tuple[str, Optional[str], Optional[str]]:
+        """(tuning, loss, averaging): what identifies a training method in a run's results."""
+        return self.tuning, self.loss, self.averaging
 
     def hyperparameters(self) -> list[tuple[str, Param]]:
         """('section.field', Param) of every hyper-parameter the method reads: its loss's, its averager's and its
         own (the report's settings show them)."""
         if self.kind == ZEROSHOT:
             return []
-        out = [(LOSSES.key(p), p) for p in LOSSES[self.loss].params] if self.loss else []
+        out = [(TUNINGS.key(p), p) for p in TUNINGS[self.tuning].params]
+        out += [(LOSSES.key(p), p) for p in LOSSES[self.loss].params] if self.loss else []
         out += [(AVERAGERS.key(p), p) for p in AVERAGERS[self.averaging].params] if self.averaging else []
         return out + [(f"method.{p.name}", p) for p in self.params]
 
@@ -84,8 +90,8 @@ class Method:
         return self.loss is not None and LOSSES[self.loss].head == "linear"
 
 
-def _train(name: str, label: str, loss: str, averaging: str, help: str) -> Method:
-    return Method(name, label, TRAIN, help, loss=loss, averaging=averaging)
+def _train(name: str, label: str, loss: str, averaging: str, help: str, tuning: str = "image") -> Method:
+    return Method(name, label, TRAIN, help, loss=loss, averaging=averaging, tuning=tuning)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
@@ -107,6 +113,16 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "Fig. 5 ablation: MMS with the uniform average of theta_1..theta_T"),
     _train("clipood-no-avg", "CLIPood w/o averaging", "mms", "none",
            "Fig. 5 ablation: MMS, the final weights without averaging"),
+    _train("clipood+swad", "CLIPood with SWAD", "mms", "swad",
+           "paper Table 5: MMS with SWAD's dense average over the validation-loss valley instead of BMA"),
+    _train("coral", "CORAL", "coral", "none",
+           "DomainBed's CORAL on the CLIP classifier: metric softmax plus the penalty on the training domains' feature "
+           "means and covariances (paper Table 1)"),
+    _train("lp-ft", "LP-FT", "linear", "none",
+           "a linear probe (the head alone), then full fine-tuning from it (Kumar et al. 2022)", tuning="lp-ft"),
+    _train("flyp", "FLYP", "contrastive", "none",
+           "both towers fine-tuned with CLIP's contrastive loss against the batch's class prompts (Goyal et al. "
+           "2023); WiSE-FT on it with 'wise_ft_base: flyp'", tuning="both-towers"),
     Method("wise-ft", "WiSE-FT (fine-tune)", WISE_FT,
            "weights interpolated between zero-shot and the 'finetune' run's final weights, one evaluation per alpha "
            "(Wortsman et al. 2022; not in the CLIPood paper)", loss="metric_softmax", averaging="none",
@@ -154,8 +170,8 @@ def infer_method(results: dict) -> str:
     if kind == WISE_FT:
         return f"{WISE_FT}/{ANY_MODELS}"  # which two models were mixed is in results.json, not a method
     m = results.get("method") or {}
-    key = (m.get("loss"), m.get("averaging"))
+    key = (m.get("tuning", "image"), m.get("loss"), m.get("averaging"))  # runs before --tuning trained the image
     for method in METHODS.values():
-        if method.kind == TRAIN and method.loss_averaging == key:
+        if method.kind == TRAIN and method.parts == key:
             return method.name
-    return f"{key[0]}+{key[1]}"  # a combination no named method uses: still reported, by its parts
+    return "+".join(key[1:] if key[0] == "image" else key)  # a combination no named method uses, by its parts

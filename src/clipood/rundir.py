@@ -69,12 +69,13 @@ def remove_checkpoints(run_dir: Path) -> None:
 
 def default_name(cfg: Config, method: Optional[str] = None) -> str:
     """[<dataset>-]<method>-<held out>[-b2n]-seed<seed>-<time>; the method of a training run is its loss and
-    averaging ('mms-bma')."""
+    averaging ('mms-bma'), after what trains when not the image tower alone ('lp-ft-linear-none')."""
     held = "+".join(cfg.data.holdout_domains) or "all"
     b2n = "-b2n" if cfg.data.base_to_new else ""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     dataset = f"{cfg.data.dataset.lower()}-" if cfg.data.dataset else ""
-    method = method or f"{cfg.loss.name}-{cfg.averaging.name}"
+    tuning = "" if cfg.tuning.name == "image" else f"{cfg.tuning.name}-"
+    method = method or f"{tuning}{cfg.loss.name}-{cfg.averaging.name}"
     return f"{dataset}{method}-{held}{b2n}-seed{cfg.train.seed}-{stamp}"
 
 

@@ -218,7 +218,7 @@ def test_missing_root_and_class_names_file(tmp_path):
 
 
 def test_unknown_section_is_named():
-    with pytest.raises(ConfigError, match=r"unknown section 'optimizer' \(known: model, data, loss"):
+    with pytest.raises(ConfigError, match=r"unknown section 'optimizer' \(known: model, data, tuning, loss"):
         from_dict({"optimizer": {"lr": 1e-5}})
 
 

@@ -25,6 +25,7 @@ from ..io import DiskFull, is_disk_full, read_json
 from ..losses import LOSSES
 from ..model.backbones import Backbone, load_backbone
 from ..rundir import RunDir
+from ..tuning import TUNINGS
 from .export import HEAD_FILE, META_FILE, exported_model_dir, read_model_meta
 
 __all__ = ["export_hf", "model_card"]
@@ -73,7 +74,8 @@ def model_card(model_dir: Path, meta: dict, repo: Optional[str]) -> dict:
         details["Data"] = (f"{d.dataset or 'folder'} at {d.root}; held-out domains: "
                            f"{', '.join(d.holdout_domains) or 'none'}; base-to-new split: {d.base_to_new}")
         details["Settings"] = (f"{t.steps} steps, batch {t.batch_size} per training domain, lr {cfg.optim.lr}, "
-                               f"weight decay {cfg.optim.weight_decay}, loss {cfg.loss.name}"
+                               f"weight decay {cfg.optim.weight_decay}, tuning {cfg.tuning.name}"
+                               f"{_params(TUNINGS, cfg.tuning)}, loss {cfg.loss.name}"
                                f"{_params(LOSSES, cfg.loss)}, "
                                f"averaging {cfg.averaging.name}{_params(AVERAGERS, cfg.averaging)}, trainable "
                                f"{cfg.model.trainable}, norm layers "

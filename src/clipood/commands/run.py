@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 
 from ..config import Config, changed_options, profile_of, validate
-from ..console import note
+from ..console import note, warn
 from ..data.bad_images import BadImages
 from ..data.datasets import splits_by_domain
 from ..errors import ClipoodError
@@ -228,6 +228,10 @@ def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, d
               evaluate_fn=lambda progress: evaluate_model(exp, BadImages("skip", exp.index.paths),
                                                                progress=progress))
     train_time = time.time() - t0
+    average = exp.averager.summary()
+    if average is not None and not average["converged"]:
+        warn(f"--averaging {cfg.averaging.name}: the validation loss never converged (no window); the model is the "
+             f"last segment's average. Train longer or shorten --swad-segment")
     final = evaluate_model(exp, bad, progress=progress, desc="final eval")
     run.log({"step": cfg.train.steps, "eval": final, "final": True})
     if dist.is_main:
@@ -241,13 +245,14 @@ def _run_train(cfg: Config, run: RunDir, data, resuming: bool, progress: bool, d
     if bad.items():
         run.write_bad_images(bad.items())
     results = {
-        "kind": "train", "method": {"loss": cfg.loss.name, "averaging": cfg.averaging.name,
+        "kind": "train", "method": {"tuning": cfg.tuning.name, "loss": cfg.loss.name, "averaging": cfg.averaging.name,
                                     "lambda": cfg.loss.margin_lambda, "beta": cfg.averaging.beta,
                                     "temperature": exp.temperature, "norm_layers": cfg.train.norm_layers},
         **results_summary(exp), "steps": cfg.train.steps, "seed": cfg.train.seed,
         "zeroshot": zeroshot, "final": final, "train_time_s": round(train_time, 2),
         "resumed_from_step": int(state["step"]) if state is not None else None,  # train_time_s: since then
         "average_extra_bytes": exp.averager.nbytes(), "environment": environment(exp),
+        **({"average": average} if average is not None else {}),
         "bad_images": len(bad.items()),
     }
     run.write_results(results)

@@ -17,11 +17,12 @@ from typing import Optional
 from ..averaging import AVERAGERS
 from ..losses import LOSSES
 from ..registry import Range, Registry
+from ..tuning import TUNINGS
 from .fields import opt
 from .sections import ALL_COMMANDS, MAX_SEED, DeviceConfig, LoopConfig, OptimConfig, RunConfig
 
 __all__ = ["AveragingConfig", "ComputeConfig", "Config", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig",
-           "SECTIONS", "SECTION_SCOPE", "TrainConfig"]
+           "SECTIONS", "SECTION_SCOPE", "TrainConfig", "TuningConfig"]
 
 
 @dataclass
@@ -194,6 +195,9 @@ AveragingConfig = registry_section("AveragingConfig", AVERAGERS, opt(
     "bma", f"weight averaging: {AVERAGERS.help()}. The averaged model is evaluated and saved.", flag="averaging",
     choices=tuple(AVERAGERS)))
 
+TuningConfig = registry_section("TuningConfig", TUNINGS, opt(
+    "image", f"what trains: {TUNINGS.help()}.", flag="tuning", choices=tuple(TUNINGS)))
+
 
 @dataclass
 class TrainConfig(LoopConfig):
@@ -262,6 +266,7 @@ class EvalConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     averaging: AveragingConfig = field(default_factory=AveragingConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -273,6 +278,7 @@ class Config:
 
 SECTIONS = [f.name for f in dataclasses.fields(Config)]
 # Commands that take a section's options when a field does not say (``scope`` in its metadata).
-SECTION_SCOPE = {"model": ("train", "zeroshot"), "data": ALL_COMMANDS, "loss": ("train",), "averaging": ("train",),
+SECTION_SCOPE = {"model": ("train", "zeroshot"), "data": ALL_COMMANDS, "tuning": ("train",), "loss": ("train",),
+                 "averaging": ("train",),
                  "optim": ("train",), "train": ("train",), "compute": ALL_COMMANDS, "eval": ("train",),
                  "run": ("train", "zeroshot")}

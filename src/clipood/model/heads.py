@@ -4,6 +4,8 @@ The text tower is frozen, so the class-text embeddings T_c are computed once per
 set (``encode_class_texts``) and kept as a buffer: a training step runs the image tower
 only. ``TextHead`` returns cosine similarities S(I_x, T_c) (the losses divide by tau);
 ``LinearHead`` is the ERM baseline of Eq. 1, initialised from the zero-shot weights.
+``TowerTextHead`` is the exception for methods that train the text tower too (FLYP): it
+encodes the class prompts at every forward, with gradients.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ImageClassifier", "LinearHead", "TextHead", "batch_norms", "encode_class_texts"]
+__all__ = ["ImageClassifier", "LinearHead", "TextHead", "TowerTextHead", "batch_norms", "encode_class_texts",
+           "text_parameters"]
 
 
 @torch.no_grad()
@@ -43,6 +46,35 @@ class TextHead(nn.Module):
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
         return image_features @ self.text_features.to(image_features.dtype).T
+
+
+def text_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The text tower's parameters: everything of the CLIP model but the image tower and the logit scale/bias
+    (tau stays the model's; FLYP learns it, clipood keeps it fixed so every method shares one tau)."""
+    skip = {"logit_scale", "logit_bias"}
+    return [p for n, p in model.named_parameters() if not n.startswith("visual.") and n not in skip]
+
+
+class TowerTextHead(nn.Module):
+    """Cosine similarity with class texts encoded by the text tower at every forward (the renormalised mean over
+    the templates, as ``encode_class_texts``): the head of methods that train the text tower (FLYP). The CLIP
+    model is held outside the module tree (its image tower is the classifier's own ``visual``); the text
+    parameters that train are handed to the optimiser and the average by the caller."""
+
+    def __init__(self, model: nn.Module, tokenizer: Callable, class_names: Sequence[str], templates: Sequence[str]):
+        super().__init__()
+        self._clip = [model]
+        self.num_templates = len(templates)
+        tokens = tokenizer([t.format(c) for c in class_names for t in templates])
+        self.register_buffer("tokens", tokens.to(next(model.parameters()).device), persistent=False)
+
+    def text_features(self) -> torch.Tensor:
+        t = F.normalize(self._clip[0].encode_text(self.tokens).float(), dim=-1)
+        t = t.view(-1, self.num_templates, t.shape[-1]).mean(1)
+        return F.normalize(t, dim=-1)
+
+    def forward(self, image_features: torch.Tensor) -> torch.Tensor:
+        return image_features @ self.text_features().to(image_features.dtype).T
 
 
 class LinearHead(nn.Module):
@@ -91,5 +123,9 @@ class ImageClassifier(nn.Module):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.visual(images), dim=-1)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(images))
+    def forward(self, images: torch.Tensor, with_features: bool = False):
+        """Class scores; with ``with_features`` also the tower's output before normalisation (CORAL's input),
+        in one call so that a DDP-wrapped classifier sees one forward."""
+        raw = self.visual(images)
+        scores = self.head(F.normalize(raw, dim=-1))
+        return (scores, raw) if with_features else scores

@@ -34,6 +34,7 @@ from ..config import flatten, irrelevant_keys, moved_keys, variant_keys
 from ..console import warn
 from ..losses import LOSSES
 from ..methods import METHODS, infer_method, registered
+from ..tuning import TUNINGS
 from .stats import harmonic, mean
 
 __all__ = ["DamagedRun", "HYPERPARAMETERS", "METRIC", "RunRecord", "SKIP_DIRS", "VARIANT_KEYS", "add_derived_zeroshot",
@@ -90,7 +91,7 @@ def headline(evals: dict, base_to_new: bool) -> float:
 
 # The registries' hyper-parameters ('section.field', Param, registry): the report shows and plots them by their
 # option name (e.g. 'lambda'), beside the options every run has.
-HYPERPARAMETERS = [(reg.key(p), p, reg) for reg in (LOSSES, AVERAGERS) for p in reg.params()]
+HYPERPARAMETERS = [(reg.key(p), p, reg) for reg in (TUNINGS, LOSSES, AVERAGERS) for p in reg.params()]
 _NUMERIC_HPARAMS = ("lr", "steps", "batch_size", "accum_steps") + tuple(p.option for _, p, _ in HYPERPARAMETERS
                                                                         if p.numeric)
 
@@ -111,7 +112,8 @@ def _hparams_raw(cfg: dict, results: dict) -> dict[str, Any]:
     backbone = results.get("backbone") if isinstance(results.get("backbone"), dict) else {}
     return {**{p.option: f.get(key) for key, p, _ in HYPERPARAMETERS}, "lr": f.get("optim.lr"),
             "steps": f.get("train.steps", results.get("steps")), "averaging": f.get("averaging.name"),
-            "loss": f.get("loss.name"), "arch": f.get("model.arch", backbone.get("arch")),
+            "loss": f.get("loss.name"), "tuning": f.get("tuning.name", "image"),
+            "arch": f.get("model.arch", backbone.get("arch")),
             "pretrained": backbone.get("weights") or ("none (random weights)" if "model.pretrained" in f and
                                                       f["model.pretrained"] is None else f.get("model.pretrained")),
             "batch_size": f.get("train.batch_size"),

@@ -24,8 +24,9 @@ from ..data.transforms import train_transform
 from ..errors import ConfigError
 from ..evaluation import ClassWeights
 from ..losses import LOSSES, build_loss
-from ..model import Backbone, ImageClassifier, LinearHead, TextHead, encode_class_texts, load_backbone, set_trainable
+from ..model import Backbone, ImageClassifier, LinearHead, TextHead, TowerTextHead, encode_class_texts, load_backbone
 from ..templates import expand_templates
+from ..tuning import TUNINGS, build_head, build_phases, check_tuning, unique
 from .device import resolve_device, resolve_precision
 from .distributed import SINGLE, DistContext, wrap
 from .optim import build_optimizer, build_scheduler
@@ -33,7 +34,7 @@ from .speed import apply_speed_options
 from .storage import fp16_stored, round_to_fp16_
 
 __all__ = ["Experiment", "Model", "build_experiment", "build_model", "build_training", "prepare_data",
-           "resolve_temperature", "shot_seed"]
+           "resolve_temperature", "shot_seed", "validation_images"]
 
 
 def resolve_temperature(temperature: Optional[float], backbone: Backbone) -> float:
@@ -92,6 +93,9 @@ class Model:
             w[rows] = head.linear.weight.detach().float()
             b[rows] = head.linear.bias.detach().float()
             return ClassWeights(w.cpu(), b.cpu())
+        if isinstance(head, TowerTextHead):  # the text tower trained: every class encoded with today's weights
+            return ClassWeights(encode_class_texts(self.backbone.model, self.backbone.tokenizer,
+                                                   self.index.class_names, self.templates).cpu())
         return ClassWeights(self.text_features.cpu())
 
 
@@ -108,6 +112,8 @@ class Experiment(Model):
     scaler: Optional[torch.amp.GradScaler]
     train_model: Optional[torch.nn.Module] = None  # what a step runs: the classifier, DDP-wrapped with N processes
     fp16_weights: list = field(default_factory=list)  # rounded to fp16 after each step (--master-weights fp16)
+    before_step: Callable[[int], None] = lambda step: None  # the tuning's phases (LP-FT), by step
+    loss_inputs: tuple = ()  # what the loss takes beside the scores: 'features', 'domains'
 
     def __post_init__(self):
         if self.train_model is None:
@@ -131,9 +137,13 @@ def build_model(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None
     tau = resolve_temperature(cfg.loss.temperature, backbone)
 
     train_text = text_features[splits.train_classes]
-    if LOSSES[cfg.loss.name].head == "linear":  # the loss scores a linear head's logits (ERM, Eq. 1)
+    loss_head = LOSSES[cfg.loss.name].head
+    check_tuning(cfg.tuning.name, loss_head)
+    head = build_head(cfg.tuning.name, backbone, [index.class_names[c] for c in splits.train_classes], templates,
+                      **TUNINGS.section_arguments(cfg.tuning))
+    if head is None and loss_head == "linear":  # the loss scores a linear head's logits (ERM, Eq. 1)
         head = LinearHead(train_text, tau, cfg.model.head_init).to(device)
-    else:
+    elif head is None:  # the class texts, encoded once (the tuning has no head of its own)
         head = TextHead(train_text)
     classifier = ImageClassifier(model.visual, head, frozen_norms=cfg.train.norm_layers == "frozen").to(device)
     done = apply_speed_options(model.visual, device, channels_last=cfg.compute.channels_last,  # before theta_0's copy
@@ -150,32 +160,53 @@ def build_model(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None
                  channels_last=done["channels_last"], fp16_stored=stored16)
 
 
+def validation_images(m: Model) -> list[int]:
+    """The training domains' validation images of the training classes (the 'val' splits)."""
+    indices = sorted({i for es in m.splits.evals if es.role == "val" for i in es.indices})
+    return [i for i in indices if m.label_map[m.index.labels[i]] >= 0]
+
+
 def build_training(m: Model) -> Experiment:
     """The trainer of a model: which weights train, the loss, the averager (theta_0 now), AdamW and its schedule."""
     cfg, device = m.cfg, m.device
     visual, head = m.classifier.visual, m.classifier.head
-    params = set_trainable(m.backbone.model, cfg.model.trainable) + [p for p in head.parameters() if p.requires_grad]
+    tuning, loss = TUNINGS[cfg.tuning.name], LOSSES[cfg.loss.name]
+    if m.dist.world_size > 1 and tuning.single_process:
+        raise ConfigError(f"--tuning {cfg.tuning.name}: runs in one process; run it without torchrun")
+    if loss.whole_batch and (cfg.train.accum_steps > 1 or m.dist.world_size > 1):
+        raise ConfigError(f"--loss {cfg.loss.name}: its value is of the whole batch (not a sum over images), so it "
+                          f"takes neither --accum-steps above 1 nor several processes")
+    if "domains" in loss.inputs and cfg.train.batch_size < 2:
+        raise ConfigError(f"--loss {cfg.loss.name}: compares the training domains' feature covariances, which "
+                          f"need at least 2 images per domain; raise --batch-size")
+    params = unique(tuning.trains(m.backbone.model, head, cfg.model.trainable))
     train_text = m.text_features[m.splits.train_classes]
     loss_fn = build_loss(cfg.loss.name, train_text, m.temperature, **LOSSES.section_arguments(cfg.loss)).to(device)
 
     frozen_norms = cfg.train.norm_layers == "frozen"
-    tracked = averaged_tensors(visual, buffers=not frozen_norms) + [p for p in head.parameters() if p.requires_grad]
+    tracked = unique(averaged_tensors(visual, buffers=not frozen_norms) + params)  # + the head's, the text tower's
     averaging = AVERAGERS.section_arguments(cfg.averaging)
     fp16 = None
     if averaging.get("precision") == "fp16":  # the tensors the official code stores in fp16 are averaged in fp16
         official16 = {id(t) for t in (m.fp16_stored or fp16_stored(visual))}
         fp16 = [id(t) in official16 for t in tracked]
     averager = build_averager(cfg.averaging.name, tracked, cfg.train.steps, fp16=fp16, **averaging)
+    if averager.validation_every and not validation_images(m):
+        raise ConfigError(f"--averaging {cfg.averaging.name}: follows the training domains' validation loss, and "
+                          f"they have no validation images; raise --val-fraction")
     o = cfg.optim
     optimizer = build_optimizer(params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas, eps=o.eps,
                                 device=device)
     scheduler = build_scheduler(optimizer, total_steps=cfg.train.steps, warmup_steps=o.warmup_steps,
                                 min_lr_ratio=o.min_lr_ratio)
     scaler = torch.amp.GradScaler(device.type) if m.autocast_dtype == torch.float16 else None
+    before_step = build_phases(cfg.tuning.name, m.backbone.model, cfg.train.steps,
+                               **TUNINGS.section_arguments(cfg.tuning))
     return Experiment(**{f.name: getattr(m, f.name) for f in dataclasses.fields(Model)}, loss_fn=loss_fn,
                       tracked=tracked, averager=averager, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                       train_model=wrap(m.classifier, m.dist, device),
-                      fp16_weights=[t for t in m.fp16_stored if t.requires_grad])
+                      fp16_weights=[t for t in m.fp16_stored if t.requires_grad], before_step=before_step,
+                      loss_inputs=loss.inputs)
 
 
 def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None,

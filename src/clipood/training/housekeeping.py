@@ -3,7 +3,8 @@
 The loops (``loop.fit``, ``pretraining.trainer.fit``) read as their algorithm; this helper
 does the rest, step by step: the bad-image policy on each batch, the progress bar, a stop
 on a non-finite loss *before* the step reaches the average, log lines (``metrics.jsonl``
-and, for evaluations, the console), evaluations every ``eval_every`` steps, checkpoints
+and, for evaluations, the console), the validation loss an averager asks for (SWAD),
+evaluations every ``eval_every`` steps, checkpoints
 every ``checkpoint_every`` steps and on SIGTERM/SIGINT, and the stop that follows a signal.
 Without a run directory (``run=None``: a user's own loop in memory) nothing is written.
 """
@@ -39,6 +40,8 @@ class Housekeeping:
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
     evaluate: Optional[Callable[[], dict]] = None    # a record of the current model, e.g. {"eval": ...}
+    validate_every: int = 0                          # every k steps (and at T): ``validate(step)`` (SWAD's loss)
+    validate: Optional[Callable[[int], dict]] = None
     log_fields: Callable[[], dict] = dict            # more fields for a log line (lr, logit scale)
     resume_command: str = ""
     min_batch: int = 1                            # readable images a batch needs (a contrastive one: 2)
@@ -95,6 +98,8 @@ class Housekeeping:
             self._log({"step": step, "loss": loss, **fields, "elapsed_s": round(time.time() - self._t0, 3)})
             self._bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.3g}" for k, v in fields.items()
                                                          if isinstance(v, float)})
+        if self.validate is not None and self.validate_every and (step % self.validate_every == 0 or step == T):
+            self._log({"step": step, **self.validate(step)})
         if self.evaluate is not None and self.eval_every and step % self.eval_every == 0 and step < T:
             record = self.evaluate()
             self._log({"step": step, **record})

@@ -25,10 +25,11 @@ from ..data.folder import check_same_data, fingerprint
 from ..data.loading import ImageDataset, collate
 from ..data.sampling import DomainBalancedBatches
 from ..errors import ClipoodError, ConfigError, DataError
+from ..evaluation import encode_images
 from ..rundir import RunDir
 from . import checkpoint as ckpt
 from .distributed import no_sync
-from .experiment import Experiment
+from .experiment import Experiment, validation_images
 from .housekeeping import Housekeeping
 from .optim import apply_gradients
 from .speed import micro_batches, to_device
@@ -97,12 +98,14 @@ def train_loader(exp: Experiment, start: int) -> torch.utils.data.DataLoader:
         persistent_workers=False, prefetch_factor=4 if cfg.data.workers > 0 else None)
 
 
-def train_step(exp: Experiment, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def train_step(exp: Experiment, images: torch.Tensor, labels: torch.Tensor,
+               domains: Optional[torch.Tensor] = None) -> torch.Tensor:
     """One optimiser step on the global batch; returns its mean loss (detached, equal on every rank).
 
     The batch (this rank's share) runs as --accum-steps micro-batches. Each backpropagates
     its summed loss times world_size / (images in the global batch), so the accumulated,
     DDP-averaged gradient is exactly that of the global-batch mean loss, whatever the split.
+    A loss that takes the features or the domains (CORAL) gets them by keyword.
     """
     o, dist, model = exp.cfg.optim, exp.dist, exp.train_model
     n = float(len(labels))  # images this rank holds; summed over ranks below (a host float with one process)
@@ -113,9 +116,15 @@ def train_step(exp: Experiment, images: torch.Tensor, labels: torch.Tensor) -> t
     parts = micro_batches(len(labels), exp.cfg.train.accum_steps)
     for i, part in enumerate(parts):
         with no_sync(model, skip=i < len(parts) - 1):  # DDP all-reduces once, after the last micro-batch
+            extra = {}
             with torch.autocast(exp.device.type, dtype=exp.autocast_dtype, enabled=exp.autocast_dtype is not None):
-                scores = model(images[part])
-            loss_sum = exp.loss_fn(scores.float(), labels[part], reduction="sum")
+                if "features" in exp.loss_inputs:
+                    scores, extra["features"] = model(images[part], with_features=True)
+                else:
+                    scores = model(images[part])
+            if "domains" in exp.loss_inputs:
+                extra["domains"] = domains[part]
+            loss_sum = exp.loss_fn(scores.float(), labels[part], reduction="sum", **extra)
             loss = loss_sum * scale
             (exp.scaler.scale(loss) if exp.scaler is not None else loss).backward()
         total += loss_sum.detach()
@@ -125,6 +134,23 @@ def train_step(exp: Experiment, images: torch.Tensor, labels: torch.Tensor) -> t
     apply_gradients(exp.optimizer, exp.scheduler, exp.scaler, o.grad_clip)
     round_to_fp16_(exp.fp16_weights)  # --master-weights fp16: the official code keeps the weights in fp16
     return loss
+
+
+@torch.no_grad()
+def validation_loss(exp: Experiment, bad: BadImages) -> float:
+    """Cross-entropy of the current model on the training domains' validation images ('val' splits), scored among
+    the training classes (cosine / tau, or a linear head's logits): the loss SWAD's window follows (the official
+    code's tr_outloss)."""
+    train = torch.as_tensor(exp.splits.train_classes)
+    indices = validation_images(exp)
+    feats, ids = encode_images(exp.classifier.visual, exp.index, indices, exp.backbone.preprocess_val,
+                               batch_size=exp.cfg.eval.batch_size, device=exp.device, workers=exp.cfg.data.workers,
+                               autocast_dtype=exp.autocast_dtype, on_bad=bad, progress=False)
+    weights = exp.class_weights()
+    scores = weights.scores(feats)[:, train]
+    logits = scores if weights.bias is not None else scores / exp.temperature
+    labels = exp.label_map[torch.as_tensor([exp.index.labels[i] for i in ids.tolist()])]
+    return float(torch.nn.functional.cross_entropy(logits.float(), labels))
 
 
 def resume_command(exp: Experiment, run: Optional[RunDir]) -> str:
@@ -146,10 +172,17 @@ def housekeeping(exp: Experiment, run: Optional[RunDir], bad: BadImages, start: 
             record = {"eval": evaluate_fn(progress=False)}
         exp.classifier.train()
         return record
+
+    def validate(step: int) -> dict:  # the live model's loss on the training domains' validation split (SWAD)
+        loss = validation_loss(exp, bad)
+        exp.averager.end_segment(step, loss)
+        exp.classifier.train()
+        return {"val_loss": loss}
     return Housekeeping(
         total=t.steps, start=start, bad=bad, state=lambda: training_state(exp, bad), run=run, log_every=t.log_every,
         eval_every=t.eval_every, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
-        evaluate=evaluate if evaluate_fn is not None else None,
+        evaluate=evaluate if evaluate_fn is not None else None, validate_every=exp.averager.validation_every,
+        validate=validate,
         log_fields=lambda: {"lr": exp.scheduler.get_last_lr()[0]}, resume_command=resume_command(exp, run),
         dist=exp.dist, progress=progress)
 
@@ -162,12 +195,14 @@ def fit(exp: Experiment, run: Optional[RunDir] = None, *, resume_state: Optional
     bad = BadImages(exp.cfg.data.bad_images, exp.index.paths)
     start = restore_state(exp, resume_state, bad, allow_changed_data) if resume_state is not None else 0
     labels = torch.as_tensor(exp.index.labels, dtype=torch.long)
+    domains = torch.as_tensor(exp.index.domain_ids, dtype=torch.long)
     exp.classifier.train()
     with housekeeping(exp, run, bad, start, progress, evaluate_fn) as house:
         for step, images, idx in house.steps(train_loader(exp, start)):      # sample a batch from every domain
             images = to_device(images, exp.device, exp.channels_last)
             y = exp.label_map[labels[idx]].to(exp.device, non_blocking=True)
-            loss = house.check(train_step(exp, images, y))                     # MMS loss (Eq. 3-4), AdamW step
+            exp.before_step(step)                                              # (LP-FT: the head alone first)
+            loss = house.check(train_step(exp, images, y, domains[idx].to(exp.device)))  # MMS (Eq. 3-4), AdamW
             exp.averager.update(step)                                          # alpha_t (Eq. 6), BMA (Eq. 7)
             house.after_step(loss)                                             # log, evaluate, checkpoint, signals
     exp.averager.copy_to()                                                     # output the averaged model
