@@ -2,8 +2,10 @@
 
 from .backbones import Backbone, export_config, list_architectures, load_backbone, set_trainable
 from .heads import ImageClassifier, LinearHead, TextHead, encode_class_texts
+from .prompts import MetaNet, PromptHead, PromptLearner
 
 __all__ = [
     "Backbone", "ImageClassifier", "LinearHead", "TextHead", "encode_class_texts",
     "export_config", "list_architectures", "load_backbone", "set_trainable",
+    "MetaNet", "PromptHead", "PromptLearner",
 ]
