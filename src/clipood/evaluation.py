@@ -21,7 +21,7 @@ from .data.folder import ImageIndex
 from .data.loading import ImageDataset, collate
 from .data.splits import EvalSet
 
-__all__ = ["ClassWeights", "accuracies", "encode_images", "harmonic_mean", "input_format"]
+__all__ = ["ClassWeights", "ImageConditionalScores", "accuracies", "encode_images", "harmonic_mean", "input_format"]
 
 
 @dataclass
@@ -31,9 +31,30 @@ class ClassWeights:
     weight: torch.Tensor
     bias: Optional[torch.Tensor] = None
 
+    @property
+    def num_classes(self) -> int:
+        return self.weight.shape[0]
+
     def scores(self, features: torch.Tensor) -> torch.Tensor:
-        s = features @ self.weight.T
+        s = features.to(self.weight.dtype) @ self.weight.T
         return s if self.bias is None else s + self.bias
+
+
+@dataclass
+class ImageConditionalScores:
+    """A classifier that depends on the image (CoCoOp): ``score(features)`` -> (N, C) for a batch of features,
+    run ``batch_size`` images at a time under no_grad; there is no weight matrix."""
+
+    score: Callable[[torch.Tensor], torch.Tensor]
+    num_classes: int
+    batch_size: int = 64
+    bias = None
+
+    @torch.no_grad()
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
+        if not len(features):
+            return torch.empty(0, self.num_classes)
+        return torch.cat([self.score(f).float().cpu() for f in features.split(self.batch_size)])
 
 
 def harmonic_mean(a: float, b: float) -> float:
@@ -100,7 +121,7 @@ def _accuracy_of(scores: torch.Tensor, labels: torch.Tensor, group: Sequence[int
 
 
 def accuracies(features: torch.Tensor, image_ids: torch.Tensor, index: ImageIndex, evals: Sequence[EvalSet],
-             weights: ClassWeights, base: Optional[Sequence[int]] = None,
+             weights: ClassWeights | ImageConditionalScores, base: Optional[Sequence[int]] = None,
              new: Optional[Sequence[int]] = None) -> dict[str, dict]:
     """Per eval set: role, n, accuracy (and base, new, H with a class split)."""
     labels_all = torch.as_tensor(index.labels, dtype=torch.long)
@@ -109,7 +130,7 @@ def accuracies(features: torch.Tensor, image_ids: torch.Tensor, index: ImageInde
     for es in evals:
         rows = torch.as_tensor([row_of[i] for i in es.indices if i in row_of], dtype=torch.long)
         f = features[rows] if len(rows) else features[:0]
-        scores = weights.scores(f.to(weights.weight.dtype)) if len(rows) else torch.empty(0, weights.weight.shape[0])
+        scores = weights.scores(f) if len(rows) else torch.empty(0, weights.num_classes)
         labels = labels_all[image_ids[rows]] if len(rows) else torch.empty(0, dtype=torch.long)
         acc, n = _accuracy(scores, labels, es.classes)
         entry = {"domain": es.domain, "split": es.split, "role": es.role, "n": n, "accuracy": acc}

@@ -89,6 +89,11 @@ class Method:
     def linear_head(self) -> bool:
         return self.loss is not None and LOSSES[self.loss].head == "linear"
 
+    @property
+    def scores_by_class_texts(self) -> bool:
+        """Its exported model classifies by the class texts of its towers (what WiSE-FT can interpolate)."""
+        return self.kind == TRAIN and not self.linear_head and TUNINGS[self.tuning].class_texts
+
 
 def _train(name: str, label: str, loss: str, averaging: str, help: str, tuning: str = "image") -> Method:
     return Method(name, label, TRAIN, help, loss=loss, averaging=averaging, tuning=tuning)
@@ -123,6 +128,12 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     _train("flyp", "FLYP", "contrastive", "none",
            "both towers fine-tuned with CLIP's contrastive loss against the batch's class prompts (Goyal et al. "
            "2023); WiSE-FT on it with 'wise_ft_base: flyp'", tuning="both-towers"),
+    _train("coop", "CoOp", "metric_softmax", "none",
+           "learned context vectors before the class names, both towers frozen (Zhou et al. 2022; paper Tables 2-4)",
+           tuning="coop"),
+    _train("cocoop", "CoCoOp", "metric_softmax", "none",
+           "CoOp plus a meta-net that makes an image-conditional shift of the context (Zhou et al. 2022; paper Tables "
+           "2-4)", tuning="cocoop"),
     Method("wise-ft", "WiSE-FT (fine-tune)", WISE_FT,
            "weights interpolated between zero-shot and the 'finetune' run's final weights, one evaluation per alpha "
            "(Wortsman et al. 2022; not in the CLIPood paper)", loss="metric_softmax", averaging="none",

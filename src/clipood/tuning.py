@@ -6,6 +6,10 @@
   first fraction of the steps only the linear head trains, then the image tower with it.
 * both-towers (FLYP, Goyal et al., CVPR 2023): the image and the text tower train; the
   class prompts are encoded at every step, with gradients (``model.heads.TowerTextHead``).
+* coop (Zhou et al., IJCV 2022): both towers frozen; M context vectors in front of the class
+  names train (``model.prompts``).
+* cocoop (Zhou et al., CVPR 2022): CoOp plus a meta-net that shifts every context token by a
+  vector made from the image.
 
 ``TUNINGS`` is the registry: each entry declares its parameters (the config's ``tuning``
 section, --help and the docs follow from them), builds its head (None: the loss's own, the
@@ -24,6 +28,7 @@ from torch import nn
 from .errors import ConfigError
 from .model.backbones import Backbone, set_trainable
 from .model.heads import TowerTextHead, text_parameters
+from .model.prompts import POSITIONS, MetaNet, PromptHead, PromptLearner
 from .registry import Entry, Param, Range, Registry
 
 __all__ = ["LP_FRACTION", "TUNINGS", "Tuning", "build_head", "build_phases", "check_tuning", "lp_steps", "unique"]
@@ -49,6 +54,25 @@ def both_towers(model: nn.Module, head: nn.Module, trainable: str) -> list[nn.Pa
     return unique(params + text + [p for p in head.parameters() if p.requires_grad])
 
 
+def prompts_only(model: nn.Module, head: nn.Module, trainable: str) -> list[nn.Parameter]:
+    """Both towers frozen (and in eval mode: a Hugging Face text tower's dropout off, as CoOp's frozen CLIP);
+    only the head's context vectors (and CoCoOp's meta-net) train. --trainable does not apply."""
+    model.requires_grad_(False)
+    model.eval()
+    return [p for p in head.parameters() if p.requires_grad]
+
+
+def prompt_head(backbone: Backbone, class_names: Sequence[str], *, n_ctx: int, ctx_init: str,
+                class_specific: bool = False, class_position: str = "end", meta_net: bool = False) -> PromptHead:
+    """CoOp's learned prompts over ``class_names`` (CoCoOp's with ``meta_net``); n_ctx 0: the phrase's length."""
+    learner = PromptLearner(backbone.model, backbone.tokenizer, class_names, n_ctx=n_ctx or None, ctx_init=ctx_init,
+                            class_specific=class_specific, position=class_position)
+    net = None
+    if meta_net:  # image embedding (embed_dim) -> a shift of the context's width
+        net = MetaNet(int(backbone.model_cfg["embed_dim"]), learner.width).to(learner.ctx.device)
+    return PromptHead(learner, net)
+
+
 def lp_steps(total_steps: int, lp_fraction: float) -> int:
     """K, the number of linear-probe steps of LP-FT: round(fraction * T)."""
     return int(round(lp_fraction * total_steps))
@@ -71,13 +95,16 @@ class Tuning(Entry):
     """What trains (--tuning). ``head(backbone, class_names, templates, **params)`` builds the head over the
     training classes (None: the loss's own); ``trains(model, head, trainable)`` sets and returns the weights
     that train; ``phases(model, total_steps, **params)`` returns a hook run before each step (None: none);
-    ``single_process``: refused with several processes; ``needs_head``: the loss's head it requires."""
+    ``single_process``: refused with several processes; ``needs_head``: the loss's head it requires;
+    ``class_texts``: its exported model scores classes by their texts (False: by learned prompts, which WiSE-FT's
+    interpolation of the towers does not carry)."""
 
     head: Optional[Callable[..., nn.Module]] = None
     trains: Callable[..., list] = image_tower
     phases: Optional[Callable[..., Callable[[int], None]]] = None
     single_process: bool = False
     needs_head: Optional[str] = None
+    class_texts: bool = True
 
 
 TUNINGS: Registry[Tuning] = Registry("tuning", "tuning", "--tuning")
@@ -98,6 +125,27 @@ TUNINGS.add(Tuning("both-towers", "the image and the text tower; the class promp
                    head=lambda backbone, names, templates, **_: TowerTextHead(backbone.model, backbone.tokenizer,
                                                                               names, templates),
                    trains=both_towers, single_process=True))
+
+N_CTX = Param("n_ctx", 0, "M, the number of learned context tokens: 0 takes the token count of --ctx-init; with an "
+                          "empty --ctx-init, CoOp's 16 (another value with a phrase is an error).",
+              within=Range(0, 77, name="M"), label="M (context tokens)", variant=False)
+CTX_INIT = Param("ctx_init", "a photo of a", "the phrase the context vectors start from (its token embeddings); "
+                                             "empty: random, std 0.02 (CoOp; CoCoOp and base-to-new: 'a photo of a').",
+                 label="context init")
+CLASS_SPECIFIC = Param("class_specific", False, "one context per class (CoOp's CSC) instead of one shared; it cannot "
+                                                "score classes it was not trained on (base-to-new's new classes).",
+                       label="class-specific context")
+CLASS_POSITION = Param("class_position", "end", "where the class name sits among the context tokens (CoOp).",
+                       choices=POSITIONS, label="class token position")
+TUNINGS.add(Tuning("coop", "CoOp: learned context vectors before the class names, both towers frozen (Zhou et al. "
+                           "2022)", (N_CTX, CTX_INIT, CLASS_SPECIFIC, CLASS_POSITION),
+                   head=lambda backbone, names, templates, **params: prompt_head(backbone, names, **params),
+                   trains=prompts_only, class_texts=False))
+TUNINGS.add(Tuning("cocoop", "CoCoOp: CoOp plus a meta-net that shifts every context token by a vector made from the "
+                             "image (Zhou et al. 2022)", (N_CTX, CTX_INIT),
+                   head=lambda backbone, names, templates, **params: prompt_head(backbone, names, meta_net=True,
+                                                                                **params),
+                   trains=prompts_only, class_texts=False))
 
 
 def check_tuning(name: str, loss_head: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from clipood import tuning
 from clipood.averaging import WeightAverage
 from clipood.cli import main
 from clipood.training import experiment
@@ -17,8 +18,9 @@ def _refuse(*args, **kwargs):
 @pytest.fixture
 def no_trainer(monkeypatch):
     """Every way to an optimiser or an averager raises: the builders, AdamW itself and any averager class."""
-    for name in ("build_training", "build_optimizer", "build_scheduler", "build_averager", "set_trainable"):
+    for name in ("build_training", "build_optimizer", "build_scheduler", "build_averager"):
         monkeypatch.setattr(experiment, name, _refuse)
+    monkeypatch.setattr(tuning, "set_trainable", _refuse)  # what trains is the tuning's to set
     monkeypatch.setattr(torch.optim, "AdamW", _refuse)
     monkeypatch.setattr(WeightAverage, "__init__", _refuse)
 

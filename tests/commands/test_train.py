@@ -97,7 +97,7 @@ def test_baselines_train_and_reload(tiny_config, tiny_pretrained, loss, averagin
     cfg.loss.name, cfg.averaging.name = loss, averaging
     run, results = _train(cfg, tiny_pretrained, train__steps=4)
     scale = float(load_file(str(tiny_pretrained / "open_clip_model.safetensors"))["logit_scale"].exp())
-    assert results["method"] == {"loss": loss, "averaging": averaging, "lambda": 0.3, "beta": 0.5,
+    assert results["method"] == {"tuning": "image", "loss": loss, "averaging": averaging, "lambda": 0.3, "beta": 0.5,
                                  "temperature": 1 / scale, "norm_layers": "frozen"}
     assert (run.path / "model/clipood_head.safetensors").is_file() == (loss == "linear")
     out = run.path / "reeval.json"

@@ -239,3 +239,23 @@ def test_no_average_beside_another_average_or_of_one_column(tmp_path):
     assert t2.columns == ["imagenet", "imagenet-v2"] and t2.gap_column == "imagenet-v2"
     ours = t2.ours[0]
     assert ours.gap == pytest.approx(ours.cells[1].mean - 64.9)
+
+
+def test_the_rival_methods_rows_sit_beside_the_papers_own(tmp_path):
+    """CoOp and CoCoOp runs are matched with the paper's CoOp and CoCoOp rows (gap to them); a method the paper
+    has no row for (FLYP) is shown without one."""
+    root, rng = tmp_path / "runs", random.Random(7)
+    got = {}
+    for method in ("coop", "cocoop", "flyp"):
+        b, n = rng.uniform(0.5, 0.9), rng.uniform(0.3, 0.7)
+        _write_run(root, f"b2n-{method}", method=method, dataset="ImageNet", holdout=(), seed=0, variant={},
+                   b2n=True, evals={"imagenet/test": _entry("imagenet", "test", "test", 0.6, (b, n))},
+                   domains=["imagenet"], train_domains=["imagenet"])
+        got[method] = 100 * 2 * b * n / (b + n)
+    t3 = next(t for t in build_report(root, tmp_path / "out", make_plots=False).tables["training-domain"]
+              if t.kind == "table3")
+    ours = {r.method: r for r in t3.ours}
+    assert ours["coop"].gap == pytest.approx(got["coop"] - 71.9, abs=1e-6)  # paper: CoOp, ImageNet H
+    assert ours["cocoop"].gap == pytest.approx(got["cocoop"] - 73.1, abs=1e-6)
+    assert ours["flyp"].gap is None and ours["flyp"].labels[-1] == "FLYP"
+    assert {r.labels[0] for r in t3.paper} >= {"paper: CoOp", "paper: CoCoOp"}

@@ -254,3 +254,28 @@ def test_holdout_overrides_apply_to_that_held_out_domains_runs_only(shapes_root,
         plan(spec)
     assert load_spec("configs/emoji_lodo.yaml").datasets[0].holdout_overrides["noto"] == {
         "model": {"pretrained": "emoji-without-noto"}}
+
+
+RIVALS = ["zeroshot", "finetune", "clipood", "coop", "cocoop", "coral", "lp-ft", "flyp", "clipood+swad"]
+
+
+def test_every_rival_method_runs_in_a_sweep_and_the_report_shows_it(shapes_root, tiny_pretrained, tmp_path):
+    """The issue's sweep: the paper's rivals and today's baselines beside CLIPood, 1 seed, few steps, base-to-new;
+    each run records its own parts and the report has a row for every method."""
+    spec = _spec(tmp_path, shapes_root, tiny_pretrained, methods=RIVALS + ["wise-ft"], wise_ft_base="flyp",
+                 holdout=["sketch"], seeds=[0], base_to_new=True, wise_ft_alphas=[0.0, 1.0],
+                 method_overrides={"clipood+swad": {"averaging": {"swad_segment": 1}}})
+    outcome = run_sweep(spec_from_dict(spec), progress=False)
+    assert outcome.failed == {}
+    runs = {r.method.name: r for r in plan(spec_from_dict(spec))}
+    for name in RIVALS[1:]:
+        results = json.loads((runs[name].path / "results.json").read_text())
+        m = METHODS[name]
+        assert (results["method"]["tuning"], results["method"]["loss"], results["method"]["averaging"]) == m.parts
+    swad = json.loads((runs["clipood+swad"].path / "results.json").read_text())["average"]
+    assert swad["segment_steps"] == 1 and swad["converged"] in (True, False)
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "report"), "--no-plots"]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    for name in RIVALS + ["wise-ft/flyp"]:
+        from clipood.methods import method_label
+        assert method_label(name) in text, name

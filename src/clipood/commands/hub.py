@@ -26,7 +26,7 @@ from ..losses import LOSSES
 from ..model.backbones import Backbone, load_backbone
 from ..rundir import RunDir
 from ..tuning import TUNINGS
-from .export import HEAD_FILE, META_FILE, exported_model_dir, read_model_meta
+from .export import HEAD_FILE, META_FILE, PROMPTS_FILE, exported_model_dir, read_model_meta
 
 __all__ = ["export_hf", "model_card"]
 
@@ -134,7 +134,7 @@ def export_hf(model: str | Path, out: str | Path, *, push: Optional[str] = None,
         save_for_hf(backbone.model, tokenizer, model_cfg, str(tmp), safe_serialization=True)
         if backbone.has_hf_text:
             backbone.model.text.config.save_pretrained(tmp)  # the text tower's config.json, beside its tokenizer
-        for extra in (META_FILE, HEAD_FILE):
+        for extra in (META_FILE, HEAD_FILE, PROMPTS_FILE):
             if (model_dir / extra).is_file():
                 shutil.copyfile(model_dir / extra, tmp / extra)
         (tmp / "README.md").write_text(generate_readme(copy.deepcopy(card), push.split("/")[-1] if push else
@@ -164,7 +164,7 @@ def _push(backbone: Backbone, tokenizer, model_cfg: dict, folder: Path, repo: st
     try:
         push_to_hf_hub(backbone.model, tokenizer, model_cfg, repo, private=private, model_card=copy.deepcopy(card),
                        safe_serialization=True, commit_message="Add model (clipood export)")
-        for name in ("config.json", META_FILE, HEAD_FILE):
+        for name in ("config.json", META_FILE, HEAD_FILE, PROMPTS_FILE):
             if (folder / name).is_file():
                 upload_file(path_or_fileobj=str(folder / name), path_in_repo=name, repo_id=repo,
                             commit_message=f"Add {name} (clipood export)")

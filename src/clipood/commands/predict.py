@@ -118,7 +118,12 @@ def image_paths(inputs: Sequence[str | Path]) -> list[str]:
 
 
 def with_classes(clf: Classifier, names: list[str], templates: Sequence[str]) -> Classifier:
-    """The same image tower scoring ``names`` by their class texts (the text tower is frozen)."""
+    """The same image tower scoring ``names`` by their class texts (the text tower is frozen), or by the export's
+    learned prompts (CoOp, CoCoOp) put in front of them."""
+    if clf.prompts is not None:
+        prompts = clf.prompts.for_classes(names)
+        head = prompts.class_features() if prompts.meta_net is None else clf.head
+        return replace(clf, class_names=names, head=head.to(clf.head.device), bias=None, prompts=prompts)
     text = encode_class_texts(clf.model, clf.backbone.tokenizer, names, expand_templates(templates))
     return replace(clf, class_names=names, head=text.to(clf.head.device), bias=None)
 
@@ -137,6 +142,9 @@ def _classifier(model_dir: Optional[str | Path], arch: Optional[str], pretrained
         model_dir = exported_model_dir(model_dir)  # a wrong --model is named before any folder is scanned
         if is_export(model_dir) or classes is None:  # a plain folder without --classes: load_classifier says so
             clf = load_classifier(model_dir, device=dev)
+            if clf.prompts is not None and templates:
+                raise ConfigError(f"--template: does not apply to {model_dir}, whose prompts are learned "
+                                  f"({read_model_meta(model_dir)['head']}); leave it out")
             if classes is not None:
                 clf = with_classes(clf, classes, templates or read_model_meta(model_dir).get("templates")
                                    or [DEFAULT_TEMPLATE])

@@ -83,9 +83,9 @@ def run_wise_ft(finetuned: Path, cfg: Config, alphas: Sequence[float], *, progre
     if ft_results is None or ft_results.get("kind") != "train":
         raise ClipoodError(f"WiSE-FT: {finetuned} is not a finished training run (no results.json); run it first")
     meta = read_model_meta(ft.model_dir)
-    if meta.get("head") != "text":
-        raise ModelError(f"WiSE-FT: {finetuned} trained a linear head; interpolation needs the class-text head "
-                         f"(use a 'finetune' or CLIPood run)")
+    if meta.get("head", "text") != "text":
+        raise ModelError(f"WiSE-FT: {finetuned} trained a {meta['head']} head; interpolation needs the class-text "
+                         f"head (use a 'finetune', CLIPood or FLYP run)")
     if not alphas or any(not (0.0 <= a <= 1.0) for a in alphas):
         raise ClipoodError(f"WiSE-FT: alphas must be in [0, 1], got {list(alphas)}")
     _, ft_cfg = RunDir.open(ft.path)
@@ -105,9 +105,10 @@ def run_wise_ft(finetuned: Path, cfg: Config, alphas: Sequence[float], *, progre
 
 def _check_model_dir(path: Path, which: str) -> Path:
     path = exported_model_dir(path, which)
-    if is_export(path) and read_model_meta(path).get("head") == "linear":
-        raise ModelError(f"{which}: {path} was trained with a linear head; interpolation needs the class-text head "
-                         f"(a 'finetune' or CLIPood run, or a zero-shot model)")
+    head = read_model_meta(path).get("head", "text") if is_export(path) else "text"
+    if head != "text":
+        raise ModelError(f"{which}: {path} was trained with a {head} head; interpolation needs the class-text head "
+                         f"(a 'finetune', CLIPood or FLYP run, or a zero-shot model)")
     return path
 
 

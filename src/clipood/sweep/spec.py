@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from ..config import DEFAULT_PROFILE, PROFILES, Config, flag_name, iter_fields, parse_yaml
 from ..errors import ConfigError
-from ..methods import DEFAULT_WISE_ALPHAS, TRAIN, get_method
+from ..methods import DEFAULT_WISE_ALPHAS, get_method
 
 __all__ = ["DATASET_KEYS", "DatasetSpec", "SPEC_KEYS", "SweepSpec", "check_spec", "load_spec", "nested", "option_key",
            "read_spec_file", "spec_from_dict", "spec_to_dict"]
@@ -152,9 +152,9 @@ def spec_from_dict(data: dict, where: str = "sweep spec") -> SweepSpec:
     for m in list(spec.methods) + list(mo):
         get_method(m)
     base = get_method(spec.wise_ft_base)
-    if base.kind != TRAIN or base.linear_head:
+    if not base.scores_by_class_texts:
         raise ConfigError(f"{where}: 'wise_ft_base' must be a training method with the class-text head (e.g. "
-                          f"finetune, clipood), got {spec.wise_ft_base!r}")
+                          f"finetune, clipood, flyp), got {spec.wise_ft_base!r}")
     return spec
 
 

@@ -22,9 +22,18 @@ from ..data.folder import ImageIndex
 from ..data.splits import Splits
 from ..data.transforms import train_transform
 from ..errors import ConfigError
-from ..evaluation import ClassWeights
+from ..evaluation import ClassWeights, ImageConditionalScores
 from ..losses import LOSSES, build_loss
-from ..model import Backbone, ImageClassifier, LinearHead, TextHead, TowerTextHead, encode_class_texts, load_backbone
+from ..model import (
+    Backbone,
+    ImageClassifier,
+    LinearHead,
+    PromptHead,
+    TextHead,
+    TowerTextHead,
+    encode_class_texts,
+    load_backbone,
+)
 from ..templates import expand_templates
 from ..tuning import TUNINGS, build_head, build_phases, check_tuning, unique
 from .device import resolve_device, resolve_precision
@@ -83,9 +92,16 @@ class Model:
     channels_last: bool = False  # images go to the device in channels_last format
     fp16_stored: list = field(default_factory=list)  # held at fp16 values (--master-weights fp16)
 
-    def class_weights(self) -> ClassWeights:
+    def class_weights(self) -> ClassWeights | ImageConditionalScores:
         """Scores over all classes with the current weights (for evaluation)."""
         head = self.classifier.head
+        if isinstance(head, PromptHead):  # the learned context on every class name (base-to-new: new ones too)
+            trained_on_all = len(self.splits.train_classes) == len(self.index.class_names)
+            every = head if trained_on_all else head.for_classes(self.index.class_names)
+            if every.meta_net is None:
+                return ClassWeights(every.class_features().float().cpu())
+            return ImageConditionalScores(lambda f: every(f.to(self.device)), len(self.index.class_names),
+                                          self.cfg.eval.batch_size)
         if isinstance(head, LinearHead):
             w = self.text_features.clone() / self.temperature
             b = torch.zeros(w.shape[0], device=w.device)
@@ -145,6 +161,9 @@ def build_model(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None
         head = LinearHead(train_text, tau, cfg.model.head_init).to(device)
     elif head is None:  # the class texts, encoded once (the tuning has no head of its own)
         head = TextHead(train_text)
+    if isinstance(head, PromptHead) and head.learner.class_specific and len(splits.train_classes) < index.num_classes:
+        raise ConfigError("--class-specific: a context learned per class cannot score the classes it was not trained "
+                          "on (--base-to-new's new classes); leave it off")
     classifier = ImageClassifier(model.visual, head, frozen_norms=cfg.train.norm_layers == "frozen").to(device)
     done = apply_speed_options(model.visual, device, channels_last=cfg.compute.channels_last,  # before theta_0's copy
                                grad_checkpointing=cfg.train.grad_checkpointing, compile=cfg.train.compile)
