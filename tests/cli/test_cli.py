@@ -105,3 +105,20 @@ def test_configuration_docs_are_generated_from_the_code():
     doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     assert doc.read_text(encoding="utf-8") == options_markdown(), \
         "regenerate: python -m clipood.config > docs/configuration.md"
+
+
+def test_train_method_sets_tuning_loss_and_averaging(tiny_config, tmp_path, capsys):
+    """`clipood train --method NAME` runs the method as the sweep does; a conflicting --loss is refused."""
+    import json
+
+    from clipood.config import save_yaml
+    from clipood.methods import METHODS
+    cfg_file = tmp_path / "c.yaml"
+    tiny_config.train.steps = 2
+    save_yaml(tiny_config, cfg_file)
+    assert main(["train", "--config", str(cfg_file), "--method", "lp-ft", "--no-progress", "--name", "m"]) == 0
+    results = json.loads((tmp_path / "runs" / "m" / "results.json").read_text())
+    assert (results["method"]["tuning"], results["method"]["loss"], results["method"]["averaging"]) == \
+        METHODS["lp-ft"].parts
+    assert main(["train", "--config", str(cfg_file), "--method", "coral", "--loss", "mms", "--no-progress"]) == 2
+    assert "--method coral: sets --loss coral, and --loss mms was given; give one of them" in capsys.readouterr().err

@@ -8,11 +8,18 @@ import dataclasses
 import os
 from pathlib import Path
 
-from ..config import DEFAULT_PROFILE, PROFILES, SECTIONS
+from ..config import DEFAULT_PROFILE, PROFILES, SECTIONS, given_keys
 from ..errors import ClipoodError
 from ..pretraining.config import PretrainConfig
 from .command import Command, progress
-from .flags import add_config_flags, check_model_or_arch, config_from_args, resume_overrides, warn_inapplicable
+from .flags import (
+    add_config_flags,
+    check_model_or_arch,
+    config_from_args,
+    flag_overrides,
+    resume_overrides,
+    warn_inapplicable,
+)
 
 __all__ = ["COMMANDS", "print_results", "report_run"]
 
@@ -56,15 +63,40 @@ def _add_resume(p: argparse.ArgumentParser, what: str, data: str) -> None:
 def _check_resume(args: argparse.Namespace) -> None:
     if args.allow_changed_data and not args.resume:
         raise ClipoodError("--allow-changed-data: applies only with --resume")
+    if args.resume and getattr(args, "method", None):
+        raise ClipoodError("--method: a resumed run keeps the method of its config.yaml; leave --method out")
 
 
 # ---------------------------------------------------------------- train
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
+    from ..methods import METHODS, TRAIN
     _add_common(p)
     _add_resume(p, "run", "the images under --root")
+    names = [n for n, m in METHODS.items() if m.kind == TRAIN]
+    p.add_argument("--method", choices=names, metavar="NAME",
+                   help="a named method: sets --tuning, --loss and --averaging as it defines them, over --config "
+                        "(a flag that sets them otherwise is refused); their own options still apply "
+                        "(docs/experiments.md#methods). Known: "
+                        + ", ".join(names) + ".")
     add_config_flags(p, "train")
+
+
+def with_method(cfg, flags: set[str], name: str):
+    """cfg with the method's tuning, loss and averaging (over --config's); one set to something else by a flag is
+    refused, not overridden."""
+    from ..config import validate
+    from ..errors import ConfigError
+    from ..methods import get_method
+    method = get_method(name)
+    for section, values in method.settings().items():
+        for key, value in values.items():
+            now = getattr(getattr(cfg, section), key)
+            if f"{section}.{key}" in flags and now != value:
+                raise ConfigError(f"--method {name}: sets --{section} {value}, and --{section} {now} was given; give "
+                                  f"one of them")
+    return validate(method.configure(cfg))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -78,6 +110,8 @@ def _train(args: argparse.Namespace) -> int:
                                       allow_changed_data=args.allow_changed_data)
     else:
         cfg, given = config_from_args(args)
+        if args.method:
+            cfg = with_method(cfg, given_keys(flag_overrides(args)), args.method)
         warn_inapplicable(cfg, given)
         run, results = commands.train(cfg, progress=progress(args))
     return report_run(run, results)
