@@ -72,6 +72,7 @@ def test_flyp_trains_the_text_tower_and_evaluates_with_it(tiny_config):
     model = exp.backbone.model
     text = text_parameters(model)
     assert text and all(any(p is t for t in exp.tracked) for p in text)  # averaged and checkpointed too
+    assert model.transformer.training  # FLYP trains the text tower in train mode
     before = [p.detach().clone() for p in text]
     scale = model.logit_scale.detach().clone()
     weights0 = exp.class_weights().weight

@@ -46,7 +46,10 @@ def image_tower(model: nn.Module, head: nn.Module, trainable: str) -> list[nn.Pa
 
 
 def both_towers(model: nn.Module, head: nn.Module, trainable: str) -> list[nn.Parameter]:
-    """The image tower's --trainable parameters and the whole text tower (not the logit scale)."""
+    """The image tower's --trainable parameters and the whole text tower (not the logit scale). The model is put
+    in train mode, as FLYP trains it (a Hugging Face text tower's dropout on); the image tower's BatchNorm layers
+    follow --norm-layers, as the classifier sets them."""
+    model.train()
     params = set_trainable(model, trainable)
     text = text_parameters(model)
     for p in text:
@@ -105,6 +108,7 @@ class Tuning(Entry):
     single_process: bool = False
     needs_head: Optional[str] = None
     class_texts: bool = True
+    image_tower: bool = True  # the image tower trains (--trainable applies)
 
 
 TUNINGS: Registry[Tuning] = Registry("tuning", "tuning", "--tuning")
@@ -140,12 +144,12 @@ CLASS_POSITION = Param("class_position", "end", "where the class name sits among
 TUNINGS.add(Tuning("coop", "CoOp: learned context vectors before the class names, both towers frozen (Zhou et al. "
                            "2022)", (N_CTX, CTX_INIT, CLASS_SPECIFIC, CLASS_POSITION),
                    head=lambda backbone, names, templates, **params: prompt_head(backbone, names, **params),
-                   trains=prompts_only, class_texts=False))
+                   trains=prompts_only, class_texts=False, image_tower=False))
 TUNINGS.add(Tuning("cocoop", "CoCoOp: CoOp plus a meta-net that shifts every context token by a vector made from the "
                              "image (Zhou et al. 2022)", (N_CTX, CTX_INIT),
                    head=lambda backbone, names, templates, **params: prompt_head(backbone, names, meta_net=True,
                                                                                 **params),
-                   trains=prompts_only, class_texts=False))
+                   trains=prompts_only, class_texts=False, image_tower=False))
 
 
 def check_tuning(name: str, loss_head: str) -> None:
