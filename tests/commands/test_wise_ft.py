@@ -259,3 +259,37 @@ def test_a_rerun_after_a_kill_logs_each_alpha_once_case5d(trained_run, tiny_pret
     assert alphas == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert "held a run that stopped before its first checkpoint; starting afresh (removed metrics.jsonl)" in \
         capsys.readouterr().err
+
+
+def test_wise_ft_of_a_flyp_run_mixes_the_text_tower_too(tiny_pretrained, shapes_root, tmp_path):
+    """FLYP trains both towers: at alpha 1 the classifier is the FLYP model's own class texts (encoded by its
+    text tower, as load_classifier encodes them), at alpha 0 the zero-shot ones; the end points' accuracies are
+    the FLYP run's and zero-shot's."""
+    import json
+
+    from clipood.commands import load_classifier, train
+    from clipood.commands.wise_ft import interpolate, load_interpolated, run_wise_ft
+    from clipood.methods import METHODS
+    from clipood.model.finite import load_weights
+    from clipood.training.experiment import build_model
+    cfg = METHODS["flyp"].configure(_eval_cfg(shapes_root, tmp_path))
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
+    cfg.train.steps, cfg.train.batch_size, cfg.train.checkpoint_every, cfg.optim.lr = 3, 2, 0, 1e-2
+    cfg.run.name = "flyp"
+    flyp, _ = train(cfg, progress=False)
+    trained = json.loads((flyp.path / "results.json").read_text())
+    cfg = _eval_cfg(shapes_root, tmp_path)  # WiSE-FT scores by class texts, whatever trained them
+    cfg.model.arch, cfg.model.pretrained = f"local-dir:{tiny_pretrained}", "auto"
+    _, res = run_wise_ft(flyp.path, cfg, [0.0, 1.0], progress=False)
+    for split, e in trained["final"].items():
+        assert res["variants"]["alpha=1"][split]["accuracy"] == e["accuracy"], split
+        assert res["variants"]["alpha=0"][split]["accuracy"] == trained["zeroshot"][split]["accuracy"], split
+
+    exp = build_model(cfg)
+    zero = exp.class_weights().weight
+    theta0 = {k: v.detach().clone() for k, v in exp.backbone.model.state_dict().items()}
+    theta1 = load_weights(flyp.path / "model" / "open_clip_model.safetensors", "cpu")
+    load_interpolated(exp, interpolate(theta0, theta1, 1.0))
+    own = load_classifier(flyp.path).head
+    assert torch.allclose(exp.class_weights().weight, own, atol=1e-5)
+    assert not torch.allclose(zero, own, atol=1e-3)  # the text tower moved

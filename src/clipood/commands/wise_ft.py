@@ -30,9 +30,10 @@ from ..errors import ClipoodError, ModelError
 from ..io import write_json
 from ..model.backbones import planned_model_cfg
 from ..model.finite import load_weights
+from ..model.heads import TextHead, encode_class_texts
 from ..model.weights import architecture_difference, check_arch, read_folder_config, weights_file
 from ..rundir import RunDir
-from ..training.experiment import build_model
+from ..training.experiment import Model, build_model
 from .export import export_model, exported_model_dir, is_export, read_model_meta
 from .run import environment, evaluate_model, preflight, results_summary, use_model_folder
 
@@ -58,6 +59,15 @@ def interpolate(theta0: dict[str, torch.Tensor], theta1: dict[str, torch.Tensor]
         else:
             out[k] = b
     return out
+
+
+def load_interpolated(exp: Model, theta: dict[str, torch.Tensor]) -> None:
+    """Put theta into the model and encode the class texts again: a text tower that was trained (FLYP) is
+    interpolated too, so the classifier is the mixed text tower's, not the one encoded at load."""
+    model = exp.backbone.model
+    model.load_state_dict(theta)
+    exp.text_features = encode_class_texts(model, exp.backbone.tokenizer, exp.index.class_names, exp.templates)
+    exp.classifier.head = TextHead(exp.text_features[exp.splits.train_classes]).to(exp.device)
 
 
 def validation_score(evals: dict, base_to_new: bool) -> float:
@@ -162,13 +172,13 @@ def _wise_ft_in(run: RunDir, model_b: Path, about: dict, cfg: Config, data, alph
     bad = BadImages(cfg.data.bad_images, exp.index.paths)
     per_alpha: dict[str, dict] = {}
     for alpha in alphas:
-        model.load_state_dict(interpolate(theta0, theta1, alpha))
+        load_interpolated(exp, interpolate(theta0, theta1, alpha))
         per_alpha[alpha_key(alpha)] = evaluate_model(exp, bad, progress=progress, desc=f"WiSE-FT {alpha:g}")
         run.log({"alpha": alpha, "eval": per_alpha[alpha_key(alpha)]})
     scores = {a: validation_score(per_alpha[alpha_key(a)], cfg.data.base_to_new) for a in alphas}
     valid = {a: s for a, s in scores.items() if not math.isnan(s)}
     chosen = max(valid, key=lambda a: (valid[a], -abs(a - 0.5))) if valid else min(alphas, key=lambda a: abs(a - 0.5))
-    model.load_state_dict(interpolate(theta0, theta1, chosen))
+    load_interpolated(exp, interpolate(theta0, theta1, chosen))
     export_model(exp, run.model_dir)
     results = {
         "kind": "wise-ft", **about, **results_summary(exp), "seed": cfg.train.seed,
