@@ -75,3 +75,24 @@ def test_a_class_specific_context_refuses_new_classes(tiny_config):
     from clipood.training.experiment import build_model
     with pytest.raises(ConfigError, match=r"--class-specific: .*cannot score the classes it was not trained on"):
         build_model(cfg)
+
+
+def test_cocoop_evaluation_bounds_the_texts_per_pass(tiny_config, monkeypatch):
+    """Each image has its own class texts: an evaluation pass holds at most TEXTS_PER_PASS of them, whatever
+    --eval-batch-size says (256 images x 150 classes ran a 24 GB machine out of memory)."""
+    from clipood.training import experiment
+    monkeypatch.setattr(experiment, "TEXTS_PER_PASS", 20)
+    cfg = METHODS["cocoop"].configure(tiny_config)
+    cfg.eval.batch_size = 256
+    m = experiment.build_model(cfg)
+    scorer = m.class_weights()
+    assert scorer.batch_size == 20 // len(m.index.class_names) and scorer.num_classes == len(m.index.class_names)
+    seen = []
+    original = m.classifier.head.learner.__class__.forward
+
+    def counting(self, ctx_shift=None):
+        seen.append(0 if ctx_shift is None else ctx_shift.shape[0] * len(self.class_names))
+        return original(self, ctx_shift)
+    monkeypatch.setattr(m.classifier.head.learner.__class__, "forward", counting)
+    out = scorer.scores(torch.nn.functional.normalize(torch.randn(7, 32), dim=-1))
+    assert out.shape == (7, len(m.index.class_names)) and max(seen) <= 20

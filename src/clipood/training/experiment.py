@@ -46,6 +46,12 @@ __all__ = ["Experiment", "Model", "build_experiment", "build_model", "build_trai
            "resolve_temperature", "shot_seed", "validation_images"]
 
 
+# CoCoOp's classifier encodes every class text for every image: evaluation passes at most this many texts
+# through the text tower at once (images x classes), so memory does not grow with --eval-batch-size x classes
+# (256 images x 150 classes took 17 GB on a 2-core machine).
+TEXTS_PER_PASS = 2048
+
+
 def resolve_temperature(temperature: Optional[float], backbone: Backbone) -> float:
     """tau: the given value, or 1 / exp(logit_scale) of the loaded model (official code: 1 / clip.logit_scale.exp())."""
     if temperature is not None:
@@ -100,8 +106,8 @@ class Model:
             every = head if trained_on_all else head.for_classes(self.index.class_names)
             if every.meta_net is None:
                 return ClassWeights(every.class_features().float().cpu())
-            return ImageConditionalScores(lambda f: every(f.to(self.device)), len(self.index.class_names),
-                                          self.cfg.eval.batch_size)
+            per_pass = max(1, min(self.cfg.eval.batch_size, TEXTS_PER_PASS // len(self.index.class_names)))
+            return ImageConditionalScores(lambda f: every(f.to(self.device)), len(self.index.class_names), per_pass)
         if isinstance(head, LinearHead):
             w = self.text_features.clone() / self.temperature
             b = torch.zeros(w.shape[0], device=w.device)
