@@ -24,6 +24,14 @@ def pytest_unconfigure(config):
     import shutil
     shutil.rmtree(getattr(config, "_clipood_cache", ""), ignore_errors=True)
 
+@pytest.fixture(autouse=True)
+def _fresh_console(monkeypatch):
+    """Each test starts with no warning or note said yet: clipood says each once per process, so a test that
+    checks a warning must not depend on whether an earlier test in its process said the same words."""
+    from clipood import console
+    monkeypatch.setattr(console, "_said", set())
+
+
 TINY_ARCH = "clipood-tiny"
 
 
