@@ -164,20 +164,26 @@ class WeightAverage:
         """Temporarily put the average into the model (zero-copy swap; a copy for fp16 averages), e.g. to
         evaluate it."""
         if self.half:
-            with torch.no_grad():
-                kept = [t.detach().clone() for t in self.live]
-                self.copy_to()
-            try:
+            with self._copied_in(self.average):
                 yield
-            finally:
-                with torch.no_grad():
-                    torch._foreach_copy_(self.live, kept)
             return
         self._swap()
         try:
             yield
         finally:
             self._swap()
+
+    @contextlib.contextmanager
+    def _copied_in(self, tensors: Sequence[torch.Tensor]) -> Iterator[None]:
+        """The given tensors copied into the live ones, and the live values put back after."""
+        with torch.no_grad():
+            kept = [t.detach().clone() for t in self.live]
+            torch._foreach_copy_(self.live, list(tensors))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.live, kept)
 
     def _swap(self) -> None:
         for i, (t, a) in enumerate(zip(self.live, self.average)):
@@ -382,18 +388,12 @@ class DenseWeightAverage(WeightAverage):
         self.finished = False  # the end-of-training rule applied (once)
 
     def fraction(self, first: int, last: int, total: float) -> tuple[float, float]:
-        return 1.0 / (self.in_segment + 1), total  # the running mean of the segment's steps
+        # the running mean of the segment's steps; its first step has weight 1, which lerp makes an exact copy
+        return 1.0 / (self.in_segment + 1), total
 
-    @torch.no_grad()
     def update(self, step: int) -> bool:
-        if step <= self.last_step:
-            return False
-        if self.in_segment == 0:
-            torch._foreach_copy_(self.average, [t.float() for t in self.live])
-            self.last_step, self.in_segment = step, 1
-            return True
         changed = super().update(step)
-        self.in_segment += 1
+        self.in_segment += changed
         return changed
 
     @torch.no_grad()
@@ -439,14 +439,8 @@ class DenseWeightAverage(WeightAverage):
         if not self.result:  # no window yet: the live model stands for it
             yield
             return
-        with torch.no_grad():
-            kept = [t.detach().clone() for t in self.live]
-            torch._foreach_copy_(self.live, self.result)
-        try:
+        with self._copied_in(self.result):
             yield
-        finally:
-            with torch.no_grad():
-                torch._foreach_copy_(self.live, kept)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "in_segment": self.in_segment, "valley": self.valley.state_dict(),

@@ -108,7 +108,7 @@ class Tuning(Entry):
     single_process: bool = False
     needs_head: Optional[str] = None
     class_texts: bool = True
-    image_tower: bool = True  # the image tower trains (--trainable applies)
+    uses_trainable: bool = True  # the image tower trains, so --trainable applies
 
 
 TUNINGS: Registry[Tuning] = Registry("tuning", "tuning", "--tuning")
@@ -144,12 +144,12 @@ CLASS_POSITION = Param("class_position", "end", "where the class name sits among
 TUNINGS.add(Tuning("coop", "CoOp: learned context vectors before the class names, both towers frozen (Zhou et al. "
                            "2022)", (N_CTX, CTX_INIT, CLASS_SPECIFIC, CLASS_POSITION),
                    head=lambda backbone, names, templates, **params: prompt_head(backbone, names, **params),
-                   trains=prompts_only, class_texts=False, image_tower=False))
+                   trains=prompts_only, class_texts=False, uses_trainable=False))
 TUNINGS.add(Tuning("cocoop", "CoCoOp: CoOp plus a meta-net that shifts every context token by a vector made from the "
                              "image (Zhou et al. 2022)", (N_CTX, CTX_INIT),
                    head=lambda backbone, names, templates, **params: prompt_head(backbone, names, meta_net=True,
                                                                                 **params),
-                   trains=prompts_only, class_texts=False, image_tower=False))
+                   trains=prompts_only, class_texts=False, uses_trainable=False))
 
 
 def check_tuning(name: str, loss_head: str) -> None:

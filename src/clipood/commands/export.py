@@ -39,7 +39,8 @@ __all__ = ["Classifier", "HEADS", "HEAD_FILE", "META_FILE", "PROMPTS_FILE", "exp
 HEAD_FILE = "clipood_head.safetensors"
 PROMPTS_FILE = "clipood_prompts.safetensors"
 META_FILE = "clipood.json"
-HEADS = ("text", "linear", "coop", "cocoop")  # clipood.json's 'head': what scores the classes
+PROMPT_HEADS = ("coop", "cocoop")  # heads that are learned prompts (PROMPTS_FILE)
+HEADS = ("text", "linear", *PROMPT_HEADS)  # clipood.json's 'head': what scores the classes
 
 
 def export_model(exp: Model, out_dir: Path) -> None:
@@ -143,7 +144,7 @@ def load_exported_head(exp: Model, model_dir: Path) -> None:
     if meta["class_names"] != exp.index.class_names:
         raise ModelError(f"{model_dir}: its {meta['head']} head was trained on other classes than --root has; "
                          f"evaluate it on the same class set")
-    if meta["head"] in ("coop", "cocoop"):
+    if meta["head"] in PROMPT_HEADS:
         trained = [meta["class_names"][i] for i in meta["train_classes"]]
         exp.classifier.head = exported_prompts(exp.backbone, model_dir, meta, trained).to(exp.device)
         exp.splits.train_classes = list(meta["train_classes"])
@@ -243,7 +244,7 @@ def load_classifier(model_dir: str | Path, *, device: str | torch.device = "cpu"
     backbone.model.eval()
     text = encode_class_texts(backbone.model, backbone.tokenizer, names, meta.get("templates", [DEFAULT_TEMPLATE]))
     head, bias, prompts = text, None, None
-    if meta.get("head") in ("coop", "cocoop"):
+    if meta.get("head") in PROMPT_HEADS:
         prompts = exported_prompts(backbone, model_dir, meta, names)
         head = prompts.class_features() if prompts.meta_net is None else text  # CoCoOp's depends on the image
     if meta.get("head") == "linear":

@@ -49,7 +49,7 @@ class ModelConfig:
         "which image-tower parameters train: 'all' (paper) or 'last:N', the last N parameter "
         "groups as open_clip's lock_image_tower counts them (ViT: projection, final norm, then "
         "blocks from the end).",
-        applies={"tuning.name": tuple(n for n, e in TUNINGS.items() if e.image_tower)},
+        applies={"tuning.name": tuple(n for n, e in TUNINGS.items() if e.uses_trainable)},
         scope=("train",),
     )
     templates: list = opt(

@@ -135,11 +135,15 @@ class Experiment(Model):
     train_model: Optional[torch.nn.Module] = None  # what a step runs: the classifier, DDP-wrapped with N processes
     fp16_weights: list = field(default_factory=list)  # rounded to fp16 after each step (--master-weights fp16)
     before_step: Callable[[int], None] = lambda step: None  # the tuning's phases (LP-FT), by step
-    loss_inputs: tuple = ()  # what the loss takes beside the scores: 'features', 'domains'
 
     def __post_init__(self):
         if self.train_model is None:
             self.train_model = self.classifier
+
+    @property
+    def loss_inputs(self) -> tuple[str, ...]:
+        """What the loss takes beside the scores: 'features', 'domains' (its registry entry says)."""
+        return LOSSES[self.cfg.loss.name].inputs
 
 
 def build_model(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None,
@@ -230,8 +234,7 @@ def build_training(m: Model) -> Experiment:
     return Experiment(**{f.name: getattr(m, f.name) for f in dataclasses.fields(Model)}, loss_fn=loss_fn,
                       tracked=tracked, averager=averager, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                       train_model=wrap(m.classifier, m.dist, device),
-                      fp16_weights=[t for t in m.fp16_stored if t.requires_grad], before_step=before_step,
-                      loss_inputs=loss.inputs)
+                      fp16_weights=[t for t in m.fp16_stored if t.requires_grad], before_step=before_step)
 
 
 def build_experiment(cfg: Config, *, data: Optional[tuple[ImageIndex, Splits]] = None,
